@@ -1,0 +1,159 @@
+"""The Python API: ``sozo.train``, ``sozo.load``, ``sozo.models``.
+
+```python
+import sozo
+run = sozo.train("dcgan", epochs=5)          # a Run (its folder is run.path)
+model = sozo.load(run)                       # the trained model, in eval mode
+images = model.sample(16, seed=0)            # (16, 1, 28, 28) floats in [-1, 1]
+```
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from . import __version__
+from .config import (SECTIONS, RunConfig, build_run_config, from_dict, load_yaml, merge_overrides, parse_set,
+                     to_dict)
+from .errors import SozoError
+from .models.base import GenerativeModel
+from .registry import get_model, model_names
+from .runs import Run, load_weights, read_model_json, write_text
+
+HOLDOUT_SEED = 0  # the train/held-out split is the same for every run on the same data
+
+
+def models() -> dict[str, str]:
+    """Every model name with its one-line description."""
+    return {name: get_model(name).description for name in model_names()}
+
+
+def _split(tensors: dict[str, torch.Tensor], holdout: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A seeded train / held-out split of a dict of tensors sharing their first dimension."""
+    n = next(iter(tensors.values())).size(0)
+    n_hold = int(round(n * holdout))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    hold, keep = perm[:n_hold], perm[n_hold:]
+    return {k: v[keep] for k, v in tensors.items()}, {k: v[hold] for k, v in tensors.items()}
+
+
+def prepare_data(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict, dict]:
+    """Load the data the run config names, let the family fit its config to it, split it.
+
+    Returns (data object, resolved run config, train tensors, held-out tensors).
+    """
+    cls = get_model(rc.model_name)
+    data, tensors = cls.load_data(rc.data, rc.model, log=log)
+    model_cfg = cls.resolve_config(rc.model, data)
+    tensors = cls.fit_tensors(tensors, model_cfg)
+    rc = RunConfig(rc.model_name, model_cfg, rc.data, rc.train)
+    train, held = _split(tensors, rc.data.holdout)
+    return data, rc, train, held
+
+
+def _new_run_dir(model: str, data_name: str) -> Path:
+    base = Path("runs") / f"{model}-{data_name}"
+    path, i = base, 2
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return path
+
+
+def _overrides(set_items: list[str] | None, options: dict[str, Any]) -> list[tuple[str, Any]]:
+    pairs = [(k, v) for k, v in options.items() if v is not None]
+    return pairs + parse_set(set_items or [])
+
+
+def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int | None = None,
+          seed: int | None = None, batch_size: int | None = None, out: str | Path | None = None,
+          resume: str | Path | Run | None = None, config: str | Path | None = None,
+          set: list[str] | None = None, device: str | None = None, progress: bool | None = None,
+          callbacks: list | None = None, log: Callable[[str], None] = print, **options: Any) -> Run:
+    """Train a model and return its run folder.
+
+    ``options`` are any config keys (``lr_g=1e-4``, ``image_size=64``…); ``set`` takes
+    ``["key=value", …]`` strings as on the command line. ``resume`` continues a run exactly where
+    its last checkpoint stopped (``epochs`` may raise the total).
+    """
+    from .train import Trainer
+
+    named = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "device": device,
+             "progress": progress, "source": str(data) if data is not None else None, **options}
+    overrides = _overrides(set, named)
+    if resume is not None:
+        run = Run(resume).require("checkpoint")
+        saved = load_yaml(run.config_yaml) if run.config_yaml.exists() else None
+        if saved is None:
+            raise SozoError(f"{run.path} has a checkpoint but no config.yaml", hint="the run folder is damaged")
+        name = saved.get("model", {}).get("name")
+        if model is not None and model != name:
+            raise SozoError(f"{run.path} is a '{name}' run, not '{model}'", hint=f"sozo train {name} --resume {run.path}")
+        cls = get_model(name)
+        sections = merge_overrides(saved, overrides, cls)
+        for sec in ("model", "data"):
+            changed = {k for k in sections[sec] if sections[sec][k] != saved.get(sec, {}).get(k)}
+            if changed:
+                raise SozoError(f"cannot change {sec} options when resuming ({', '.join(sorted(changed))})",
+                                hint="only training options (epochs, device, log_every…) may change; start a new run instead")
+        rc = build_run_config(name, cls, sections)
+    else:
+        if model is None:
+            raise SozoError("which model? e.g. sozo train dcgan", hint="sozo models lists them")
+        cls = get_model(model)
+        base = load_yaml(config) if config else {}
+        if base.get("model", {}).get("name") not in (None, model):
+            raise SozoError(f"config {config} is for '{base['model']['name']}', not '{model}'")
+        rc = build_run_config(model, cls, merge_overrides(base, overrides, cls))
+
+    torch.manual_seed(rc.train.seed)
+    data_obj, rc, train_t, held_t = prepare_data(rc, log=log)
+    if resume is None:
+        run = Run(out) if out else Run(_new_run_dir(rc.model_name, data_obj.name))
+        if run.config_yaml.exists() or run.last_ckpt.exists():
+            raise SozoError(f"{run.path} already holds a run",
+                            hint=f"continue it with --resume {run.path}, or choose another --out")
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_text(run.config_yaml, rc.dump())
+    else:
+        write_text(run.config_yaml, rc.dump())  # the (possibly raised) epochs and other train options
+    torch.manual_seed(rc.train.seed)  # the weights' init depends on the seed only
+    net = cls(rc.model, class_names=getattr(data_obj, "class_names", None))
+    info = {"family": rc.model_name, "config": to_dict(rc.model), "class_names": net.class_names,
+            "data": {"source": rc.data.source, "name": data_obj.name}, "sozo_version": __version__}
+    trainer = Trainer(net, train_t, rc.train, run, info, callbacks=list(callbacks or []), log=log, heldout=held_t)
+    trainer.fit(resume=resume is not None)
+    return run
+
+
+def load(run: str | Path | Run, device: str | torch.device = "cpu") -> GenerativeModel:
+    """The trained model of a run folder (weights from model/*.safetensors), in eval mode."""
+    run = Run(run) if not isinstance(run, Run) else run
+    run.require("model")
+    info = read_model_json(run)
+    cls = get_model(info["family"])
+    try:
+        cfg = from_dict(cls.Config, info["config"], "model")
+    except SozoError as e:
+        raise SozoError(f"{run.model_dir / 'config.json'} does not fit this sozo version: {e.message}") from None
+    net = cls(cfg, class_names=info.get("class_names"))
+    weights = load_weights(run.model_dir / "model.safetensors")
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise SozoError(f"{run.model_dir / 'model.safetensors'} does not match its config.json "
+                        f"({len(missing)} missing, {len(unexpected)} unexpected tensors)",
+                        hint="the model/ folder is damaged; `sozo train --resume` rewrites it")
+    from .train import resolve_device
+    net.to(resolve_device(str(device)) if not isinstance(device, torch.device) else device).eval()
+    return net
+
+
+def run_config(run: str | Path | Run) -> dict[str, Any]:
+    """The resolved config.yaml of a run as a dict."""
+    run = Run(run) if not isinstance(run, Run) else run
+    return yaml.safe_load(run.config_yaml.read_text(encoding="utf-8"))
+
+
+__all__ = ["train", "load", "models", "run_config", "Run", "SECTIONS"]

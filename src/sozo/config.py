@@ -1,0 +1,296 @@
+"""Typed configs: dataclass defaults, YAML files, ``--set key=value`` overrides, close-match errors.
+
+A run's resolved config has three sections::
+
+    model: {name: dcgan, latent_dim: 100, ...}   # the family's own dataclass
+    data:  {source: mnist-sample, ...}            # DataConfig
+    train: {epochs: 20, batch_size: 64, ...}      # TrainConfig
+
+``--set`` keys may be dotted (``train.epochs``) or bare (``epochs``) when the bare name is unique.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from .errors import SozoError, did_you_mean
+
+
+@dataclass
+class TrainConfig:
+    """What the one trainer needs; the same for every family."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
+    log_every: int = 50  # steps between metrics.jsonl lines (losses are read from the device only then)
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at the end of each epoch only)
+    sample_every: int = 1  # epochs between sample grids (0: never)
+    n_samples: int = 64  # images in each epoch's sample grid
+    eval_every: int = 0  # epochs between evaluations logged to metrics.jsonl (0: never)
+    progress: bool = True  # a progress bar with the current losses
+    tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard extra)
+    deterministic: bool = False  # torch.use_deterministic_algorithms for bit-exact reruns
+    threads: int = 0  # CPU threads for torch (0: torch's default)
+
+    def validate(self) -> None:
+        _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
+        _at_least(self, 0, "checkpoint_every", "sample_every", "eval_every", "threads")
+
+
+@dataclass
+class DataConfig:
+    """Where the training data comes from."""
+
+    source: str = "mnist-sample"  # a bundled name (mnist-sample, digits) or a path
+    limit: int = 0  # use only the first N examples (0: all)
+    holdout: float = 0.1  # share kept out of training for evaluation (metrics use it as the real set)
+
+    def validate(self) -> None:
+        _at_least(self, 0, "limit")
+        if not 0.0 <= self.holdout < 1.0:
+            raise SozoError(f"data.holdout must be in [0, 1), got {self.holdout}", hint="for example --set holdout=0.1")
+
+
+def _at_least(cfg: Any, low: float, *names: str) -> None:
+    """Raise a SozoError naming the first field of ``cfg`` below ``low``."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value < low:
+            raise SozoError(f"'{name}' must be at least {low}, got {value}", hint=f"for example --set {name}={max(low, 1)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# coercion of plain values (from YAML or the command line) to a field's declared type
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` to type ``tp`` or raise a SozoError naming ``key``."""
+    origin = get_origin(tp)
+    bad = SozoError(
+        f"'{key}' must be {_type_name(tp)}, got {value!r}",
+        hint=f"for example --set {key}=<{_type_name(tp)}>",
+    )
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, key)
+            except SozoError:
+                continue
+        raise bad
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise SozoError(f"'{key}' must be one of {_type_name(tp)}, got {value!r}",
+                        hint=did_you_mean(str(value), [str(a) for a in get_args(tp)]))
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", " ").split()]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (inner, *rest) = get_args(tp) or (Any,)
+        out = [coerce(v, inner, key) for v in value]
+        return tuple(out) if origin is tuple else out
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise bad
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    raise bad
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
+    """Build dataclass ``cls`` from ``values``; unknown keys and wrong types are SozoErrors."""
+    hints = _hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise SozoError(f"unknown option '{section}.{key}'", hint=did_you_mean(key, names))
+        kwargs[key] = coerce(value, hints[key], f"{section}.{key}" if section else key)
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate:
+        validate()
+    return obj
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as plain YAML/JSON-able values (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
+
+
+# ----------------------------------------------------------------------------------------------
+# the resolved run config
+
+
+@dataclass
+class RunConfig:
+    """The full config of one run: model family name and its config, data, trainer settings."""
+
+    model_name: str
+    model: Any  # the family's config dataclass instance
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        return {"model": {"name": self.model_name, **to_dict(self.model)},
+                "data": to_dict(self.data), "train": to_dict(self.train)}
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_yaml_dict(), sort_keys=False)
+
+
+SECTIONS = ("model", "data", "train")
+
+
+def parse_set(items: list[str]) -> list[tuple[str, Any]]:
+    """``["epochs=5", "train.lr=1e-4"]`` -> [(key, yaml-parsed value)]."""
+    out = []
+    for item in items or []:
+        if "=" not in item:
+            raise SozoError(f"--set expects key=value, got '{item}'", hint="for example --set epochs=5")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise SozoError(f"--set expects key=value, got '{item}'", hint="for example --set epochs=5")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((key, value))
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config YAML file into a dict with (some of) the sections model/data/train."""
+    path = Path(path)
+    if not path.is_file():
+        raise SozoError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SozoError(f"cannot read config {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise SozoError(f"config {path} must be a mapping with sections {', '.join(SECTIONS)}")
+    for key in data:
+        if key not in SECTIONS:
+            raise SozoError(f"unknown section '{key}' in {path}", hint=did_you_mean(key, SECTIONS))
+        if not isinstance(data[key], dict):
+            raise SozoError(f"section '{key}' in {path} must be a mapping")
+    return data
+
+
+def merge_overrides(base: dict[str, dict[str, Any]], overrides: list[tuple[str, Any]],
+                    family: type) -> dict[str, dict[str, Any]]:
+    """Place each override into its section; bare keys are looked up in all three sections.
+
+    ``family`` is the model family class (its ``Config`` dataclass lists the model options).
+    """
+    owners = {"model": [f.name for f in fields(family.Config)] + ["name"],
+              "data": [f.name for f in fields(DataConfig)],
+              "train": [f.name for f in fields(TrainConfig)]}
+    out = {s: dict(base.get(s, {})) for s in SECTIONS}
+    for key, value in overrides:
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in SECTIONS:
+                raise SozoError(f"unknown section '{section}' in '{key}'", hint=did_you_mean(section, SECTIONS))
+            if name not in owners[section]:
+                raise SozoError(f"unknown option '{key}'", hint=did_you_mean(name, owners[section]))
+        else:
+            found = [s for s in SECTIONS if key in owners[s]]
+            if not found:
+                every = sorted({n for names in owners.values() for n in names} - {"name"})
+                raise SozoError(f"unknown option '{key}'", hint=did_you_mean(key, every))
+            if len(found) > 1:
+                raise SozoError(f"option '{key}' is ambiguous", hint=" or ".join(f"{s}.{key}" for s in found))
+            section, name = found[0], key
+        if section == "model" and name == "name":
+            raise SozoError("the model name cannot be changed with --set", hint="give it as `sozo train NAME`")
+        out[section][name] = value
+    return out
+
+
+def build_run_config(model_name: str, family: type, sections: dict[str, dict[str, Any]]) -> RunConfig:
+    """Typed RunConfig from plain sections (defaults fill what is missing).
+
+    A ``preset`` (named in ``family.presets()``) supplies defaults that explicit values override.
+    """
+    model_values = {k: v for k, v in sections.get("model", {}).items() if k != "name"}
+    preset = model_values.pop("preset", None)
+    base: dict[str, Any] = {}
+    if preset:
+        presets = family.presets()
+        if preset not in presets:
+            raise SozoError(f"unknown preset '{preset}' for {model_name}", hint=did_you_mean(str(preset), presets))
+        base = {**presets[preset], "preset": preset}
+    base.update(model_values)
+    return RunConfig(
+        model_name=model_name,
+        model=from_dict(family.Config, base, "model"),
+        data=from_dict(DataConfig, sections.get("data", {}), "data"),
+        train=from_dict(TrainConfig, sections.get("train", {}), "train"),
+    )
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    return dataclasses.replace(obj, **changes)

@@ -1,0 +1,119 @@
+"""What every model family provides to the one trainer.
+
+The family owns its networks, its config, its ``training_step`` (a GAN alternates critic and
+generator updates; a VAE does one) and its sampling. The trainer owns the loop, devices,
+precision, checkpoints and resume, and never imports a family.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import SozoError
+
+
+class GenerativeModel(nn.Module):
+    """Base class of every family. Subclasses set ``Config`` and ``description`` and register."""
+
+    family: ClassVar[str] = ""  # set by @register_model
+    description: ClassVar[str] = ""
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any, class_names: list[str] | None = None):
+        super().__init__()
+        self.config = config
+        self.class_names = class_names
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.amp_dtype: torch.dtype | None = None  # set by the trainer (bf16 autocast on CUDA)
+
+    # --- configuration ---------------------------------------------------------------------
+    @classmethod
+    def presets(cls) -> dict[str, dict[str, Any]]:
+        """Named sets of config values (``--set preset=NAME``)."""
+        return {}
+
+    @classmethod
+    def resolve_config(cls, config: Any, data: Any) -> Any:
+        """Fill what the data decides (sizes, channels, classes); raise SozoError if unfit."""
+        return config
+
+    @classmethod
+    def load_data(cls, data: Any, config: Any, log: Any = print) -> tuple[Any, dict[str, torch.Tensor]]:
+        """Load what ``data`` (a DataConfig) names: (data object with .name, tensors sharing dim 0)."""
+        raise NotImplementedError
+
+    @classmethod
+    def fit_tensors(cls, tensors: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
+        """Adapt loaded tensors to the resolved config (e.g. resize images)."""
+        return tensors
+
+    @classmethod
+    def preferred_image_size(cls, config: Any) -> int | None:
+        """The size to load folders of images at (None: the data's own / a default)."""
+        return getattr(config, "image_size", None)
+
+    # --- training --------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision context the trainer chose (bf16 autocast, or nothing)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Create ``self.optimizers`` (a name for each, used in checkpoints) and return them."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """One update on ``batch``; return detached scalar losses (read by the trainer only when logging)."""
+        raise NotImplementedError
+
+    def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
+        """Run one batch forward before the long job; raise SozoError naming what does not fit."""
+
+    # --- using a trained model -------------------------------------------------------------
+    def write_samples(self, path: Path, n: int, seed: int) -> Path:
+        """Write what the model makes now (a grid, a MIDI file, text) to ``path`` (suffix may change)."""
+        raise NotImplementedError
+
+    def sample_ext(self) -> str:
+        return "png"
+
+    def label_ids(self, labels: Any, n: int) -> torch.Tensor | None:
+        """Class ids for ``n`` samples from an int, a class name, a list, or None (cycle classes)."""
+        k = int(getattr(self.config, "num_classes", 0) or 0)
+        if not getattr(self.config, "conditional", False):
+            if labels is not None:
+                raise SozoError(f"'{self.family}' is not conditioned on labels, so --label does not apply",
+                                hint="train a conditional model such as cgan to choose the class")
+            return None
+        if labels is None:
+            return torch.arange(n) % k
+        if isinstance(labels, torch.Tensor):
+            ids = labels.long().flatten()
+            if ids.numel() != n:
+                raise SozoError(f"{ids.numel()} labels given for {n} samples")
+        else:
+            ids = torch.full((n,), self._label_id(labels, k), dtype=torch.long)
+        if ids.min() < 0 or ids.max() >= k:
+            raise SozoError(f"labels must be in 0..{k - 1}")
+        return ids
+
+    def _label_id(self, label: Any, k: int) -> int:
+        names = self.class_names or [str(i) for i in range(k)]
+        if str(label) in names:
+            return names.index(str(label))
+        try:
+            idx = int(label)
+        except (TypeError, ValueError):
+            idx = -1
+        if 0 <= idx < k:
+            return idx
+        raise SozoError(f"unknown label '{label}'", hint="valid labels: " + ", ".join(names))

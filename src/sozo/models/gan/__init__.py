@@ -1,0 +1,294 @@
+"""The GAN family: gan (MLP), dcgan, wgan, wgan-gp, cgan.
+
+One class does the work; the registered names are presets of networks + objective + optimiser.
+The step: a critic update on every batch, a generator update on every ``n_critic``-th batch.
+The discriminator sees real and fake batches in separate forward passes (with batch norm, a
+mixed batch gives a different, worse gradient).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import torch
+from torch import nn
+
+from ...config import replace
+from ...data.images import to_float
+from ...errors import SozoError
+from ...nn.init import normal_init
+from ...registry import register_model
+from ...viz.grid import make_grid, save_gif, save_grid, save_image
+from ..images import ImageModel
+from .networks import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, conv_sizes, conv_start
+from .objectives import clip_weights, d_loss, g_loss, gradient_penalty
+
+
+@dataclass
+class GANConfig:
+    """Networks, objective and optimiser of a GAN. Sizes left at None follow the data."""
+
+    preset: str = ""
+    arch: Literal["mlp", "conv"] = "conv"
+    latent_dim: int = 100
+    image_size: Optional[int] = None  # None: the data's size (resized to the nearest the net supports)
+    channels: Optional[int] = None  # None: the data's channels
+    num_classes: int = 0  # filled from the data for conditional models
+    conditional: bool = False
+    embed_dim: int = 50  # label embedding size fed to the generator
+    # MLP networks
+    g_hidden: list[int] = field(default_factory=lambda: [100])
+    d_hidden: list[int] = field(default_factory=lambda: [100])
+    g_batchnorm: bool = False
+    d_dropout: float = 0.5
+    # conv networks
+    width: Optional[int] = None  # None: 32 for images up to 32 px, 64 above (the DCGAN paper's 64x64)
+    g_act: Literal["relu", "leaky"] = "leaky"
+    g_norm: Literal["batch", "none"] = "batch"
+    d_norm: Literal["batch", "instance", "layer", "none"] = "batch"
+    init_std: float = 0.02  # N(0, std) weights as in the DCGAN paper (0: PyTorch's default init)
+    # objective
+    objective: Literal["bce", "wasserstein-clip", "wasserstein-gp"] = "bce"
+    n_critic: int = 1  # critic updates per generator update
+    clip: float = 0.01  # wasserstein-clip
+    gp_lambda: float = 10.0  # wasserstein-gp
+    # optimiser
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+    def validate(self) -> None:
+        for name in ("latent_dim", "n_critic", "embed_dim"):
+            if getattr(self, name) < 1:
+                raise SozoError(f"'{name}' must be at least 1, got {getattr(self, name)}")
+        for name in ("lr_g", "lr_d", "clip"):
+            if not getattr(self, name) > 0:
+                raise SozoError(f"'{name}' must be positive, got {getattr(self, name)}",
+                                hint=f"for example --set {name}=0.0002")
+        if not 0 <= self.d_dropout < 1:
+            raise SozoError(f"'d_dropout' must be in [0, 1), got {self.d_dropout}")
+        if self.image_size is not None and self.image_size < 4:
+            raise SozoError(f"'image_size' must be at least 4, got {self.image_size}")
+        if self.channels not in (None, 1, 3):
+            raise SozoError(f"'channels' must be 1 or 3, got {self.channels}")
+        if self.objective == "wasserstein-gp" and self.d_norm == "batch":
+            raise SozoError("a gradient penalty is per sample, so the WGAN-GP critic cannot use batch norm",
+                            hint="--set d_norm=instance (or layer, none)")
+
+
+class GAN(ImageModel):
+    """Generator + discriminator (critic) trained with one of the objectives."""
+
+    Config = GANConfig
+
+    def __init__(self, config: GANConfig, class_names: list[str] | None = None):
+        super().__init__(config, class_names)
+        c = config
+        shape = (c.channels, c.image_size, c.image_size)
+        k = c.num_classes if c.conditional else 0
+        if c.arch == "mlp":
+            self.generator = MLPGenerator(c.latent_dim, c.g_hidden, shape, c.g_batchnorm, k, c.embed_dim)
+            self.discriminator = MLPDiscriminator(shape, c.d_hidden, c.d_dropout, k, c.embed_dim)
+        else:
+            self.generator = ConvGenerator(c.latent_dim, c.image_size, c.channels, c.width, c.g_norm,
+                                           c.g_act, k, c.embed_dim)
+            self.discriminator = ConvDiscriminator(c.image_size, c.channels, c.width, c.d_norm, k)
+        if c.init_std > 0:
+            normal_init(self, c.init_std)
+
+    # --- config --------------------------------------------------------------------------
+    @classmethod
+    def resolve_config(cls, config: GANConfig, data: Any) -> GANConfig:
+        size = config.image_size or data.size
+        if config.arch == "conv" and conv_start(size) is None:
+            if config.image_size:  # the user asked for it explicitly
+                raise SozoError(f"the conv networks cannot make {size}x{size} images",
+                                hint="use --set image_size= one of " + ", ".join(map(str, conv_sizes())))
+            size = min(conv_sizes(), key=lambda s: (abs(s - size), s))
+        changes: dict[str, Any] = {"image_size": size, "channels": config.channels or data.channels}
+        if config.width is None:
+            changes["width"] = 32 if size <= 32 else 64
+        if config.conditional:
+            if not data.num_classes:
+                raise SozoError(f"{cls.family} is conditioned on labels, but '{data.name}' has none",
+                                hint="use labelled data (mnist-sample, digits, a folder with one subfolder per class)")
+            changes["num_classes"] = data.num_classes
+        return replace(config, **changes)
+
+    # --- training ------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+
+        def make(params: Any, lr: float) -> torch.optim.Optimizer:
+            if c.optimizer == "rmsprop":
+                return torch.optim.RMSprop(params, lr=lr)
+            return torch.optim.Adam(params, lr=lr, betas=(c.beta1, c.beta2), **fused)
+
+        self.optimizers = {"generator": make(self.generator.parameters(), c.lr_g),
+                           "discriminator": make(self.discriminator.parameters(), c.lr_d)}
+        return self.optimizers
+
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.config.latent_dim, device=self.device)
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        c = self.config
+        G, D = self.generator, self.discriminator
+        opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
+        real = to_float(batch["images"])  # (B, C, H, W) in [-1, 1]
+        y = batch["labels"] if c.conditional else None
+        update_g = step % c.n_critic == 0
+        out: dict[str, torch.Tensor] = {}
+
+        # fakes: with a graph when this step also updates G (reused there), else without
+        with torch.set_grad_enabled(update_g), self.autocast():
+            fake = G(self._noise(real.size(0)), y)  # (B, C, H, W)
+
+        # --- discriminator / critic: real and fake in separate passes
+        with self.autocast():
+            real_logits = D(real, y)
+            fake_logits = D(fake.detach(), y)
+            loss_d = d_loss(c.objective, real_logits.float(), fake_logits.float())
+        if c.objective == "wasserstein-gp":
+            gp = gradient_penalty(lambda x: D(x, y), real, fake.detach())
+            out["gp"] = gp.detach()
+            loss_d = loss_d + c.gp_lambda * gp
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        if c.objective == "wasserstein-clip":
+            clip_weights(D, c.clip)
+        out["loss_d"] = loss_d.detach()
+        if c.objective != "bce":
+            out["wdist"] = (real_logits.mean() - fake_logits.mean()).detach().float()
+
+        # --- generator: D's weights need no gradient here, only its input does
+        if update_g:
+            D.requires_grad_(False)
+            with self.autocast():
+                loss_g = g_loss(c.objective, D(fake, y).float())
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+            out["loss_g"] = loss_g.detach()
+        return out
+
+    def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
+        c = self.config
+        x = batch["images"]
+        want = (c.channels, c.image_size, c.image_size)
+        if tuple(x.shape[1:]) != want:
+            raise SozoError(f"data images are {tuple(x.shape[1:])} but the model expects {want}")
+        if c.conditional and batch.get("labels") is None:
+            raise SozoError(f"{self.family} needs labels, and the data has none")
+        with torch.no_grad():
+            y = batch.get("labels") if c.conditional else None
+            fake = self.generator(self._noise(x.size(0)), y)
+            if fake.shape != x.shape:
+                raise SozoError(f"the generator makes {tuple(fake.shape[1:])} images but the data is {want}")
+            logits = self.discriminator(to_float(x), y)
+            if logits.shape != (x.size(0),):
+                raise SozoError(f"the discriminator gives {tuple(logits.shape)} instead of ({x.size(0)},)")
+
+    # --- sampling ------------------------------------------------------------------------
+    def latents(self, n: int, seed: int | None) -> torch.Tensor:
+        """(n, latent) normals drawn on the CPU from ``seed``, so a seed gives the same images on any device."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        return torch.randn(n, self.config.latent_dim, generator=gen)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1024) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1] from latents, in batches, with the generator in eval mode."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            outs = []
+            for i in range(0, z.size(0), batch_size):
+                y = labels[i:i + batch_size].to(self.device) if labels is not None else None
+                with self.autocast():
+                    outs.append(self.generator(z[i:i + batch_size].to(self.device), y).float().cpu())
+            return torch.cat(outs) if outs else torch.empty(0, self.config.channels, self.config.image_size, self.config.image_size)
+        finally:
+            self.generator.train(was_training)
+
+    def sample(self, n: int, seed: int | None = None, labels: Any = None) -> torch.Tensor:
+        """``n`` images (n, C, H, W) in [-1, 1]; a seed gives the same images every time.
+
+        ``labels`` (conditional models only): a class id or name for all, a tensor of ids, or None
+        to cycle through the classes.
+        """
+        if n < 1:
+            raise SozoError(f"the number of samples must be at least 1, got {n}")
+        return self.generate(self.latents(n, seed), self.label_ids(labels, n))
+
+    def interpolate(self, paths: int, steps: int, seed: int | None = None, labels: Any = None) -> torch.Tensor:
+        """Spherical walks between pairs of random latents: (steps, paths, C, H, W)."""
+        if steps < 2 or paths < 1:
+            raise SozoError(f"interpolation needs at least 2 steps and 1 path, got steps={steps}, paths={paths}")
+        z = self.latents(2 * paths, seed)
+        a, b = z[:paths], z[paths:]  # (P, L)
+        t = torch.linspace(0, 1, steps)
+        walk = torch.stack([slerp(a, b, float(ti)) for ti in t])  # (S, P, L)
+        ids = self.label_ids(labels, paths)
+        ids_all = ids.repeat(steps) if ids is not None else None
+        imgs = self.generate(walk.reshape(steps * paths, -1), ids_all)
+        return imgs.view(steps, paths, *imgs.shape[1:])
+
+    def write_samples(self, path: Path, n: int, seed: int) -> Path:
+        nrow = self.config.num_classes if self.config.conditional else None
+        return save_grid(self.sample(n, seed=seed), path, nrow=nrow)
+
+    def write_interpolation(self, path: Path, steps: int, paths: int, seed: int, labels: Any = None) -> Path:
+        """A PNG strip (a row per walk) or an animated GIF (a frame per step)."""
+        walk = self.interpolate(paths, steps, seed, labels)  # (S, P, C, H, W)
+        path = Path(path)
+        if path.suffix.lower() == ".gif":
+            nrow = max(1, int(math.ceil(math.sqrt(paths))))
+            return save_gif([make_grid(frame, nrow=nrow) for frame in walk], path)
+        rows = walk.transpose(0, 1).reshape(-1, *walk.shape[2:])  # (P*S, C, H, W), a row per path
+        return save_image(make_grid(rows, nrow=steps), path)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between rows of a and b (B, L); falls back to linear when parallel."""
+    an, bn = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((an * bn).sum(1).clamp(-1, 1)).unsqueeze(1)  # (B, 1)
+    so = torch.sin(omega)
+    lin = (1 - t) * a + t * b
+    sph = torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
+    return torch.where(so.abs() < 1e-6, lin, sph)
+
+
+def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | None = None, **defaults: Any) -> type:
+    """Register a GAN preset as its own model name with its own config defaults."""
+    base_fields = {k: v for k, v in defaults.items()}
+    cfg_cls = dataclass(type(f"{name.title().replace('-', '')}Config", (GANConfig,), {
+        "__annotations__": {k: GANConfig.__annotations__[k] for k in base_fields},
+        **{k: (field(default_factory=lambda v=v: list(v)) if isinstance(v, list) else v) for k, v in base_fields.items()},
+    }))
+    cls = type(name.title().replace("-", ""), (GAN,), {
+        "Config": cfg_cls, "description": description, "__doc__": description,
+        "presets": classmethod(lambda c: dict(presets or {})),
+    })
+    return register_model(name)(cls)
+
+
+_family("gan", "MLP GAN of the textbook chapter (latent 20, hidden 100, dropout 0.5); preset=deep: 128-256-512-1024 with batch norm",
+        presets={"textbook": {}, "deep": {"latent_dim": 100, "g_hidden": [128, 256, 512, 1024], "g_batchnorm": True,
+                                           "d_hidden": [512, 256], "d_dropout": 0.0}},
+        arch="mlp", latent_dim=20, g_hidden=[100], d_hidden=[100], d_dropout=0.5, init_std=0.0, lr_g=2e-4, lr_d=2e-4)
+_family("dcgan", "DCGAN: transposed-conv generator, strided-conv discriminator, batch norm, BCE (28x28 grey or 64x64 RGB)",
+        presets={"mnist": {}, "64": {"image_size": 64, "width": 64, "lr_g": 1e-4, "lr_d": 1e-4}},
+        arch="conv")
+_family("wgan", "WGAN: DCGAN networks, Wasserstein loss with weight clipping (RMSprop, n_critic 5, clip 0.01)",
+        arch="conv", objective="wasserstein-clip", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, n_critic=5)
+_family("wgan-gp", "WGAN-GP: DCGAN networks, gradient penalty (lambda 10, n_critic 5), instance-norm critic",
+        arch="conv", objective="wasserstein-gp", d_norm="instance", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.9, n_critic=5)
+_family("cgan", "Conditional DCGAN: a class embedding into both networks; sample any digit with --label",
+        arch="conv", conditional=True)

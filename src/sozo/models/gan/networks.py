@@ -1,0 +1,139 @@
+"""GAN networks: the textbook MLPs and the DCGAN conv stacks, optionally label-conditioned.
+
+Objectives (BCE, Wasserstein with clipping, Wasserstein-GP) live in objectives.py and work on
+any of these: WGAN and WGAN-GP are the DCGAN networks with another loss.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ...nn.blocks import activation, norm2d
+
+
+def conv_start(size: int) -> int | None:
+    """Spatial size of the first generator feature map: 7 for 7*2^k (28, 56…), 4 for 2^k >= 8."""
+    for s0 in (4, 7):
+        k = math.log2(size / s0) if size >= s0 else -1
+        if k >= 1 and k == int(k):
+            return s0
+    return None
+
+
+def conv_sizes() -> list[int]:
+    return [14, 16, 28, 32, 56, 64, 112, 128, 256]
+
+
+class MLPGenerator(nn.Module):
+    """z (B, latent) [+ label embedding] -> hidden layers -> (B, C, H, W) in [-1, 1] (Tanh)."""
+
+    def __init__(self, latent_dim: int, hidden: list[int], shape: tuple[int, int, int],
+                 batchnorm: bool, num_classes: int = 0, embed_dim: int = 0):
+        super().__init__()
+        self.shape = shape
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        layers: list[nn.Module] = []
+        width = latent_dim + (embed_dim if num_classes else 0)
+        for i, h in enumerate(hidden):
+            layers.append(nn.Linear(width, h))
+            if batchnorm and i > 0:  # no norm on the first layer (as in the deep MLP GAN)
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            width = h
+        layers += [nn.Linear(width, math.prod(shape)), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y)], dim=1)  # (B, latent + embed)
+        return self.net(z).view(-1, *self.shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """(B, C, H, W) [+ label embedding] -> hidden layers with dropout -> (B,) logits."""
+
+    def __init__(self, shape: tuple[int, int, int], hidden: list[int], dropout: float,
+                 num_classes: int = 0, embed_dim: int = 0):
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        layers: list[nn.Module] = []
+        width = math.prod(shape) + (embed_dim if num_classes else 0)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2, inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.flatten(1)  # (B, C*H*W)
+        if self.embed is not None:
+            h = torch.cat([h, self.embed(y)], dim=1)
+        return self.net(h).view(-1)
+
+
+class ConvGenerator(nn.Module):
+    """DCGAN generator. 28x28: z -> 7x7x4w -> 14x14x2w -> 28x28xw -> C (3x3 conv, Tanh);
+    2^k: z -> 4x4x(w*2^(k-3)) -> ... -> size/2 x w -> size x C (Tanh). w=32 gives 100-128-64-32-1."""
+
+    def __init__(self, latent_dim: int, size: int, channels: int, width: int, norm: str = "batch",
+                 act: str = "leaky", num_classes: int = 0, embed_dim: int = 0):
+        super().__init__()
+        s0 = conv_start(size)
+        if s0 is None:
+            raise ValueError(f"unsupported image size {size}")
+        n_up = int(math.log2(size / s0))
+        n_hidden = n_up if s0 == 7 else n_up - 1  # upsampling layers that keep hidden widths
+        widths = [width * 2 ** (n_hidden - i) for i in range(n_hidden + 1)]  # e.g. [128, 64, 32]
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        in_ch = latent_dim + (embed_dim if num_classes else 0)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_ch, widths[0], s0, 1, 0, bias=False),
+                                   norm2d(norm, widths[0]), activation(act)]  # (B, w0, s0, s0)
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), norm2d(norm, b), activation(act)]
+        if s0 == 7:
+            layers.append(nn.ConvTranspose2d(widths[-1], channels, 3, 1, 1))  # same size, to C
+        else:
+            layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))  # last doubling, to C
+        layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y)], dim=1)
+        return self.net(z[:, :, None, None])  # (B, C, H, W)
+
+
+class ConvDiscriminator(nn.Module):
+    """DCGAN discriminator/critic: strided convs doubling width until 4x4, then a 4x4 conv to one logit.
+
+    A conditional critic gets the label as one extra input plane (an embedding reshaped to HxW).
+    """
+
+    def __init__(self, size: int, channels: int, width: int, norm: str = "batch",
+                 num_classes: int = 0):
+        super().__init__()
+        self.size = size
+        self.embed = nn.Embedding(num_classes, size * size) if num_classes else None
+        in_ch = channels + (1 if num_classes else 0)
+        layers: list[nn.Module] = []
+        s, c_in, c_out, first = size, in_ch, width, True
+        while s > 4:
+            k = 4 if s % 2 == 0 else 3  # 28 -> 14 -> 7 -> 4 ; 64 -> 32 -> 16 -> 8 -> 4
+            layers.append(nn.Conv2d(c_in, c_out, k, 2, 1, bias=first or norm == "none"))
+            if not first:  # no norm on the input layer (DCGAN)
+                layers.append(norm2d(norm, c_out))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            s = (s + 2 - k) // 2 + 1
+            c_in, c_out, first = c_out, c_out * 2, False
+        layers.append(nn.Conv2d(c_in, 1, s, 1, 0))  # (B, 1, 1, 1)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            plane = self.embed(y).view(-1, 1, self.size, self.size).to(x.dtype)
+            x = torch.cat([x, plane], dim=1)
+        return self.net(x).view(-1)  # (B,)

@@ -1,0 +1,49 @@
+"""Name -> model family registry, filled by the ``@register_model`` decorator.
+
+Adding a family touches one file: its module registers itself, and ``FAMILY_MODULES`` lists the
+modules imported (lazily, on first lookup) so ``import sozo`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from .errors import SozoError, did_you_mean
+
+# modules that register model families when imported
+FAMILY_MODULES = ("sozo.models.gan",)
+
+_MODELS: dict[str, type] = {}
+_loaded = False
+
+
+def register_model(name: str) -> Callable[[type], type]:
+    """Class decorator: make a model family available as ``sozo train NAME``."""
+    def deco(cls: type) -> type:
+        if name in _MODELS and _MODELS[name] is not cls:
+            raise ValueError(f"model name '{name}' registered twice")
+        cls.family = name
+        _MODELS[name] = cls
+        return cls
+    return deco
+
+
+def _load_all() -> None:
+    global _loaded
+    if not _loaded:
+        for mod in FAMILY_MODULES:
+            importlib.import_module(mod)
+        _loaded = True
+
+
+def model_names() -> list[str]:
+    _load_all()
+    return sorted(_MODELS)
+
+
+def get_model(name: str) -> type:
+    """The family class registered as ``name``, or a SozoError suggesting the closest name."""
+    _load_all()
+    if name not in _MODELS:
+        raise SozoError(f"unknown model '{name}'", hint=did_you_mean(name, _MODELS))
+    return _MODELS[name]

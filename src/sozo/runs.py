@@ -1,0 +1,193 @@
+"""The run folder: paths, atomic writes, safetensors weights, full-state checkpoints.
+
+```
+RUN/
+  config.yaml              the resolved config the run used
+  model/config.json        enough to rebuild the model (family, config, data shape, labels)
+  model/model.safetensors  weights only (no pickle)
+  checkpoints/last.pt      full training state, loadable with torch.load(weights_only=True)
+  samples/epoch-0001.png   what the model made after each epoch
+  metrics.jsonl            one JSON object per logged step / epoch
+```
+Every write goes to a temporary file in the same folder and is moved into place with
+``os.replace``, so a killed process never leaves a half-written file where a good one was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .errors import SozoError
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    On any error the temporary file is removed and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:  # make the bytes durable before the rename
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+class Run:
+    """A run folder on disk (it need not exist yet)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run('{self.path}')"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    # paths
+    @property
+    def config_yaml(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def sample_path(self, epoch: int, ext: str = "png") -> Path:
+        return self.samples_dir / f"epoch-{epoch:04d}.{ext}"
+
+    # reading
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every record of metrics.jsonl (a torn last line from a kill is skipped)."""
+        if not self.metrics_file.exists():
+            return []
+        out = []
+        for line in self.metrics_file.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one record to metrics.jsonl (a line is small; a torn line is skipped on read)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.metrics_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop records logged after ``after_step`` (used on resume: they were never checkpointed)."""
+        kept = [r for r in self.metrics() if r.get("step", 0) <= after_step]
+        write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def require(self, what: str = "model") -> "Run":
+        """Check the folder is a run (has what the caller needs) or raise a clear SozoError."""
+        if not self.path.exists():
+            raise SozoError(f"no such run folder: {self.path}", hint="give the folder `sozo train` printed")
+        if not self.path.is_dir():
+            raise SozoError(f"{self.path} is a file, not a run folder")
+        if what == "checkpoint":
+            if not self.last_ckpt.exists():
+                raise SozoError(f"{self.path} has no checkpoints/last.pt, so it cannot be resumed",
+                                hint="is this a folder written by `sozo train`?")
+        elif not (self.model_dir / "config.json").exists():
+            hint = ("training has not finished an epoch yet" if self.config_yaml.exists()
+                    else "is this a folder written by `sozo train`?")
+            raise SozoError(f"{self.path} has no model/config.json", hint=hint)
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
+# weights (safetensors) and the model description
+
+
+def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Weights as safetensors (contiguous CPU copies; nothing executable), written atomically."""
+    from safetensors.torch import save_file
+
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(flat, str(tmp), metadata=metadata)
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise SozoError(f"missing weights file {path}", hint="the run's model/ folder is incomplete; resume the run or retrain")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise SozoError(f"corrupt weights file {path}: {e}", hint="the run's model/ folder is damaged; "
+                        "`sozo train --resume` rewrites it from checkpoints/last.pt") from None
+
+
+def read_model_json(run: Run) -> dict[str, Any]:
+    path = run.model_dir / "config.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SozoError(f"corrupt {path}: {e}", hint="`sozo train --resume` rewrites it from checkpoints/last.pt") from None
+    if not isinstance(info, dict) or "family" not in info or "config" not in info:
+        raise SozoError(f"{path} does not describe a sozo model (no 'family'/'config')")
+    return info
+
+
+# ------------------------------------------------------------------------------------------------
+# full training state
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Full training state (tensors and plain types only), written atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True``: a planted pickle cannot run code."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise SozoError(f"no checkpoint at {path}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SozoError(f"checkpoint {path} cannot be loaded safely: {first}",
+                        hint="it is damaged or not a sozo checkpoint (sozo never unpickles code)") from None

@@ -1,0 +1,314 @@
+"""The one trainer: loop, device, precision, logging, progress, samples, checkpoints, exact resume.
+
+It serves every family through the GenerativeModel interface and imports none of them.
+
+Exact resume: the batch order of epoch ``e`` is a permutation drawn from a generator seeded by
+(seed, e), and a checkpoint stores the position inside the epoch plus the global RNG states, so a
+resumed run draws the same batches and the same noise as one that never stopped.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..config import TrainConfig
+from ..errors import SozoError
+from ..models.base import GenerativeModel
+from ..runs import Run, load_checkpoint, save_checkpoint, save_weights, write_json
+
+CKPT_VERSION = 1
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto: cuda > mps > cpu; or exactly what was asked, if it exists."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise SozoError(f"unknown device '{name}'", hint="use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SozoError("--device cuda was asked for, but this PyTorch sees no CUDA GPU",
+                        hint="use --device cpu, or install a CUDA build of torch (make setup TORCH_SPEC=torch)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SozoError("--device mps was asked for, but MPS is not available", hint="use --device cpu")
+    return dev
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Position:
+    """Where training stands: ``batch`` batches of epoch ``epoch`` (0-based) are done."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+
+
+@dataclass
+class Trainer:
+    """Trains ``model`` on ``data`` (a dict of tensors sharing their first dimension) into ``run``."""
+
+    model: GenerativeModel
+    data: dict[str, torch.Tensor]
+    cfg: TrainConfig
+    run: Run
+    model_info: dict[str, Any]  # written to model/config.json beside the weights
+    callbacks: list[Callable[["Trainer", int], dict[str, Any] | None]] = field(default_factory=list)
+    log: Callable[[str], None] = print
+    heldout: dict[str, torch.Tensor] | None = None  # examples kept out of training (for evaluation)
+    pos: Position = field(default_factory=Position)
+    stopped_early: bool = False
+
+    def __post_init__(self) -> None:
+        self.is_main = int(os.environ.get("RANK", "0")) == 0
+        self.device = resolve_device(self.cfg.device)
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        if self.cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.n = next(iter(self.data.values())).size(0)
+        self.steps_per_epoch = self.n // self.cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise SozoError(f"batch_size {self.cfg.batch_size} is larger than the {self.n} training examples",
+                            hint=f"use --batch-size {max(1, self.n // 4)} or more data")
+        # data lives on the training device (uint8 images are small); batches are indexed there
+        self.data = {k: v.to(self.device) for k, v in self.data.items()}
+        self.model.to(self.device)
+        use_bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
+        self.model.amp_dtype = torch.bfloat16 if use_bf16 else None
+        self.model.configure_optimizers()
+        self._stop = False
+        self._tb = None
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": CKPT_VERSION,
+            "family": self.model.family,
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.model.optimizers.items()},
+            "step": self.pos.step, "epoch": self.pos.epoch, "batch": self.pos.batch,
+            "rng": rng_state(),
+        }
+
+    def save(self) -> None:
+        """Checkpoint (full state) and model/ (weights + config.json), each written atomically."""
+        if not self.is_main:
+            return
+        save_checkpoint(self.run.last_ckpt, self.state_dict())
+        self.save_model()
+
+    def save_model(self) -> None:
+        save_weights(self.run.model_dir / "model.safetensors", self.model.state_dict(),
+                     metadata={"family": self.model.family, "step": str(self.pos.step)})
+        write_json(self.run.model_dir / "config.json", {**self.model_info, "step": self.pos.step,
+                                                        "epoch": self.pos.epoch})
+
+    def load(self) -> None:
+        """Restore everything from checkpoints/last.pt."""
+        state = load_checkpoint(self.run.last_ckpt, map_location=self.device)
+        if state.get("family") != self.model.family:
+            raise SozoError(f"{self.run.last_ckpt} is a '{state.get('family')}' checkpoint, not '{self.model.family}'")
+        try:
+            self.model.load_state_dict(state["model"])
+            for k, opt in self.model.optimizers.items():
+                opt.load_state_dict(state["optimizers"][k])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise SozoError(f"{self.run.last_ckpt} does not fit this model: {str(e).splitlines()[0]}",
+                            hint="was the run's config.yaml edited after training started?") from None
+        rng = state["rng"]
+        set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v]) for k, v in rng.items()})
+        self.pos = Position(int(state["step"]), int(state["epoch"]), int(state["batch"]))
+
+    # --- the loop ------------------------------------------------------------------------
+    def batches(self, epoch: int, start: int):
+        """Batches of ``epoch`` from index ``start``: a permutation seeded by (seed, epoch), drop_last."""
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.n, generator=gen).to(self.device)
+        bs = self.cfg.batch_size
+        for b in range(start, self.steps_per_epoch):
+            idx = perm[b * bs:(b + 1) * bs]
+            yield b, {k: v[idx] for k, v in self.data.items()}
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self._stop:  # a second Ctrl-C: stop now (the last checkpoint is intact)
+            raise KeyboardInterrupt
+        self._stop = True
+        self.log("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)")
+
+    def fit(self, resume: bool = False) -> Position:
+        """Train until ``cfg.epochs``; Ctrl-C (SIGINT) or SIGTERM saves and returns early."""
+        if resume:
+            self.load()
+            self.run.truncate_metrics(self.pos.step)
+        else:
+            _, first = next(self.batches(0, 0))
+            try:
+                self.model.check_batch(first)
+            except SozoError:
+                raise
+            except Exception as e:  # a shape or type problem: say so before the long job
+                raise SozoError(f"one batch through '{self.model.family}' failed before training: {e}",
+                                hint="check the data and the model's sizes (--set image_size=…, channels=…)") from e
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._request_stop)
+        try:
+            self._loop()
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+            if self._tb is not None:
+                self._tb.close()
+        return self.pos
+
+    def _loop(self) -> None:
+        cfg, model = self.cfg, self.model
+        model.train()
+        total = cfg.epochs * self.steps_per_epoch
+        bar = None
+        if cfg.progress and self.is_main:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total, initial=min(self.pos.step, total), unit="step", dynamic_ncols=True,
+                       desc=f"{model.family} epoch {self.pos.epoch + 1}/{cfg.epochs}")
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        epoch_sums: dict[str, torch.Tensor] = {}
+        epoch_counts: dict[str, int] = {}
+        t_log = t_epoch = time.perf_counter()
+        steps_since_log = 0
+        while self.pos.epoch < cfg.epochs:
+            for b, batch in self.batches(self.pos.epoch, self.pos.batch):
+                losses = model.training_step(batch, self.pos.step)
+                for k, v in losses.items():  # accumulate on the device: no host sync per step
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+                    counts[k] = counts.get(k, 0) + 1
+                self.pos.step += 1
+                self.pos.batch = b + 1
+                steps_since_log += 1
+                if bar is not None:
+                    bar.update(1)
+                if self.pos.step % cfg.log_every == 0:
+                    now = time.perf_counter()
+                    rec = self._means(sums, counts)  # the one host sync
+                    rec.update(kind="step", step=self.pos.step, epoch=self.pos.epoch + 1,
+                               examples_per_s=round(steps_since_log * cfg.batch_size / max(now - t_log, 1e-9), 1))
+                    self._check_finite(rec)
+                    self._emit(rec, bar)
+                    for k in sums:
+                        epoch_sums[k] = epoch_sums.get(k, 0) + sums[k]
+                        epoch_counts[k] = epoch_counts.get(k, 0) + counts[k]
+                    sums, counts, t_log, steps_since_log = {}, {}, now, 0
+                if cfg.checkpoint_every and self.pos.step % cfg.checkpoint_every == 0:
+                    self.save()
+                if self._stop:
+                    self.save()
+                    self.stopped_early = True
+                    self.log(f"interrupted at step {self.pos.step}; checkpoint saved in {self.run.path} "
+                             f"(resume with: sozo train {model.family} --resume {self.run.path})")
+                    if bar is not None:
+                        bar.close()
+                    return
+            # end of epoch
+            for k in sums:
+                epoch_sums[k] = epoch_sums.get(k, 0) + sums[k]
+                epoch_counts[k] = epoch_counts.get(k, 0) + counts[k]
+            rec = self._means(epoch_sums, epoch_counts)
+            self.pos.epoch += 1
+            self.pos.batch = 0
+            rec.update(kind="epoch", step=self.pos.step, epoch=self.pos.epoch,
+                       seconds=round(time.perf_counter() - t_epoch, 3))
+            self._check_finite(rec)
+            self.end_of_epoch(rec)
+            self._emit(rec, bar)
+            if bar is not None and self.pos.epoch < cfg.epochs:
+                bar.set_description(f"{model.family} epoch {self.pos.epoch + 1}/{cfg.epochs}")
+            sums, counts, epoch_sums, epoch_counts = {}, {}, {}, {}
+            t_log = t_epoch = time.perf_counter()
+            steps_since_log = 0
+        if bar is not None:
+            bar.close()
+
+    def end_of_epoch(self, rec: dict[str, Any]) -> None:
+        """Samples, callbacks (evaluation), then the checkpoint for this epoch."""
+        cfg, e = self.cfg, self.pos.epoch
+        if self.is_main and cfg.sample_every and (e % cfg.sample_every == 0 or e == cfg.epochs):
+            # the RNG state is saved and restored so samples never change the training noise
+            state = rng_state()
+            self.model.write_samples(self.run.sample_path(e, self.model.sample_ext()), cfg.n_samples, seed=cfg.seed)
+            set_rng_state(state)
+            self.model.train()
+        for cb in self.callbacks:
+            state = rng_state()
+            extra = cb(self, e)
+            set_rng_state(state)
+            self.model.train()
+            if extra:
+                rec.update(extra)
+        self.save()
+
+    @staticmethod
+    def _means(sums: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, Any]:
+        if not sums:
+            return {}
+        keys = sorted(sums)
+        vals = torch.stack([sums[k].float() / counts[k] for k in keys]).tolist()
+        return {k: round(v, 6) if math.isfinite(v) else v for k, v in zip(keys, vals)}
+
+    def _check_finite(self, rec: dict[str, Any]) -> None:
+        bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise SozoError(f"training diverged: {', '.join(bad)} became {rec[bad[0]]} by step {self.pos.step}",
+                            hint=f"the last good checkpoint is in {self.run.last_ckpt}; "
+                                 "lower the learning rate (--set lr_g=…, lr_d=…) and resume or retrain")
+
+    def _emit(self, rec: dict[str, Any], bar: Any) -> None:
+        if not self.is_main:
+            return
+        self.run.log(rec)
+        if bar is not None:
+            shown = {k: f"{v:.3g}" for k, v in rec.items() if k.startswith(("loss", "wdist"))}
+            bar.set_postfix(shown, refresh=False)
+        elif rec.get("kind") == "epoch" and self.cfg.progress:
+            self.log(" ".join(f"{k}={v}" for k, v in rec.items() if k != "kind"))
+        if self.cfg.tensorboard:
+            self._tensorboard(rec)
+
+    def _tensorboard(self, rec: dict[str, Any]) -> None:
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise SozoError("tensorboard=true needs the tensorboard package",
+                                hint="pip install 'sozo[tensorboard]' (or pip install tensorboard)") from None
+            self._tb = SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
+        for k, v in rec.items():
+            if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                self._tb.add_scalar(f"{rec.get('kind', 'step')}/{k}", v, rec["step"])
