@@ -78,7 +78,7 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     ``["key=value", …]`` strings as on the command line. ``resume`` continues a run exactly where
     its last checkpoint stopped (``epochs`` may raise the total).
     """
-    from .train import Trainer
+    from .training import Trainer
 
     named = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "device": device,
              "progress": progress, "source": str(data) if data is not None else None, **options}
@@ -145,7 +145,7 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu") -> Generativ
         raise SozoError(f"{run.model_dir / 'model.safetensors'} does not match its config.json "
                         f"({len(missing)} missing, {len(unexpected)} unexpected tensors)",
                         hint="the model/ folder is damaged; `sozo train --resume` rewrites it")
-    from .train import resolve_device
+    from .training import resolve_device
     net.to(resolve_device(str(device)) if not isinstance(device, torch.device) else device).eval()
     return net
 

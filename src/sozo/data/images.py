@@ -355,11 +355,11 @@ def _idx_labels(images_path: Path, count: int) -> np.ndarray | None:
         try:
             labels = _read_idx(candidate)
         except SozoError as e:
-            warnings.warn(f"ignoring labels file {candidate.name}: {e.message}", stacklevel=4)
+            warnings.warn(f"ignoring labels file {candidate.name}: {e.message}", stacklevel=5)
             return None
         if labels.ndim != 1 or len(labels) != count or labels.dtype.kind not in "iu":
             warnings.warn(f"ignoring labels file {candidate.name}: {labels.shape} labels for {count} images",
-                          stacklevel=4)
+                          stacklevel=5)
             return None
         return labels.astype(np.int64)
     return None

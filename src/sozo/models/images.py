@@ -1,6 +1,7 @@
 """What the image families share: loading image data and fitting it to the model's size."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -18,10 +19,12 @@ class ImageModel(GenerativeModel):
     @classmethod
     def load_data(cls, data: DataConfig, config: Any, log: Callable[[str], None] = print) -> tuple[ImageData, dict[str, torch.Tensor]]:
         size = cls.preferred_image_size(config)
-        images = load_images(data.source, image_size=size, channels=getattr(config, "channels", None),
-                             limit=data.limit or None, seed=0)
-        if images.skipped:
-            log(f"skipped {images.skipped} unreadable file(s) in {data.source}; training on {len(images.images)} images")
+        with warnings.catch_warnings(record=True) as caught:  # skipped files: say so once, plainly
+            warnings.simplefilter("always")
+            images = load_images(data.source, image_size=size, channels=getattr(config, "channels", None),
+                                 limit=data.limit or None, seed=0)
+        for w in caught:
+            log(f"warning: {w.message}")
         tensors = {"images": images.images}
         if images.labels is not None:
             tensors["labels"] = images.labels

@@ -1,0 +1,149 @@
+"""The GAN family through the shared helper, plus what is particular to GANs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sozo
+from sozo.data.images import load_images, to_float
+from sozo.errors import SozoError
+from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator
+from sozo.models.gan.objectives import gradient_penalty
+from sozo.models.gan import slerp
+
+from .helpers import build, check_resume, check_save_load, check_step_changes, first_batch, tiny_options
+
+# small networks so each check takes a moment on two cores
+TINY = {
+    "gan": ["g_hidden=[32]", "d_hidden=[32]", "latent_dim=8"],
+    "dcgan": ["width=8", "latent_dim=16"],
+    "wgan": ["width=8", "latent_dim=16"],
+    "wgan-gp": ["width=8", "latent_dim=16"],
+    "cgan": ["width=8", "latent_dim=16", "embed_dim=8"],
+}
+DATA = ["limit=200"]
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_shapes(family):
+    model, train = build(family, TINY[family] + DATA)
+    batch = first_batch(train)
+    model.check_batch(batch)
+    imgs = model.sample(5, seed=0)
+    assert imgs.shape == (5, 1, 28, 28)
+    assert imgs.min() >= -1 and imgs.max() <= 1
+    y = batch.get("labels") if model.config.conditional else None
+    assert model.discriminator(to_float(batch["images"]), y).shape == (8,)
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_step_changes_both_networks(family):
+    model, train = build(family, TINY[family] + DATA)
+    check_step_changes(model, first_batch(train), step=0, expect={"generator": True, "discriminator": True})
+
+
+@pytest.mark.parametrize("family", ["wgan", "wgan-gp"])
+def test_critic_only_steps_leave_generator_alone(family):
+    model, train = build(family, TINY[family] + DATA)
+    assert model.config.n_critic == 5
+    losses = check_step_changes(model, first_batch(train), step=1, expect={"generator": False, "discriminator": True})
+    assert "loss_g" not in losses and "loss_d" in losses
+
+
+def test_wgan_clips_critic_weights():
+    model, train = build("wgan", TINY["wgan"] + DATA)
+    check_step_changes(model, first_batch(train), step=0, expect={"generator": True, "discriminator": True})
+    assert max(p.abs().max().item() for p in model.discriminator.parameters()) <= model.config.clip + 1e-7
+
+
+def test_gradient_penalty_zero_for_unit_gradient_critic():
+    # D(x) = sum(x * w) / ||w|| has gradient norm exactly 1 everywhere
+    w = torch.randn(1, 1, 4, 4)
+    critic = lambda x: (x * w).flatten(1).sum(1) / w.norm()  # noqa: E731
+    real, fake = torch.randn(6, 1, 4, 4), torch.randn(6, 1, 4, 4)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-10)
+    assert gradient_penalty(lambda x: 3 * critic(x), real, fake).item() == pytest.approx(4.0, rel=1e-5)
+
+
+def test_dcgan_architectures_match_the_papers():
+    g28 = ConvGenerator(100, 28, 1, 32)
+    convs = [m for m in g28.net if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(m.in_channels, m.out_channels) for m in convs] == [(100, 128), (128, 64), (64, 32), (32, 1)]
+    g64 = ConvGenerator(100, 64, 3, 64)
+    convs = [m for m in g64.net if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.out_channels for m in convs] == [512, 256, 128, 64, 3]
+    assert g64(torch.randn(2, 100)).shape == (2, 3, 64, 64)
+    d64 = ConvDiscriminator(64, 3, 64)
+    assert [m.out_channels for m in d64.net if isinstance(m, torch.nn.Conv2d)] == [64, 128, 256, 512, 1]
+    assert d64(torch.randn(2, 3, 64, 64)).shape == (2,)
+
+
+def test_slerp_endpoints_and_norm():
+    a, b = torch.randn(4, 16), torch.randn(4, 16)
+    assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
+    mid = slerp(a, b, 0.5)
+    # stays near the shell of the Gaussian instead of cutting through the low-density middle
+    assert (mid.norm(dim=1) > (0.5 * (a + b)).norm(dim=1)).all()
+
+
+@pytest.mark.parametrize("family", ["gan", "dcgan", "wgan-gp", "cgan"])
+def test_save_load_identical_samples(family, tmp_path):
+    run = sozo.train(family, out=tmp_path / "r", set=TINY[family] + DATA, **tiny_options())
+    kw = {"labels": 3} if family == "cgan" else {}
+    check_save_load(run, **kw)
+
+
+@pytest.mark.parametrize("family", ["dcgan", "wgan"])
+def test_resume_after_ctrl_c_is_exact(family, tmp_path, monkeypatch):
+    check_resume(family, tmp_path, monkeypatch, TINY[family] + DATA, stop_at=7)
+
+
+def test_resume_can_extend_epochs(tmp_path):
+    run = sozo.train("gan", out=tmp_path / "r", set=TINY["gan"] + DATA, **tiny_options(epochs=1))
+    sozo.train("gan", resume=run, epochs=2, log=lambda m: None)
+    epochs = [r["epoch"] for r in run.metrics() if r["kind"] == "epoch"]
+    assert epochs == [1, 2]
+    assert (run.samples_dir / "epoch-0002.png").exists()
+    with pytest.raises(SozoError, match="cannot change model options"):
+        sozo.train("gan", resume=run, latent_dim=4)
+
+
+def test_cgan_label_controls_the_class(tmp_path):
+    run = sozo.train("cgan", out=tmp_path / "r", set=TINY["cgan"] + DATA, **tiny_options())
+    model = sozo.load(run)
+    assert not torch.equal(model.sample(4, seed=1, labels=3), model.sample(4, seed=1, labels=7))
+    assert torch.equal(model.sample(4, seed=1, labels="7"), model.sample(4, seed=1, labels=7))
+    with pytest.raises(SozoError, match="unknown label"):
+        model.sample(4, labels="cat")
+
+
+def test_cgan_needs_labels(tmp_path):
+    import numpy as np
+    np.save(tmp_path / "x.npy", np.zeros((64, 784), np.uint8))
+    with pytest.raises(SozoError, match="has none"):
+        sozo.train("cgan", data=str(tmp_path / "x.npy"), out=tmp_path / "r", **tiny_options())
+
+
+def test_label_for_unconditional_model_is_an_error(tmp_path):
+    run = sozo.train("gan", out=tmp_path / "r", set=TINY["gan"] + DATA, **tiny_options())
+    with pytest.raises(SozoError, match="not conditioned"):
+        sozo.load(run).sample(4, labels=3)
+
+
+def _nn_distance(samples: torch.Tensor, real: torch.Tensor) -> float:
+    """Mean distance from each sample to its nearest real image (pixels in [-1, 1])."""
+    return torch.cdist(samples.flatten(1), real.flatten(1)).min(dim=1).values.mean().item()
+
+
+@pytest.mark.parametrize("family,sets,epochs", [
+    ("gan", ["preset=deep", "g_hidden=[64,128]", "d_hidden=[128,64]", "lr_g=1e-3", "lr_d=1e-3"], 4),
+    ("dcgan", ["width=16", "lr_g=1e-3"], 2),
+])
+def test_short_run_moves_samples_towards_real_digits(family, sets, epochs, tmp_path):
+    real = to_float(load_images("mnist-sample", limit=500).images)
+    untrained, _ = build(family, sets + ["limit=1000"])
+    before = _nn_distance(untrained.sample(64, seed=0), real)
+    run = sozo.train(family, out=tmp_path / "r", set=sets + ["limit=1000"],
+                     **tiny_options(epochs=epochs, batch_size=32, log_every=50))
+    after = _nn_distance(sozo.load(run).sample(64, seed=0), real)
+    assert after < 0.8 * before, f"nearest-real distance {before:.2f} -> {after:.2f}"
