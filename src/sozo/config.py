@@ -27,6 +27,7 @@ class TrainConfig:
     """What the one trainer needs; the same for every family."""
 
     epochs: int = 20
+    max_steps: int = 0  # stop after this many steps in all (0: when the epochs are done)
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps
@@ -43,7 +44,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
-        _at_least(self, 0, "checkpoint_every", "sample_every", "eval_every", "threads")
+        _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads")
 
 
 @dataclass

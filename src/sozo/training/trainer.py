@@ -193,6 +193,8 @@ class Trainer:
         cfg, model = self.cfg, self.model
         model.train()
         total = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
         bar = None
         if cfg.progress and self.is_main:
             from tqdm.auto import tqdm
@@ -228,6 +230,12 @@ class Trainer:
                     sums, counts, t_log, steps_since_log = {}, {}, now, 0
                 if cfg.checkpoint_every and self.pos.step % cfg.checkpoint_every == 0:
                     self.save()
+                if self._done_steps() and self.pos.batch < self.steps_per_epoch:  # stop mid-epoch
+                    self.save()
+                    self.log(f"reached max_steps={cfg.max_steps}; checkpoint saved in {self.run.path}")
+                    if bar is not None:
+                        bar.close()
+                    return
                 if self._stop:
                     self.save()
                     self.stopped_early = True
@@ -253,8 +261,13 @@ class Trainer:
             sums, counts, epoch_sums, epoch_counts = {}, {}, {}, {}
             t_log = t_epoch = time.perf_counter()
             steps_since_log = 0
+            if self._done_steps():
+                break
         if bar is not None:
             bar.close()
+
+    def _done_steps(self) -> bool:
+        return bool(self.cfg.max_steps) and self.pos.step >= self.cfg.max_steps
 
     def end_of_epoch(self, rec: dict[str, Any]) -> None:
         """Samples, callbacks (evaluation), then the checkpoint for this epoch."""

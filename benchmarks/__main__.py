@@ -1,0 +1,5 @@
+"""Run every benchmark case: python -m benchmarks (or make bench)."""
+from . import dcgan
+
+if __name__ == "__main__":
+    dcgan.main([])

@@ -1,0 +1,152 @@
+"""DCGAN-28 training speed: sozo's trainer vs a plain re-typed loop of the textbook DCGAN.
+
+Both train the same networks (100-128-64-32-1 generator, the matching discriminator) on the same
+bundled MNIST digits, with the same batch size and number of images, in the same process.
+The plain loop is the PyTorch DCGAN tutorial's: a DataLoader over float tensors, a Sigmoid + BCELoss
+discriminator, separate real and fake backward passes, ``.item()`` for logging on every step.
+
+    python -m benchmarks.dcgan --images 9000 --batch-size 64 [--device cuda]
+
+Prints one JSON line per case and a final JSON line with the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from torch import nn
+
+from sozo.config import TrainConfig, build_run_config
+from sozo.data.images import load_images, to_float
+from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator
+from sozo.registry import get_model
+from sozo.runs import Run
+from sozo.training import Trainer, resolve_device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(x_uint8: torch.Tensor, images: int, batch_size: int, device: torch.device, seed: int) -> dict:
+    """The textbook loop, re-typed (PyTorch DCGAN tutorial, MNIST-sized networks)."""
+    torch.manual_seed(seed)
+    data = torch.utils.data.TensorDataset(to_float(x_uint8))
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True)
+    netG = ConvGenerator(100, 28, 1, 32).to(device)
+    netD = nn.Sequential(ConvDiscriminator(28, 1, 32), nn.Sigmoid()).to(device)
+
+    def weights_init(m: nn.Module) -> None:
+        name = m.__class__.__name__
+        if name in ("Conv2d", "ConvTranspose2d"):
+            nn.init.normal_(m.weight.data, 0.0, 0.02)
+        elif name == "BatchNorm2d":
+            nn.init.normal_(m.weight.data, 1.0, 0.02)
+            nn.init.constant_(m.bias.data, 0)
+    netG.apply(weights_init)
+    netD.apply(weights_init)
+    criterion = nn.BCELoss()
+    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    seen, steps = 0, 0
+    _sync(device)
+    t0 = time.perf_counter()
+    while seen < images:
+        for (real,) in loader:
+            real = real.to(device)
+            b = real.size(0)
+            netD.zero_grad()
+            label = torch.full((b,), 1.0, device=device)
+            output = netD(real).view(-1)
+            errD_real = criterion(output, label)
+            errD_real.backward()
+            D_x = output.mean().item()
+            noise = torch.randn(b, 100, device=device)
+            fake = netG(noise)
+            label.fill_(0.0)
+            output = netD(fake.detach()).view(-1)
+            errD_fake = criterion(output, label)
+            errD_fake.backward()
+            D_G_z1 = output.mean().item()
+            errD = errD_real + errD_fake
+            optD.step()
+            netG.zero_grad()
+            label.fill_(1.0)
+            output = netD(fake).view(-1)
+            errG = criterion(output, label)
+            errG.backward()
+            D_G_z2 = output.mean().item()
+            optG.step()
+            _ = (errD.item(), errG.item(), D_x, D_G_z1, D_G_z2)  # the tutorial's per-step log values
+            seen += b
+            steps += 1
+            if seen >= images:
+                break
+    _sync(device)
+    dt = time.perf_counter() - t0
+    return {"case": "plain-loop", "images": seen, "steps": steps, "seconds": round(dt, 3),
+            "images_per_s": round(seen / dt, 1)}
+
+
+def sozo_trainer(x_uint8: torch.Tensor, images: int, batch_size: int, device: torch.device, seed: int,
+                 run_dir: str) -> dict:
+    """sozo's Trainer on the same networks and data, checkpoints included, no sample grids."""
+    cls = get_model("dcgan")
+    rc = build_run_config("dcgan", cls, {"model": {"image_size": 28, "channels": 1, "width": 32}})
+    steps_per_epoch = x_uint8.size(0) // batch_size
+    steps = -(-images // batch_size)
+    epochs = -(-steps // steps_per_epoch)
+    cfg = TrainConfig(epochs=epochs, max_steps=steps, batch_size=batch_size, seed=seed, device=str(device), progress=False,
+                      sample_every=0, log_every=steps_per_epoch)
+    torch.manual_seed(seed)
+    model = cls(rc.model)
+    trainer = Trainer(model, {"images": x_uint8}, cfg, Run(run_dir), {"family": "dcgan"}, log=lambda m: None)
+    _sync(device)
+    t0 = time.perf_counter()
+    trainer.fit()
+    _sync(device)
+    dt = time.perf_counter() - t0
+    seen = trainer.pos.step * batch_size
+    return {"case": "sozo", "images": seen, "steps": trainer.pos.step, "seconds": round(dt, 3),
+            "images_per_s": round(seen / dt, 1), "precision": str(model.amp_dtype or "fp32")}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import tempfile
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=9000, help="training images per case")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1, help="alternate the two cases this many times")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    x = load_images("mnist-sample").images  # (5000, 1, 28, 28) uint8
+    env = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "cpu": platform.processor() or platform.machine(),
+           "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
+    best = {"plain-loop": None, "sozo": None}
+    for r in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            for res in (plain_loop(x, args.images, args.batch_size, device, args.seed),
+                        sozo_trainer(x, args.images, args.batch_size, device, args.seed, tmp)):
+                res.update(bench="dcgan-28-train", batch_size=args.batch_size, repeat=r, **env)
+                print(json.dumps(res), flush=True)
+                prev = best[res["case"]]
+                if prev is None or res["images_per_s"] > prev["images_per_s"]:
+                    best[res["case"]] = res
+    summary = {"bench": "dcgan-28-train", "summary": True, **env, "batch_size": args.batch_size,
+               "plain_images_per_s": best["plain-loop"]["images_per_s"],
+               "sozo_images_per_s": best["sozo"]["images_per_s"],
+               "ratio": round(best["sozo"]["images_per_s"] / best["plain-loop"]["images_per_s"], 3)}
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
