@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sozo-installed
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-slow bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sozo train dcgan --epochs 5 --seed 7 --out runs/demo-dcgan
+	rm -rf runs/demo-dcgan
+	$(BIN)/sozo train dcgan --epochs 10 --seed 7 --out runs/demo-dcgan
 	$(BIN)/sozo sample runs/demo-dcgan --n 64 --seed 1 --out runs/demo-dcgan/grid.png
 	$(BIN)/sozo interpolate runs/demo-dcgan --steps 10 --seed 3 --out runs/demo-dcgan/walk.gif
 	@echo "demo done: open runs/demo-dcgan/samples/ (one grid per epoch), grid.png and walk.gif"
@@ -29,8 +30,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m ""
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

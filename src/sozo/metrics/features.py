@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -222,20 +223,18 @@ class LeNetExtractor(nn.Module):
         }
 
 
-def _random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Shift each image by an independent random (dy, dx) in [-max_shift, max_shift], filling with -1."""
-    if max_shift <= 0:
-        return x
-    b, c, h, w = x.shape
-    p = max_shift
-    padded = F.pad(x, (p, p, p, p), value=-1.0)
-    dy = torch.randint(0, 2 * p + 1, (b,), generator=gen)
-    dx = torch.randint(0, 2 * p + 1, (b,), generator=gen)
-    rows = (torch.arange(h)[None, :] + dy[:, None]).to(x.device)  # (b, h)
-    cols = (torch.arange(w)[None, :] + dx[:, None]).to(x.device)  # (b, w)
-    bi = torch.arange(b, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (b, h, w, c)
-    return out.permute(0, 3, 1, 2).contiguous()
+def _augment(x: torch.Tensor, max_shift: int, gen: torch.Generator, rotate_deg: float = 10.0, scale: float = 0.1) -> torch.Tensor:
+    """Light random affine augmentation per image: shift by up to ±``max_shift`` px, rotate by up
+    to ±``rotate_deg`` degrees, scale by up to ±``scale``; the background (-1) fills the border."""
+    b, _, h, w = x.shape
+    u = torch.rand(b, 4, generator=gen) * 2 - 1  # uniform in [-1, 1]
+    ang = u[:, 0] * math.radians(rotate_deg)
+    s = 1 + u[:, 1] * scale
+    cos, sin = torch.cos(ang) / s, torch.sin(ang) / s
+    tx, ty = u[:, 2] * (2 * max_shift / w), u[:, 3] * (2 * max_shift / h)
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
 def train_lenet(
@@ -248,14 +247,19 @@ def train_lenet(
     log: Callable[[str], Any] | None = print,
     batch_size: int = 64,
     lr: float = 2e-3,
+    augment: bool = True,
     max_shift: int = 2,
     test_fraction: float = 0.1,
+    max_images: int | None = 20000,
     name: str = "LeNet",
 ) -> tuple[LeNetExtractor, float]:
     """Train a :class:`LeNetExtractor` on a seeded (1 - test_fraction)/test_fraction split with
-    random ±``max_shift`` px shifts; return the model (eval mode) and its held-out accuracy.
+    light augmentation (random shifts of ±``max_shift`` px, rotations of ±10°, scaling of ±10%;
+    ``augment=False`` turns it off); return the model (eval mode) and its held-out accuracy.
 
-    The global RNG state is left untouched (training runs under ``torch.random.fork_rng``).
+    Images are uint8 0..255 ``(N, C, H, W)`` or ``(N, H, W)``. At most ``max_images`` of them
+    (a seeded random subset) are used, so a large dataset costs bounded time. The global RNG state
+    is left untouched (training runs under ``torch.random.fork_rng``).
     """
     x = _as_nchw(images_uint8)
     y = torch.as_tensor(labels).reshape(-1).to(torch.int64)
@@ -270,11 +274,12 @@ def train_lenet(
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=gen)  # data may be sorted by label: shuffle first
+    if max_images is not None and n > max_images:
+        perm, n = perm[:max_images], max_images
     n_test = max(1, int(round(n * test_fraction)))
     test_idx, train_idx = perm[:n_test], perm[n_test:]
-    xf = to_unit_range(x)
-    x_train, y_train = xf[train_idx], y[train_idx]
-    x_test, y_test = xf[test_idx], y[test_idx]
+    x_train, y_train = x[train_idx], y[train_idx]  # kept as stored (uint8); converted per batch
+    x_test, y_test = x[test_idx], y[test_idx]
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -289,7 +294,9 @@ def train_lenet(
             order = torch.randperm(x_train.shape[0], generator=gen)
             for i in range(0, x_train.shape[0], batch_size):
                 idx = order[i : i + batch_size]
-                xb = _random_shift(x_train[idx], max_shift, gen).to(device)
+                xb = to_unit_range(x_train[idx].to(device))
+                if augment:
+                    xb = _augment(xb, max_shift, gen)
                 yb = y_train[idx].to(device)
                 loss = F.cross_entropy(model.logits(xb), yb)
                 opt.zero_grad(set_to_none=True)
@@ -297,7 +304,7 @@ def train_lenet(
                 opt.step()
                 sched.step()
     model.eval()
-    acc = float((model.predict(x_test) == y_test).double().mean().item())
+    acc = float((model.predict(to_unit_range(x_test)) == y_test).double().mean().item())
     model.accuracy = acc
     if log is not None:
         log(
@@ -398,6 +405,7 @@ def get_extractor(
     log: Callable[[str], Any] | None = print,
     epochs: int = DEFAULT_LENET_EPOCHS,
     seed: int = 0,
+    max_images: int | None = 20000,
 ) -> FeatureExtractor:
     """The feature extractor for a dataset.
 
@@ -417,7 +425,7 @@ def get_extractor(
             hint="pass Inception weights (--inception-weights PATH or $SOZO_INCEPTION_WEIGHTS)",
         )
     x = _as_nchw(images_uint8)
-    key = data_hash(x, labels, extra=f"{LENET_ARCH}|{num_classes}|{seed}|{epochs}")
+    key = data_hash(x, labels, extra=f"{LENET_ARCH}|{num_classes}|{seed}|{epochs}|{max_images}")
     base = _features_dir(cache_dir) / f"{_safe_key(data_key)}-{key}"
     weights, meta_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
     name = f"LeNet-{data_key}"
@@ -431,12 +439,14 @@ def get_extractor(
             return model
         if log is not None:
             log(f"LeNet feature extractor: cache {weights} is unreadable, retraining")
-    model, _ = train_lenet(x, labels, num_classes, seed=seed, epochs=epochs, device=device, log=log, name=name)
+    model, _ = train_lenet(
+        x, labels, num_classes, seed=seed, epochs=epochs, device=device, log=log, max_images=max_images, name=name
+    )
     model.fingerprint = key
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = dict(model.config(), data_key=data_key, hash=key, epochs=epochs, seed=seed)
+    meta = dict(model.config(), data_key=data_key, hash=key, epochs=epochs, seed=seed, max_images=max_images)
     _atomic_write_bytes(weights, lambda tmp: save_file(state, tmp))
     _atomic_write_bytes(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
     return model

@@ -105,6 +105,10 @@ class Trainer:
         self.model.configure_optimizers()
         self._stop = False
         self._tb = None
+        if self.is_main:  # temporaries of writes a killed process never finished
+            for folder in (self.run.last_ckpt.parent, self.run.model_dir):
+                for tmp in folder.glob(".*.tmp") if folder.exists() else ():
+                    tmp.unlink(missing_ok=True)
 
     # --- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -170,12 +174,15 @@ class Trainer:
         else:
             _, first = next(self.batches(0, 0))
             try:
+                self.model.eval()  # no batch-norm statistics or dropout from the check
                 self.model.check_batch(first)
             except SozoError:
                 raise
             except Exception as e:  # a shape or type problem: say so before the long job
                 raise SozoError(f"one batch through '{self.model.family}' failed before training: {e}",
                                 hint="check the data and the model's sizes (--set image_size=…, channels=…)") from e
+            if self.is_main:  # model/ exists (at step 0) from the start, so a killed run is always loadable
+                self.save_model()
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -309,7 +316,7 @@ class Trainer:
         if bar is not None:
             shown = {k: f"{v:.3g}" for k, v in rec.items() if k.startswith(("loss", "wdist"))}
             bar.set_postfix(shown, refresh=False)
-        elif rec.get("kind") == "epoch" and self.cfg.progress:
+        elif rec.get("kind") == "epoch":  # without a bar, one line per epoch
             self.log(" ".join(f"{k}={v}" for k, v in rec.items() if k != "kind"))
         if self.cfg.tensorboard:
             self._tensorboard(rec)
