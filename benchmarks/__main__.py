@@ -2,4 +2,4 @@
 from . import dcgan
 
 if __name__ == "__main__":
-    dcgan.main([])
+    dcgan.main(["--repeats", "2", "--bf16"])

@@ -241,8 +241,11 @@ class GAN(ImageModel):
         return imgs.view(steps, paths, *imgs.shape[1:])
 
     def write_samples(self, path: Path, n: int, seed: int) -> Path:
-        nrow = self.config.num_classes if self.config.conditional else None
-        return save_grid(self.sample(n, seed=seed), path, nrow=nrow)
+        """A grid from fixed noise; conditional models get a column per class (full rows)."""
+        if self.config.conditional:
+            k = self.config.num_classes
+            return save_grid(self.sample(-(-n // k) * k, seed=seed), path, nrow=k)
+        return save_grid(self.sample(n, seed=seed), path)
 
     def write_interpolation(self, path: Path, steps: int, paths: int, seed: int, labels: Any = None) -> Path:
         """A PNG strip (a row per walk) or an animated GIF (a frame per step)."""
