@@ -212,7 +212,7 @@ def _knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
     step = _chunk_rows(n)
     radii = torch.empty(n, dtype=x.dtype)
     for start in range(0, n, step):
-        d = torch.cdist(x[start : start + step], x, compute_mode="donot_use_mm_for_euclid_dist")
+        d = torch.cdist(x[start : start + step], x)
         # the k+1 smallest include the point itself at distance 0
         radii[start : start + step] = d.topk(k + 1, dim=1, largest=False).values[:, k]
     return radii
@@ -223,7 +223,7 @@ def _inside_manifold(queries: torch.Tensor, support: torch.Tensor, radii: torch.
     step = _chunk_rows(support.shape[0])
     inside = torch.empty(queries.shape[0], dtype=torch.bool)
     for start in range(0, queries.shape[0], step):
-        d = torch.cdist(queries[start : start + step], support, compute_mode="donot_use_mm_for_euclid_dist")
+        d = torch.cdist(queries[start : start + step], support)
         inside[start : start + step] = (d <= radii[None, :]).any(dim=1)
     return inside
 
