@@ -123,7 +123,11 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     net = cls(rc.model, class_names=getattr(data_obj, "class_names", None))
     info = {"family": rc.model_name, "config": to_dict(rc.model), "class_names": net.class_names,
             "data": {"source": rc.data.source, "name": data_obj.name}, "sozo_version": __version__}
-    trainer = Trainer(net, train_t, rc.train, run, info, callbacks=list(callbacks or []), log=log, heldout=held_t)
+    callbacks = list(callbacks or [])
+    if rc.train.eval_every:
+        from .metrics.evaluate import eval_callback
+        callbacks.append(eval_callback(rc.train.eval_samples, log=log))
+    trainer = Trainer(net, train_t, rc.train, run, info, callbacks=callbacks, log=log, heldout=held_t)
     trainer.fit(resume=resume is not None)
     return run
 

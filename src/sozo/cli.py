@@ -18,6 +18,7 @@ EPILOG = """examples:
   sozo train dcgan --resume runs/faces
   sozo sample runs/faces --n 64 --seed 1 --out grid.png
   sozo interpolate runs/faces --steps 10 --out walk.gif
+  sozo evaluate runs/a runs/b
 """
 
 
@@ -77,6 +78,16 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({args.paths} walks of {args.steps} steps, seed {args.seed})")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .metrics.evaluate import evaluate, format_table
+    results = evaluate(args.runs, n=args.n, seed=args.seed, device=args.device,
+                       inception_weights=args.inception_weights, log=lambda m: print(m, file=sys.stderr))
+    print(format_table(results))
+    for path in results:
+        extra = " and modes.png" if "modes" in results[path] else ""
+        print(f"wrote {Path(path) / 'eval.json'}{extra}")
+
+
 def _check_suffix(path: Path, allowed: tuple[str, ...]) -> None:
     if path.suffix.lower() not in allowed:
         raise SozoError(f"cannot write '{path}': unsupported file type '{path.suffix or '(none)'}'",
@@ -119,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples.png")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("evaluate", help="FD, KID, precision/recall and mode coverage beside the real-data floor")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="one or more run folders (compared side by side)")
+    s.add_argument("--n", type=_positive("--n"), default=10000, help="generated samples (default 10000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--inception-weights", metavar="PATH",
+                   help="Inception-v3 weights file for the standard FID (needs torch-fidelity); "
+                        "default: a LeNet trained on the data ($SOZO_INCEPTION_WEIGHTS also works)")
+    s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("interpolate", help="a latent walk as an animated GIF or a PNG strip")
     s.add_argument("run", help="a run folder")

@@ -37,6 +37,7 @@ class TrainConfig:
     sample_every: int = 1  # epochs between sample grids (0: never)
     n_samples: int = 64  # images in each epoch's sample grid
     eval_every: int = 0  # epochs between evaluations logged to metrics.jsonl (0: never)
+    eval_samples: int = 2000  # generated samples per evaluation during training
     progress: bool = True  # a progress bar with the current losses
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard extra)
     deterministic: bool = False  # torch.use_deterministic_algorithms for bit-exact reruns
@@ -44,6 +45,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
+        _at_least(self, 2, "eval_samples")
         _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads")
 
 

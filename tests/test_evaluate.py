@@ -1,0 +1,63 @@
+"""`sozo evaluate` and eval_every: the measures of a run beside the real floor."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import sozo
+from sozo.cli import main
+from sozo.errors import SozoError
+from sozo.metrics.evaluate import evaluate, format_table
+
+from .helpers import tiny_options
+
+SETS = ["width=8", "latent_dim=16", "limit=400"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ev")
+    trained = sozo.train("dcgan", out=root / "trained", set=SETS + ["lr_g=1e-3"], **tiny_options(epochs=3, batch_size=32))
+    untrained = sozo.train("dcgan", out=root / "untrained", set=SETS + ["max_steps=1"], **tiny_options())
+    return trained, untrained
+
+
+def test_evaluate_writes_eval_json_and_modes(two_runs, capsys):
+    trained, untrained = two_runs
+    assert main(["evaluate", str(trained.path), str(untrained.path), "--n", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "FD-LeNet" in out and "real floor" in out and "300 vs 400" in out
+    res = json.loads((trained.path / "eval.json").read_text())
+    for key in ("fd", "kid", "kid_std", "precision", "recall", "mode_entropy", "top_class_share", "modes", "floor"):
+        assert key in res, key
+    assert res["measure"] == "FD-LeNet" and res["n_generated"] == 300 and res["n_real"] == 400
+    assert sum(res["modes"]) == 300 and len(res["modes"]) == 10
+    assert (trained.path / "modes.png").exists()
+    floor = res["floor"]
+    assert floor["n_generated"] == 200 and floor["n_real"] == 200
+    # the floor is far below a model's score, and training helps over a single step
+    bad = json.loads((untrained.path / "eval.json").read_text())
+    assert floor["fd"] < res["fd"] < bad["fd"]
+    assert floor["precision"] > 0.5 and floor["mode_entropy"] > 0.9
+
+
+def test_same_seed_same_figures(two_runs):
+    trained, _ = two_runs
+    a = evaluate(trained.path, n=200, seed=4, log=None)[str(trained.path)]
+    b = evaluate(trained.path, n=200, seed=4, log=None)[str(trained.path)]
+    assert a["fd"] == b["fd"] and a["precision"] == b["precision"]
+    assert "FD-LeNet" in format_table({"x": a})
+
+
+def test_too_few_samples_for_the_features(two_runs):
+    trained, _ = two_runs
+    with pytest.raises(SozoError, match="more samples than feature dimensions"):
+        evaluate(trained.path, n=50, log=None)
+
+
+def test_eval_every_logs_measures_during_training(tmp_path):
+    run = sozo.train("dcgan", out=tmp_path / "r", set=SETS + ["eval_every=1", "eval_samples=200"],
+                     **tiny_options(epochs=2, batch_size=32))
+    epochs = [r for r in run.metrics() if r["kind"] == "epoch"]
+    assert len(epochs) == 2 and all("eval_FD-LeNet" in r and "eval_precision" in r for r in epochs)
