@@ -98,8 +98,10 @@ class Trainer:
             raise SozoError(f"batch_size {self.cfg.batch_size} is larger than the {self.n} training examples",
                             hint=f"use --batch-size {max(1, self.n // 4)} or more data")
         # data lives on the training device (uint8 images are small); batches are indexed there
-        self.data = {k: v.to(self.device) for k, v in self.data.items()}
-        self.model.to(self.device)
+        fmt = self.model.memory_format()
+        self.data = {k: v.to(self.device).contiguous(memory_format=fmt) if v.ndim == 4 else v.to(self.device)
+                     for k, v in self.data.items()}
+        self.model.to(self.device, memory_format=fmt)
         use_bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
         self.model.amp_dtype = torch.bfloat16 if use_bf16 else None
         self.model.configure_optimizers()

@@ -120,6 +120,9 @@ class GAN(ImageModel):
         return replace(config, **changes)
 
     # --- training ------------------------------------------------------------------------
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.config.arch == "conv" else torch.contiguous_format
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         fused = {"fused": True} if self.device.type == "cuda" else {}
