@@ -129,6 +129,7 @@ def test_error_catalogue(dcgan_run, tmp_path, capsys):
         (["train", "dcgan", "--resume", str(not_run)], "cannot be resumed"),
         (["train", "wgan", "--resume", str(dcgan_run)], "is a 'dcgan' run"),
         (["train", "dcgan", "--out", str(dcgan_run)], "already holds a run"),
+        (["train", "dcgan", "--resume", str(dcgan_run), "--out", str(tmp_path / "other")], "--out does not apply"),
         (["sample", str(tmp_path / "nope")], "no such run folder"),
         (["sample", str(not_run)], "no model/config.json"),
         (["sample", str(broken)], "corrupt"),

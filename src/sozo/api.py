@@ -85,6 +85,9 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     overrides = _overrides(set, named)
     if resume is not None:
         run = Run(resume).require("checkpoint")
+        if out is not None and Path(out).resolve() != run.path.resolve():
+            raise SozoError("--out does not apply with --resume: a resumed run continues in its own folder",
+                            hint=f"drop --out, or copy {run.path} to {out} and resume that")
         saved = load_yaml(run.config_yaml) if run.config_yaml.exists() else None
         if saved is None:
             raise SozoError(f"{run.path} has a checkpoint but no config.yaml", hint="the run folder is damaged")

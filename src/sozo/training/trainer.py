@@ -185,6 +185,11 @@ class Trainer:
                                 hint="check the data and the model's sizes (--set image_size=…, channels=…)") from e
             if self.is_main:  # model/ exists (at step 0) from the start, so a killed run is always loadable
                 self.save_model()
+        if self.is_main:
+            prec = "bf16 autocast" if self.model.amp_dtype is not None else "fp32"
+            self.log(f"{self.model.family}: {self.n} training examples, {self.steps_per_epoch} steps an epoch, "
+                     f"{self.device.type} ({prec}); run folder {self.run.path}"
+                     + (f"; resuming at epoch {self.pos.epoch + 1}, step {self.pos.step}" if resume else ""))
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -319,7 +324,9 @@ class Trainer:
             shown = {k: f"{v:.3g}" for k, v in rec.items() if k.startswith(("loss", "wdist"))}
             bar.set_postfix(shown, refresh=False)
         elif rec.get("kind") == "epoch":  # without a bar, one line per epoch
-            self.log(" ".join(f"{k}={v}" for k, v in rec.items() if k != "kind"))
+            values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
+                              if k not in ("kind", "epoch", "step", "seconds"))
+            self.log(f"epoch {rec['epoch']}/{self.cfg.epochs} step {rec['step']}: {values} ({rec['seconds']:.1f} s)")
         if self.cfg.tensorboard:
             self._tensorboard(rec)
 
