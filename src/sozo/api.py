@@ -157,10 +157,37 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu") -> Generativ
     return net
 
 
+def evaluate(runs: list[str | Path | Run] | str | Path | Run, log: Callable[[str], None] = print,
+             **options: Any) -> tuple[dict[str, dict], str]:
+    """Measure one or more runs (each family its own measures); runs of one family are compared together.
+
+    Returns ({run path: results}, the printed table). Options: n, seed, device, inception_weights, …
+    """
+    items = [runs] if isinstance(runs, (str, Path, Run)) else list(runs)
+    if not items:
+        raise SozoError("which run? e.g. sozo evaluate runs/dcgan-mnist-sample")
+    by_family: dict[str, list[Run]] = {}
+    for r in items:
+        run = (r if isinstance(r, Run) else Run(r)).require("model")
+        by_family.setdefault(read_model_json(run)["family"], []).append(run)
+    results: dict[str, dict] = {}
+    tables = []
+    groups: dict[type, list[Run]] = {}
+    for family, family_runs in by_family.items():  # families sharing a measure are compared in one table
+        cls = get_model(family)
+        owner = next(c for c in cls.__mro__ if "evaluate_runs" in c.__dict__)
+        groups.setdefault(owner, []).extend(family_runs)
+    for owner, group in groups.items():
+        res, table = owner.evaluate_runs.__func__(owner, [r.path for r in group], options, log)
+        results.update(res)
+        tables.append(table)
+    return results, "\n\n".join(tables)
+
+
 def run_config(run: str | Path | Run) -> dict[str, Any]:
     """The resolved config.yaml of a run as a dict."""
     run = Run(run) if not isinstance(run, Run) else run
     return yaml.safe_load(run.config_yaml.read_text(encoding="utf-8"))
 
 
-__all__ = ["train", "load", "models", "run_config", "Run", "SECTIONS"]
+__all__ = ["train", "load", "evaluate", "models", "run_config", "Run", "SECTIONS"]

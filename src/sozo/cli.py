@@ -79,10 +79,10 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .metrics.evaluate import evaluate, format_table
-    results = evaluate(args.runs, n=args.n, seed=args.seed, device=args.device,
-                       inception_weights=args.inception_weights, log=lambda m: print(m, file=sys.stderr))
-    print(format_table(results))
+    from .api import evaluate
+    results, table = evaluate(args.runs, n=args.n, seed=args.seed, device=args.device,
+                              inception_weights=args.inception_weights, log=lambda m: print(m, file=sys.stderr))
+    print(table)
     for path in results:
         extra = " and modes.png" if "modes" in results[path] else ""
         print(f"wrote {Path(path) / 'eval.json'}{extra}")

@@ -79,6 +79,24 @@ class GenerativeModel(nn.Module):
         """One update on ``batch``; return detached scalar losses (read by the trainer only when logging)."""
         raise NotImplementedError
 
+    def epoch_batches(self, n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """Index tensors of one epoch's batches, drawn only from ``generator`` (exact resume needs that).
+
+        Default: a random permutation cut into full batches (drop_last). A family may override it,
+        e.g. to bucket sentences of similar length.
+        """
+        perm = torch.randperm(n, generator=generator)
+        return [perm[b * batch_size:(b + 1) * batch_size] for b in range(n // batch_size)]
+
+    @classmethod
+    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Any = print) -> tuple[dict[str, dict], str]:
+        """Measure trained runs of this family: ({run path: results}, a table to print).
+
+        ``options`` are the `sozo evaluate` flags (n, seed, device, …). Results are also written to
+        RUN/eval.json.
+        """
+        raise SozoError(f"'{cls.family}' models have no evaluation yet")
+
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
         """Run one batch forward before the long job; raise SozoError naming what does not fit."""
 

@@ -37,3 +37,12 @@ class ImageModel(GenerativeModel):
         if x.shape[-1] != config.image_size:
             tensors = {**tensors, "images": resize_images(x, config.image_size)}
         return tensors
+
+    @classmethod
+    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Callable[[str], None] = print) -> tuple[dict[str, dict], str]:
+        """FD, KID, precision/recall and the class histogram beside the real floor."""
+        from ..metrics.evaluate import evaluate, format_table
+        results = evaluate(runs, n=options.get("n", 10000), seed=options.get("seed", 0),
+                           device=options.get("device", "auto"),
+                           inception_weights=options.get("inception_weights"), log=log)
+        return results, format_table(results)

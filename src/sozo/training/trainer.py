@@ -93,7 +93,8 @@ class Trainer:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.n = next(iter(self.data.values())).size(0)
-        self.steps_per_epoch = self.n // self.cfg.batch_size
+        # batches an epoch, as the family cuts them (the default drops the last partial batch)
+        self.steps_per_epoch = len(self.model.epoch_batches(self.n, self.cfg.batch_size, torch.Generator().manual_seed(0)))
         if self.steps_per_epoch == 0:
             raise SozoError(f"batch_size {self.cfg.batch_size} is larger than the {self.n} training examples",
                             hint=f"use --batch-size {max(1, self.n // 4)} or more data")
@@ -156,10 +157,9 @@ class Trainer:
     def batches(self, epoch: int, start: int):
         """Batches of ``epoch`` from index ``start``: a permutation seeded by (seed, epoch), drop_last."""
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        perm = torch.randperm(self.n, generator=gen).to(self.device)
-        bs = self.cfg.batch_size
-        for b in range(start, self.steps_per_epoch):
-            idx = perm[b * bs:(b + 1) * bs]
+        order = self.model.epoch_batches(self.n, self.cfg.batch_size, gen)
+        for b in range(start, len(order)):
+            idx = order[b].to(self.device)
             yield b, {k: v[idx] for k, v in self.data.items()}
 
     def _request_stop(self, signum: int, frame: Any) -> None:
