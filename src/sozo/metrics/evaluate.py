@@ -34,7 +34,13 @@ class Evaluator:
         self.data_key, self.log = data_key, log
         self.extractor = extractor or get_extractor(images, labels, num_classes, data_key, cache_dir=cache_dir,
                                                     inception_weights=inception_weights, device=device, log=log)
-        self.ref = real_reference(self.extractor, images, cache_dir, data_key)
+        ref = real_reference(self.extractor, images, cache_dir, data_key)
+        # one fixed scale for every feature set: the real features' root-mean variance becomes 1, so
+        # KID's polynomial kernel (x.y/d + 1)^3 sees features of the size it was designed for and FD
+        # reads in units of the real data's spread (precision/recall do not depend on it)
+        self.scale = float(np.sqrt(np.mean(np.diag(ref["sigma"])))) or 1.0
+        self.ref = {**ref, "features": ref["features"] / self.scale, "mu": ref["mu"] / self.scale,
+                    "sigma": ref["sigma"] / self.scale ** 2}
         self.short = getattr(self.extractor, "short", "features")
         self._floor: dict[str, Any] | None = None
 
@@ -84,7 +90,7 @@ class Evaluator:
         gen_s = time.perf_counter() - t0
         if tuple(fakes.shape[1:]) != want:
             raise SozoError(f"the model makes {tuple(fakes.shape[1:])} images but the real data is {want}")
-        feats = extract_features(self.extractor, fakes)
+        feats = extract_features(self.extractor, fakes) / self.scale
         if not np.isfinite(feats).all():
             raise SozoError("the model's samples give non-finite features (did training diverge?)")
         classes = self.extractor.predict(fakes) if self.num_classes and hasattr(self.extractor, "predict") else None
@@ -184,7 +190,7 @@ def format_table(results: dict[str, dict]) -> str:
         return ""
     first = next(iter(results.values()))
     fd = first["measure"]
-    rows = [(fd, "fd", "{:.3f}"), ("KID x1000", "kid", None), ("precision (k=3)", "precision", "{:.3f}"),
+    rows = [(fd, "fd", "{:.3f}"), ("KID x100", "kid", None), ("precision (k=3)", "precision", "{:.3f}"),
             ("recall (k=3)", "recall", "{:.3f}"), ("mode entropy (1 = uniform)", "mode_entropy", "{:.3f}"),
             ("top class share", "top_class_share", "{:.3f}")]
     cols = list(results) + ["real floor"]
@@ -198,7 +204,7 @@ def format_table(results: dict[str, dict]) -> str:
             if key not in d:
                 line.append("-")
             elif key == "kid":
-                line.append(f"{1000 * d['kid']:.2f} ± {1000 * d['kid_std']:.2f}")
+                line.append(f"{100 * d['kid']:.3f} ± {100 * d['kid_std']:.3f}")
             else:
                 line.append(fmt.format(d[key]))
         cells.append(line)
