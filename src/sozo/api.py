@@ -50,6 +50,9 @@ def prepare_data(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any
     model_cfg = cls.resolve_config(rc.model, data)
     tensors = cls.fit_tensors(tensors, model_cfg)
     rc = RunConfig(rc.model_name, model_cfg, rc.data, rc.train)
+    held = getattr(data, "heldout", None)  # a family that holds out its own split (a corpus's dev set)
+    if held is not None:
+        return data, rc, tensors, held
     train, held = _split(tensors, rc.data.holdout)
     return data, rc, train, held
 
@@ -124,10 +127,14 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
         write_text(run.config_yaml, rc.dump())  # the (possibly raised) epochs and other train options
     torch.manual_seed(rc.train.seed)  # the weights' init depends on the seed only
     net = cls(rc.model, class_names=getattr(data_obj, "class_names", None))
+    net.use_data(data_obj)  # what the family keeps of the data (vocabularies, dev sentences)
     info = {"family": rc.model_name, "config": to_dict(rc.model), "class_names": net.class_names,
             "data": {"source": rc.data.source, "name": data_obj.name}, "sozo_version": __version__}
     callbacks = list(callbacks or [])
-    if rc.train.eval_every:
+    own = net.train_callbacks(rc.train, log=log)  # a family's own measures (seq2seq: dev BLEU)
+    if own is not None:
+        callbacks.extend(own)
+    elif rc.train.eval_every:
         from .metrics.evaluate import eval_callback
         callbacks.append(eval_callback(rc.train.eval_samples, log=log))
     trainer = Trainer(net, train_t, rc.train, run, info, callbacks=callbacks, log=log, heldout=held_t)
@@ -152,9 +159,25 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu") -> Generativ
         raise SozoError(f"{run.model_dir / 'model.safetensors'} does not match its config.json "
                         f"({len(missing)} missing, {len(unexpected)} unexpected tensors)",
                         hint="the model/ folder is damaged; `sozo train --resume` rewrites it")
+    if info.get("files"):  # JSON documents beside the weights (vocabularies…), parsed without pickle
+        net.load_model_files({name: _read_json(run.model_dir, name) for name in info["files"]})
     from .training import resolve_device
     net.to(resolve_device(str(device)) if not isinstance(device, torch.device) else device).eval()
     return net
+
+
+def _read_json(folder: Path, name: str) -> Any:
+    """model/NAME parsed as JSON; NAME must be a plain ``*.json`` file name inside the folder."""
+    import json
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".json") or name.startswith("."):
+        raise SozoError(f"{folder / 'config.json'} names {name!r}, which is not a JSON file inside model/")
+    path = folder / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SozoError(f"missing {path}", hint="the model/ folder is incomplete; `sozo train --resume` rewrites it") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SozoError(f"corrupt {path}: {e}", hint="`sozo train --resume` rewrites it") from None
 
 
 def evaluate(runs: list[str | Path | Run] | str | Path | Run, log: Callable[[str], None] = print,
@@ -166,17 +189,14 @@ def evaluate(runs: list[str | Path | Run] | str | Path | Run, log: Callable[[str
     items = [runs] if isinstance(runs, (str, Path, Run)) else list(runs)
     if not items:
         raise SozoError("which run? e.g. sozo evaluate runs/dcgan-mnist-sample")
-    by_family: dict[str, list[Run]] = {}
+    groups: dict[type, list[Run]] = {}  # families sharing a measure are compared in one table, in the order given
     for r in items:
         run = (r if isinstance(r, Run) else Run(r)).require("model")
-        by_family.setdefault(read_model_json(run)["family"], []).append(run)
+        cls = get_model(read_model_json(run)["family"])
+        owner = next(c for c in cls.__mro__ if "evaluate_runs" in c.__dict__)
+        groups.setdefault(owner, []).append(run)
     results: dict[str, dict] = {}
     tables = []
-    groups: dict[type, list[Run]] = {}
-    for family, family_runs in by_family.items():  # families sharing a measure are compared in one table
-        cls = get_model(family)
-        owner = next(c for c in cls.__mro__ if "evaluate_runs" in c.__dict__)
-        groups.setdefault(owner, []).extend(family_runs)
     for owner, group in groups.items():
         res, table = owner.evaluate_runs.__func__(owner, [r.path for r in group], options, log)
         results.update(res)

@@ -40,6 +40,7 @@ class TrainConfig:
     eval_samples: int = 2000  # generated samples per evaluation during training
     progress: bool = True  # a progress bar with the current losses
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard extra)
+    on_divergence: Literal["stop", "rollback"] = "stop"  # rollback: reload the last checkpoint, halve the lr (3 times at most)
     deterministic: bool = False  # torch.use_deterministic_algorithms for bit-exact reruns
     threads: int = 0  # CPU threads for torch (0: torch's default)
 
@@ -280,6 +281,8 @@ def build_run_config(model_name: str, family: type, sections: dict[str, dict[str
     """
     model_values = {k: v for k, v in sections.get("model", {}).items() if k != "name"}
     preset = model_values.pop("preset", None)
+    if preset is not None and not isinstance(preset, str):
+        preset = str(preset)  # `--set preset=64` reads as the number 64 (YAML); preset names are strings
     base: dict[str, Any] = {}
     if preset:
         presets = family.presets()

@@ -100,6 +100,24 @@ class GenerativeModel(nn.Module):
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
         """Run one batch forward before the long job; raise SozoError naming what does not fit."""
 
+    def train_callbacks(self, train: Any, log: Any = print) -> list | None:
+        """Trainer callbacks measuring this family during training (seq2seq: dev BLEU each epoch).
+
+        None (the default): the image measures, when ``train.eval_every`` is set.
+        """
+        return None
+
+    # --- what the model keeps beside its weights (vocabularies, …) ---------------------------
+    def use_data(self, data: Any) -> None:
+        """Keep what the family needs of the loaded data object before training (sozo.train calls it)."""
+
+    def model_files(self) -> dict[str, Any]:
+        """JSON documents the trainer writes to model/NAME beside the weights (e.g. vocabularies)."""
+        return {}
+
+    def load_model_files(self, files: dict[str, Any]) -> None:
+        """Take back what ``model_files`` wrote ({NAME: parsed JSON}); sozo.load calls it after the weights."""
+
     # --- using a trained model -------------------------------------------------------------
     def write_samples(self, path: Path, n: int, seed: int) -> Path:
         """Write what the model makes now (a grid, a MIDI file, text) to ``path`` (suffix may change)."""

@@ -24,6 +24,11 @@ from ..models.base import GenerativeModel
 from ..runs import Run, load_checkpoint, save_checkpoint, save_weights, write_json
 
 CKPT_VERSION = 1
+MAX_ROLLBACKS = 3
+
+
+class Diverged(SozoError):
+    """A loss became NaN or infinite."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -124,18 +129,33 @@ class Trainer:
             "rng": rng_state(),
         }
 
-    def save(self) -> None:
-        """Checkpoint (full state) and model/ (weights + config.json), each written atomically."""
+    def save(self, pending: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None) -> None:
+        """Checkpoint (full state) and model/ (weights + config.json), each written atomically.
+
+        ``pending``: losses not yet logged; a non-finite one stops the save, so a checkpoint never
+        holds a diverged state. A failed write (full disk) leaves the previous checkpoint in place.
+        """
+        if pending is not None:
+            self._check_finite(self._means(*pending))
         if not self.is_main:
             return
-        save_checkpoint(self.run.last_ckpt, self.state_dict())
-        self.save_model()
+        try:
+            save_checkpoint(self.run.last_ckpt, self.state_dict())
+            self.save_model()
+        except OSError as e:
+            raise SozoError(f"could not write the checkpoint in {self.run.path}: {e.strerror or e}",
+                            hint="the previous checkpoint is intact; free some disk space, then "
+                                 f"sozo train --resume {self.run.path}") from None
 
     def save_model(self) -> None:
         save_weights(self.run.model_dir / "model.safetensors", self.model.state_dict(),
                      metadata={"family": self.model.family, "step": str(self.pos.step)})
+        files = self.model.model_files()  # e.g. vocabularies: JSON beside the weights, listed in config.json
+        for name, doc in files.items():
+            write_json(self.run.model_dir / name, doc)
         write_json(self.run.model_dir / "config.json", {**self.model_info, "step": self.pos.step,
-                                                        "epoch": self.pos.epoch})
+                                                        "epoch": self.pos.epoch,
+                                                        **({"files": sorted(files)} if files else {})})
 
     def load(self) -> None:
         """Restore everything from checkpoints/last.pt."""
@@ -195,7 +215,23 @@ class Trainer:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self._request_stop)
         try:
-            self._loop()
+            rollbacks = 0
+            while True:
+                try:
+                    self._loop()
+                    break
+                except Diverged as e:
+                    if self.cfg.on_divergence != "rollback" or rollbacks >= MAX_ROLLBACKS or not self.run.last_ckpt.exists():
+                        raise
+                    rollbacks += 1
+                    lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.model.optimizers.items()}
+                    self.load()  # the last good state: weights, optimizers, position, RNG
+                    self.run.truncate_metrics(self.pos.step)
+                    for k, opt in self.model.optimizers.items():  # half of the rates that diverged
+                        for group, lr in zip(opt.param_groups, lrs[k]):
+                            group["lr"] = lr * 0.5
+                    self.log(f"{e.message}; rolled back to step {self.pos.step} with learning rates halved "
+                             f"({rollbacks}/{MAX_ROLLBACKS})")
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
@@ -243,15 +279,15 @@ class Trainer:
                         epoch_counts[k] = epoch_counts.get(k, 0) + counts[k]
                     sums, counts, t_log, steps_since_log = {}, {}, now, 0
                 if cfg.checkpoint_every and self.pos.step % cfg.checkpoint_every == 0:
-                    self.save()
+                    self.save((sums, counts))
                 if self._done_steps() and self.pos.batch < self.steps_per_epoch:  # stop mid-epoch
-                    self.save()
+                    self.save((sums, counts))
                     self.log(f"reached max_steps={cfg.max_steps}; checkpoint saved in {self.run.path}")
                     if bar is not None:
                         bar.close()
                     return
                 if self._stop:
-                    self.save()
+                    self.save((sums, counts))
                     self.stopped_early = True
                     self.log(f"interrupted at step {self.pos.step}; checkpoint saved in {self.run.path} "
                              f"(resume with: sozo train {model.family} --resume {self.run.path})")
@@ -312,9 +348,10 @@ class Trainer:
     def _check_finite(self, rec: dict[str, Any]) -> None:
         bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
-            raise SozoError(f"training diverged: {', '.join(bad)} became {rec[bad[0]]} by step {self.pos.step}",
+            raise Diverged(f"training diverged: {', '.join(bad)} became {rec[bad[0]]} by step {self.pos.step}",
                             hint=f"the last good checkpoint is in {self.run.last_ckpt}; "
-                                 "lower the learning rate (--set lr_g=…, lr_d=…) and resume or retrain")
+                                 "lower the learning rate (--set lr_g=…, lr_d=…) and resume or retrain, "
+                                 "or train with --set on_divergence=rollback")
 
     def _emit(self, rec: dict[str, Any], bar: Any) -> None:
         if not self.is_main:
