@@ -91,3 +91,27 @@ def test_sigkill_at_any_moment_leaves_a_readable_checkpoint(tmp_path):
     assert steps == sorted(steps) and steps[-1] > steps[0], steps
     leftovers = [p.name for p in (out / "checkpoints").iterdir() if p.name != "last.pt"]
     assert all(name.endswith(".tmp") for name in leftovers)
+
+
+def test_compile_falls_back_to_eager_with_a_note(tmp_path, monkeypatch):
+    def broken(self, *a, **k):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(torch.nn.Module, "compile", broken)
+    logs: list[str] = []
+    run = sozo.train("dcgan", out=tmp_path / "r", set=TINY["dcgan"] + DATA + ["compile=on"], log=logs.append,
+                     **tiny_options())
+    assert any("torch.compile is not available" in m and "no C++ compiler" in m for m in logs), logs
+    assert load_checkpoint(run.last_ckpt)["step"] > 0
+
+
+def test_compile_auto_is_off_on_cpu_and_spares_the_gradient_penalty_critic(tmp_path):
+    logs: list[str] = []
+    sozo.train("gan", out=tmp_path / "r", set=TINY["gan"] + DATA, log=logs.append, **tiny_options())
+    assert not any("compiled" in m for m in logs)
+    from sozo.registry import get_model
+    from .helpers import build
+    gp, _ = build("wgan-gp", TINY["wgan-gp"] + DATA)
+    assert gp.compiled_networks() == [gp.generator]
+    plain, _ = build("dcgan", TINY["dcgan"] + DATA)
+    assert plain.compiled_networks() == [plain.generator, plain.discriminator]
+    assert get_model("dcgan")  # registry still intact

@@ -41,6 +41,7 @@ class TrainConfig:
     progress: bool = True  # a progress bar with the current losses
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard extra)
     on_divergence: Literal["stop", "rollback"] = "stop"  # rollback: reload the last checkpoint, halve the lr (3 times at most)
+    compile: Literal["auto", "on", "off"] = "auto"  # torch.compile the networks (auto: on CUDA); falls back to eager
     deterministic: bool = False  # torch.use_deterministic_algorithms for bit-exact reruns
     threads: int = 0  # CPU threads for torch (0: torch's default)
 
@@ -104,7 +105,11 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 continue
         raise bad
     if origin is Literal:
-        if value in get_args(tp):
+        options = get_args(tp)
+        if isinstance(value, bool):  # YAML reads on/off/yes/no as booleans
+            spelled = [w for w in (("on", "true", "yes") if value else ("off", "false", "no")) if w in options]
+            value = spelled[0] if spelled else value
+        if value in options and not isinstance(value, bool):
             return value
         raise SozoError(f"'{key}' must be one of {_type_name(tp)}, got {value!r}",
                         hint=did_you_mean(str(value), [str(a) for a in get_args(tp)]))

@@ -79,6 +79,11 @@ class GenerativeModel(nn.Module):
         """One update on ``batch``; return detached scalar losses (read by the trainer only when logging)."""
         raise NotImplementedError
 
+    def compiled_networks(self) -> list[nn.Module]:
+        """The networks ``torch.compile`` may speed up (default: every child module). A family leaves
+        out networks that see a double backward (a gradient penalty), which compile cannot trace."""
+        return list(self.children())
+
     def epoch_batches(self, n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
         """Index tensors of one epoch's batches, drawn only from ``generator`` (exact resume needs that).
 

@@ -188,8 +188,32 @@ class Trainer:
         self._stop = True
         self.log("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)")
 
+    def _compile(self) -> bool:
+        """torch.compile the family's networks in place (state_dict keys unchanged) and warm them up
+        on one batch; any failure (no compiler, an unsupported op) falls back to eager, with a note."""
+        want = self.cfg.compile == "on" or (self.cfg.compile == "auto" and self.device.type == "cuda")
+        if not want or not hasattr(torch, "compile"):
+            return False
+        nets = self.model.compiled_networks()
+        try:
+            for net in nets:
+                net.compile()
+            _, first = next(self.batches(0, 0))
+            state = rng_state()
+            self.model.eval()
+            self.model.check_batch(first)  # compiles now, not in the middle of a step
+            set_rng_state(state)
+            return True
+        except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+            for net in nets:
+                net._compiled_call_impl = None  # back to eager
+            self.log(f"torch.compile is not available here ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                     "training without it")
+            return False
+
     def fit(self, resume: bool = False) -> Position:
         """Train until ``cfg.epochs``; Ctrl-C (SIGINT) or SIGTERM saves and returns early."""
+        self.compiled = self._compile()
         if resume:
             self.load()
             self.run.truncate_metrics(self.pos.step)
@@ -206,7 +230,7 @@ class Trainer:
             if self.is_main:  # model/ exists (at step 0) from the start, so a killed run is always loadable
                 self.save_model()
         if self.is_main:
-            prec = "bf16 autocast" if self.model.amp_dtype is not None else "fp32"
+            prec = ("bf16 autocast" if self.model.amp_dtype is not None else "fp32") + (", compiled" if self.compiled else "")
             self.log(f"{self.model.family}: {self.n} training examples, {self.steps_per_epoch} steps an epoch, "
                      f"{self.device.type} ({prec}); run folder {self.run.path}"
                      + (f"; resuming at epoch {self.pos.epoch + 1}, step {self.pos.step}" if resume else ""))

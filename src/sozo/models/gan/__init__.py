@@ -123,6 +123,10 @@ class GAN(ImageModel):
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.config.arch == "conv" else torch.contiguous_format
 
+    def compiled_networks(self) -> list[nn.Module]:
+        # the WGAN-GP critic sees the penalty's double backward: it stays eager
+        return [self.generator] if self.config.objective == "wasserstein-gp" else [self.generator, self.discriminator]
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         fused = {"fused": True} if self.device.type == "cuda" else {}
