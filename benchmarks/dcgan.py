@@ -12,24 +12,16 @@ Prints one JSON line per case and a final JSON line with the ratio.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 
 import torch
 from torch import nn
 
-from sozo.config import TrainConfig, build_run_config
 from sozo.data.images import load_images, to_float
 from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator
-from sozo.registry import get_model
-from sozo.runs import Run
-from sozo.training import Trainer, resolve_device
+from sozo.training import resolve_device
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from .common import peak_memory_mb, run_cases, sozo_gan, sync
 
 
 def plain_loop(x_uint8: torch.Tensor, images: int, batch_size: int, device: torch.device, seed: int) -> dict:
@@ -53,7 +45,7 @@ def plain_loop(x_uint8: torch.Tensor, images: int, batch_size: int, device: torc
     optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     seen, steps = 0, 0
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     while seen < images:
         for (real,) in loader:
@@ -86,38 +78,13 @@ def plain_loop(x_uint8: torch.Tensor, images: int, batch_size: int, device: torc
             steps += 1
             if seen >= images:
                 break
-    _sync(device)
+    sync(device)
     dt = time.perf_counter() - t0
     return {"case": "plain-loop", "images": seen, "steps": steps, "seconds": round(dt, 3),
-            "images_per_s": round(seen / dt, 1)}
-
-
-def sozo_trainer(x_uint8: torch.Tensor, images: int, batch_size: int, device: torch.device, seed: int,
-                 run_dir: str, precision: str = "auto") -> dict:
-    """sozo's Trainer on the same networks and data, checkpoints included, no sample grids."""
-    cls = get_model("dcgan")
-    rc = build_run_config("dcgan", cls, {"model": {"image_size": 28, "channels": 1, "width": 32}})
-    steps_per_epoch = x_uint8.size(0) // batch_size
-    steps = -(-images // batch_size)
-    epochs = -(-steps // steps_per_epoch)
-    cfg = TrainConfig(epochs=epochs, max_steps=steps, batch_size=batch_size, seed=seed, device=str(device), progress=False,
-                      sample_every=0, log_every=steps_per_epoch, precision=precision)
-    torch.manual_seed(seed)
-    model = cls(rc.model)
-    trainer = Trainer(model, {"images": x_uint8}, cfg, Run(run_dir), {"family": "dcgan"}, log=lambda m: None)
-    _sync(device)
-    t0 = time.perf_counter()
-    trainer.fit()
-    _sync(device)
-    dt = time.perf_counter() - t0
-    seen = trainer.pos.step * batch_size
-    return {"case": "sozo" if precision == "auto" else f"sozo-{precision}", "images": seen, "steps": trainer.pos.step, "seconds": round(dt, 3),
-            "images_per_s": round(seen / dt, 1), "precision": str(model.amp_dtype or "fp32")}
+            "images_per_s": round(seen / dt, 1), "peak_mb": peak_memory_mb(device)}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import tempfile
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=9000, help="training images per case")
     p.add_argument("--batch-size", type=int, default=64)
@@ -128,32 +95,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     x = load_images("mnist-sample").images  # (5000, 1, 28, 28) uint8
-    env = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "cpu": platform.processor() or platform.machine(),
-           "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
-    best: dict[str, dict] = {}
-    cases = [lambda tmp: plain_loop(x, args.images, args.batch_size, device, args.seed),
-             lambda tmp: sozo_trainer(x, args.images, args.batch_size, device, args.seed, tmp)]
+    model = {"image_size": 28, "channels": 1, "width": 32}
+    cases = [lambda: plain_loop(x, args.images, args.batch_size, device, args.seed),
+             lambda: sozo_gan("dcgan", x, args.images, args.batch_size, device, args.seed, model)]
     if args.bf16:
-        cases.append(lambda tmp: sozo_trainer(x, args.images, args.batch_size, device, args.seed, tmp, "bf16"))
-    for r in range(args.repeats):
-        for case in cases:
-            with tempfile.TemporaryDirectory() as tmp:
-                res = case(tmp)
-            res.update(bench="dcgan-28-train", batch_size=args.batch_size, repeat=r, **env)
-            print(json.dumps(res), flush=True)
-            prev = best.get(res["case"])
-            if prev is None or res["images_per_s"] > prev["images_per_s"]:
-                best[res["case"]] = res
-    summary = {"bench": "dcgan-28-train", "summary": True, **env, "batch_size": args.batch_size,
-               "plain_images_per_s": best["plain-loop"]["images_per_s"],
-               "sozo_images_per_s": best["sozo"]["images_per_s"],
-               "ratio": round(best["sozo"]["images_per_s"] / best["plain-loop"]["images_per_s"], 3)}
-    if "sozo-bf16" in best:
-        summary["sozo_bf16_images_per_s"] = best["sozo-bf16"]["images_per_s"]
-        summary["ratio_bf16"] = round(best["sozo-bf16"]["images_per_s"] / best["plain-loop"]["images_per_s"], 3)
-    print(json.dumps(summary), flush=True)
-    return summary
+        cases.append(lambda: sozo_gan("dcgan", x, args.images, args.batch_size, device, args.seed, model, "bf16"))
+    return run_cases("dcgan-28-train", cases, args.repeats, device, {"batch_size": args.batch_size})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+"""What every benchmark case shares: timing with device sync, environment, peak memory,
+running cases alternately for a few repeats and keeping the best, JSON lines out."""
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import tempfile
+import time
+from typing import Any, Callable
+
+import torch
+
+from sozo.config import TrainConfig, build_run_config
+from sozo.registry import get_model
+from sozo.runs import Run
+from sozo.training import Trainer
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def env(device: torch.device) -> dict[str, Any]:
+    return {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+            "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated on CUDA; otherwise the process's peak resident set (Linux: KiB)."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def timed(fn: Callable[[], int], device: torch.device) -> tuple[int, float]:
+    """Run ``fn`` (returns the number of items it processed); (items, seconds) with device sync."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync(device)
+    t0 = time.perf_counter()
+    n = fn()
+    sync(device)
+    return n, time.perf_counter() - t0
+
+
+def sozo_gan(family: str, x_uint8: torch.Tensor, images: int, batch_size: int, device: torch.device,
+             seed: int, model: dict[str, Any], precision: str = "auto") -> dict[str, Any]:
+    """sozo's Trainer on ``images`` training images (checkpoints included, no sample grids)."""
+    cls = get_model(family)
+    rc = build_run_config(family, cls, {"model": model})
+    steps_per_epoch = x_uint8.size(0) // batch_size
+    steps = -(-images // batch_size)
+    cfg = TrainConfig(epochs=-(-steps // steps_per_epoch), max_steps=steps, batch_size=batch_size, seed=seed,
+                      device=str(device), progress=False, sample_every=0, log_every=steps_per_epoch,
+                      precision=precision)
+    torch.manual_seed(seed)
+    net = cls(rc.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(net, {"images": x_uint8}, cfg, Run(tmp), {"family": family}, log=lambda m: None)
+        n, dt = timed(lambda: trainer.fit().step * batch_size, device)
+    return {"case": "sozo" if precision == "auto" else f"sozo-{precision}", "images": n, "seconds": round(dt, 3),
+            "images_per_s": round(n / dt, 1), "precision": str(net.amp_dtype or "fp32"),
+            "peak_mb": peak_memory_mb(device)}
+
+
+def run_cases(bench: str, cases: list[Callable[[], dict]], repeats: int, device: torch.device,
+              extra: dict[str, Any]) -> dict[str, Any]:
+    """Alternate the cases ``repeats`` times, print each result, return a summary of the best
+    per case with the ratio of every sozo case to the plain loop."""
+    best: dict[str, dict] = {}
+    info = env(device)
+    for r in range(repeats):
+        for case in cases:
+            res = case()
+            res.update(bench=bench, repeat=r, **extra, **info)
+            print(json.dumps(res), flush=True)
+            if res["case"] not in best or res["images_per_s"] > best[res["case"]]["images_per_s"]:
+                best[res["case"]] = res
+    summary: dict[str, Any] = {"bench": bench, "summary": True, **info, **extra}
+    base = best.get("plain-loop")
+    for name, res in best.items():
+        summary[f"{name}_per_s"] = res["images_per_s"]
+        if base and name != "plain-loop":
+            summary[f"ratio_{name}"] = round(res["images_per_s"] / base["images_per_s"], 3)
+    print(json.dumps(summary), flush=True)
+    return summary
