@@ -18,7 +18,12 @@ EPILOG = """examples:
   sozo train dcgan --resume runs/faces
   sozo sample runs/faces --n 64 --seed 1 --out grid.png
   sozo interpolate runs/faces --steps 10 --out walk.gif
+  sozo train vae --epochs 30 && sozo reconstruct runs/vae-mnist-sample --out recon.png
+  sozo latent-arith runs/vae-mnist-sample --add label=8 --subtract label=3 --out arith.png
   sozo evaluate runs/a runs/b
+  sozo train seq2seq --data ../shared/data/small_parallel_enja --src ja --tgt en --epochs 15 --out runs/enja
+  sozo translate runs/enja --beam 5 "海外に旅行に行きたい。"
+  sozo evaluate runs/enja --split dev --beam 5
 """
 
 
@@ -46,7 +51,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .api import train
     run = train(args.model, args.data, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                 out=args.out, resume=args.resume, config=args.config, set=args.set, device=args.device,
-                progress=False if args.no_progress else None, log=lambda m: print(m, file=sys.stderr))
+                progress=False if args.no_progress else None, log=lambda m: print(m, file=sys.stderr),
+                src=args.src, tgt=args.tgt)
     print(f"run folder: {run.path}")
     latest = sorted(run.samples_dir.glob("epoch-*")) if run.samples_dir.exists() else []
     if latest:
@@ -72,6 +78,20 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     model = load(args.run, device=args.device)
     out = Path(args.out)
     _check_suffix(out, (".gif", ".png"))
+    if args.from_ is not None or args.to is not None:  # between two real images (autoencoders)
+        if args.from_ is None or args.to is None:
+            raise SozoError("--from and --to go together: the two held-out images to walk between",
+                            hint="e.g. --from 3 --to 8 (indices of held-out images) or --from label=3 --to label=8")
+        if not hasattr(model, "encode"):
+            raise SozoError(f"'{model.family}' has no encoder, so --from/--to do not apply",
+                            hint="without --from/--to, sozo interpolate walks between random latents; "
+                                 "--from/--to work on ae, vae, conv-vae, beta-vae, cvae runs")
+        if args.label is not None:
+            raise SozoError("--label does not apply with --from/--to: the walk takes the two images' own labels")
+        from .models.vae.tools import interpolate_between
+        res = interpolate_between(args.run, args.from_, args.to, steps=args.steps, out=out, device=args.device)
+        print(f"wrote {out} ({res['description']}, {args.steps} steps)")
+        return
     if not hasattr(model, "write_interpolation"):
         raise SozoError(f"'{model.family}' models do not support interpolation")
     model.write_interpolation(out, steps=args.steps, paths=args.paths, seed=args.seed, labels=args.label)
@@ -81,11 +101,106 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .api import evaluate
     results, table = evaluate(args.runs, n=args.n, seed=args.seed, device=args.device,
-                              inception_weights=args.inception_weights, log=lambda m: print(m, file=sys.stderr))
+                              inception_weights=args.inception_weights, k=args.k, split=args.split,
+                              beam=args.beam, length_penalty=args.length_penalty, bleu_tokenize=args.bleu_tokenize,
+                              log=lambda m: print(m, file=sys.stderr))
     print(table)
     for path in results:
         extra = " and modes.png" if "modes" in results[path] else ""
         print(f"wrote {Path(path) / 'eval.json'}{extra}")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from .models.vae.tools import reconstruct_grid
+    out = Path(args.out)
+    _check_suffix(out, (".png", ".jpg", ".jpeg"))
+    res = reconstruct_grid(args.run, out, n=args.n, split=args.split, nrow=args.nrow, device=args.device)
+    print(f"wrote {out} ({res['n']} {args.split} images, originals above their reconstructions; "
+          f"mean BCE {res['bce']:.1f} nats per image)")
+
+
+def cmd_latent_map(args: argparse.Namespace) -> None:
+    from .models.vae.tools import latent_map
+    out = Path(args.out)
+    _check_suffix(out, (".png",))
+    res = latent_map(args.run, out, n=args.n, split=args.split, grid=args.grid, device=args.device)
+    how = " (PCA to 2-D)" if res["pca"] else ""
+    print(f"wrote {out} ({res['n']} codes{how}{', with decoded codes beside' if res['manifold'] else ''})")
+
+
+def cmd_latent_arith(args: argparse.Namespace) -> None:
+    from .models.vae.tools import latent_arithmetic
+    out = Path(args.out)
+    _check_suffix(out, (".png", ".gif"))
+    res = latent_arithmetic(args.run, add=args.add, subtract=args.subtract, out=out, attributes=args.attributes,
+                            images=args.images, n=args.n, steps=args.steps, strength=args.strength,
+                            seed=args.seed, device=args.device)
+    print(f"wrote {out} ({res['n']} images, a row each: the original, then code + s * vector "
+          f"for s = {', '.join(map(str, res['scales']))})")
+
+
+def cmd_translate(args: argparse.Namespace) -> None:
+    from .api import load
+    texts = list(args.text)
+    if args.file is not None:
+        if texts:
+            raise SozoError("give sentences as arguments or --file, not both")
+        texts = _read_sentences(args.file)
+    if not texts:
+        raise SozoError("nothing to translate", hint='sozo translate RUN "海外に旅行に行きたい。" (or --file input.txt)')
+    if args.file is None and any(not t.strip() for t in texts):
+        raise SozoError("nothing to translate: an argument is empty", hint='quote the sentence: sozo translate RUN "…"')
+    if args.attention_map:
+        _check_suffix(Path(args.attention_map), (".png", ".pdf", ".svg"))
+    model = load(args.run, device=args.device)
+    if not hasattr(model, "translate"):
+        raise SozoError(f"{args.run} is a '{model.family}' run; translate needs a seq2seq run",
+                        hint="train one with sozo train seq2seq --data …")
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    keep = [i for i, t in enumerate(texts) if t.strip()]  # blank lines of a file stay blank in the output
+    done = model.translate([texts[i] for i in keep], beam=args.beam, length_penalty=args.length_penalty,
+                           max_len=args.max_len, log=log) if keep else []
+    out = [""] * len(texts)
+    for i, tr in zip(keep, done):
+        out[i] = tr.text
+        if args.show_tokens:
+            unk = f"  (unknown: {' '.join(tr.unknown)})" if tr.unknown else ""
+            log(f"{' '.join(tr.source_tokens)}  ->  {' '.join(tr.tokens)}  [log p {tr.score:.2f}]{unk}")
+    for line in out:
+        print(line)
+    if args.attention_map:
+        from .models.seq2seq.plot import save_attention_map
+        base = Path(args.attention_map)
+        for n, tr in enumerate(done, 1):
+            if tr.attention is None:
+                raise SozoError("this model has no attention (attention=none), so there is no map to draw")
+            path = base if len(done) == 1 else base.with_name(f"{base.stem}-{n}{base.suffix}")
+            rows = tr.tokens + (["</s>"] if tr.finished else [])
+            save_attention_map(tr.source_tokens, rows, tr.attention, path, title=tr.text)
+            log(f"wrote {path}")
+
+
+def _read_sentences(name: str) -> list[str]:
+    if name == "-":
+        return sys.stdin.read().splitlines()
+    path = Path(name)
+    if not path.is_file():
+        raise SozoError(f"no such file: {path}")
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise SozoError(f"{path} is not UTF-8 text") from None
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    raise SozoError("which action?", hint="sozo data download tatoeba-jpn")
+
+
+def cmd_data_download(args: argparse.Namespace) -> None:
+    from .data.text import fetch_corpus
+    path = fetch_corpus(args.name, url=args.url, sha256=args.sha256, force=args.force,
+                        progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
+    print(path)
 
 
 def _check_suffix(path: Path, allowed: tuple[str, ...]) -> None:
@@ -119,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any option; repeatable")
     s.add_argument("--device", help="auto (default: cuda > mps > cpu), cpu, cuda, cuda:N, mps")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--src", metavar="LANG", help="seq2seq: source language (file suffix, e.g. ja)")
+    s.add_argument("--tgt", metavar="LANG", help="seq2seq: target language (e.g. en)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="write a grid of samples from a trained run")
@@ -139,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--inception-weights", metavar="PATH",
                    help="Inception-v3 weights file for the standard FID (needs torch-fidelity); "
                         "default: a LeNet trained on the data ($SOZO_INCEPTION_WEIGHTS also works)")
+    s.add_argument("--k", type=_positive("--k"), default=100,
+                   help="autoencoders: importance samples per held-out image for the NLL (default 100)")
+    s.add_argument("--split", help="seq2seq: the corpus split to translate and score (dev, test, train; default dev)")
+    s.add_argument("--beam", type=_positive("--beam"), default=1, help="seq2seq: beam size (default 1: greedy)")
+    s.add_argument("--length-penalty", type=float, default=0.6, help="seq2seq: beam length penalty alpha (default 0.6)")
+    s.add_argument("--bleu-tokenize", default="none",
+                   help="seq2seq: sacrebleu tokenizer (default none: the corpus's own tokens; 13a for raw text)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("interpolate", help="a latent walk as an animated GIF or a PNG strip")
@@ -148,14 +272,84 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--label", help="class id or name (conditional models)")
     s.add_argument("--out", default="walk.gif", help=".gif (animated) or .png (a strip, a row per walk)")
+    s.add_argument("--from", dest="from_", metavar="IMAGE",
+                   help="autoencoders: walk from this held-out image (its index, or label=C for the first of class C)")
+    s.add_argument("--to", metavar="IMAGE", help="autoencoders: ... to this held-out image")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_interpolate)
+
+    s = sub.add_parser("reconstruct", help="autoencoders: real images with their reconstructions below them")
+    s.add_argument("run", help="a run folder (ae, vae, conv-vae, beta-vae, cvae)")
+    s.add_argument("--n", type=_positive("--n"), default=16, help="images (the first of the split)")
+    s.add_argument("--split", choices=["heldout", "train"], default="heldout")
+    s.add_argument("--nrow", type=_positive("--nrow"), help="images per row (default up to 16)")
+    s.add_argument("--out", default="recon.png")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_reconstruct)
+
+    s = sub.add_parser("latent-map", help="autoencoders: a 2-D scatter of codes coloured by label (PCA when larger)")
+    s.add_argument("run", help="a run folder (ae, vae, conv-vae, beta-vae, cvae)")
+    s.add_argument("--n", type=_positive("--n"), default=5000, help="images to encode (default 5000)")
+    s.add_argument("--split", choices=["all", "heldout", "train"], default="all")
+    s.add_argument("--grid", type=int, default=15,
+                   help="2-D latents: decoded codes on a GRID x GRID lattice beside the scatter (0: none)")
+    s.add_argument("--out", default="latent.png")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_latent_map)
+
+    s = sub.add_parser("latent-arith",
+                       help="autoencoders: add and subtract attribute vectors (labels or an attributes file)")
+    s.add_argument("run", help="a run folder (ae, vae, conv-vae, beta-vae, cvae)")
+    s.add_argument("--add", action="append", default=[], metavar="TERM",
+                   help="label=C (a class) or an attribute name from --attributes; repeatable")
+    s.add_argument("--subtract", action="append", default=[], metavar="TERM", help="as --add; repeatable")
+    s.add_argument("--attributes", metavar="FILE",
+                   help="binary attributes per image file (CelebA's list_attr_celeba.txt format, "
+                        "or a CSV with a header)")
+    s.add_argument("--images", metavar="DIR",
+                   help="the folder of the files --attributes names (default: the run's data)")
+    s.add_argument("--n", type=_positive("--n"), default=8, help="starting images, a row each")
+    s.add_argument("--steps", type=_positive("--steps"), default=5, help="columns from s=0 to s=--strength")
+    s.add_argument("--strength", type=float, default=1.5, help="the largest multiple of the vector (default 1.5)")
+    s.add_argument("--seed", type=int, default=0, help="which images the vectors are averaged over")
+    s.add_argument("--out", default="arith.png", help=".png (a row per image) or .gif")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_latent_arith)
+
+    s = sub.add_parser("translate", help="seq2seq: translate sentences with a trained run",
+                       description="Translate sentences (raw Japanese is segmented with fugashi). "
+                                   "One output line per sentence; warnings go to standard error.")
+    s.add_argument("run", help="a seq2seq run folder")
+    s.add_argument("text", nargs="*", help="sentences, one an argument (quote each)")
+    s.add_argument("--file", metavar="FILE", help="one sentence a line ('-': standard input); blank lines stay blank")
+    s.add_argument("--beam", type=_positive("--beam"), default=1, help="beam size (default 1: greedy)")
+    s.add_argument("--length-penalty", type=float, default=0.6, help="beam length penalty alpha (default 0.6)")
+    s.add_argument("--max-len", type=_positive("--max-len"), help="most output tokens (default: from the source length)")
+    s.add_argument("--attention-map", metavar="FILE.png", help="draw the attention weights (one file a sentence)")
+    s.add_argument("--show-tokens", action="store_true", help="print the segmentation and unknown words to stderr")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_translate)
+
+    s = sub.add_parser("data", help="datasets: download a public corpus into the cache")
+    data_sub = s.add_subparsers(dest="data_command", metavar="ACTION")
+    d = data_sub.add_parser("download", help="download and check a named corpus (e.g. tatoeba-jpn)")
+    d.add_argument("name", help="tatoeba-jpn (Japanese-English pairs from manythings.org)")
+    d.add_argument("--url", help="another address for the same archive (a mirror)")
+    d.add_argument("--sha256", help="the archive's expected SHA-256 (checked before anything is kept)")
+    d.add_argument("--force", action="store_true", help="download again even when cached")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_data_download)
+    s.set_defaults(func=cmd_data)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None) == "translate" and not any(e.startswith("-") for e in extra):
+        args.text += extra  # sentences after options (argparse gives a '*' positional only the first run of words)
+    elif extra:
+        parser.error("unrecognized arguments: " + " ".join(extra))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -11,7 +11,7 @@ from typing import Callable
 from .errors import SozoError, did_you_mean
 
 # modules that register model families when imported
-FAMILY_MODULES = ("sozo.models.gan",)
+FAMILY_MODULES = ("sozo.models.gan", "sozo.models.vae")
 
 _MODELS: dict[str, type] = {}
 _loaded = False

@@ -1,0 +1,456 @@
+"""The autoencoder family: ae, vae, conv-vae, beta-vae, cvae.
+
+One class does the work; the registered names are presets. An encoder maps pixel intensities
+x/255 in [0, 1] to a code (a plain autoencoder: a point; a VAE: the mean and log variance of
+q(z|x)); a decoder maps a code to per-pixel logits of a Bernoulli likelihood p(x|z). The step is
+one Adam update on the negative ELBO per image, -E_q[log p(x|z)] + beta * KL(q(z|x) || N(0, I)),
+with the reparameterisation z = mu + sigma * eps (the PyTorch example's VAE, beta = 1). Samples
+are mean images, sigmoid(logits), mapped to [-1, 1] like every image family.
+
+A plain autoencoder has no prior to sample from: it keeps a running mean and covariance of the
+codes it makes during training (buffers saved with the weights) and samples from that Gaussian.
+
+The latent tools (reconstructions, the latent map, interpolation between real images, attribute
+vectors, likelihood evaluation) live in :mod:`sozo.models.vae.tools`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ...config import replace
+from ...errors import SozoError
+from ...registry import register_model
+from ...viz.grid import make_grid, save_gif, save_grid, save_image
+from ..images import ImageModel
+from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_plan, conv_sizes
+from .objectives import bernoulli_nll, gaussian_kl, iw_nll, log_weights
+
+LIKELIHOOD_NOTE = ("Bernoulli decoder; targets are grey levels x/255 as in the PyTorch example "
+                   "(not binarised MNIST), so figures compare with other sozo runs, not with papers")
+
+
+@dataclass
+class VAEConfig:
+    """Networks, objective and optimiser of an autoencoder or VAE. Sizes left at None follow the data."""
+
+    preset: str = ""
+    arch: Literal["mlp", "conv"] = "mlp"
+    variational: bool = True  # False: a plain autoencoder (codes are points, no KL term)
+    conditional: bool = False  # encoder and decoder see the label (one-hot)
+    num_classes: int = 0  # filled from the data for conditional models
+    latent_dim: int = 20
+    hidden: list[int] = field(default_factory=lambda: [400])  # MLP widths (the decoder reverses them)
+    width: int = 32  # conv: channels of the first conv, doubling each halving of the size (capped at 8x)
+    image_size: Optional[int] = None  # None: the data's size (conv: the nearest it supports)
+    channels: Optional[int] = None  # None: the data's channels
+    beta: float = 1.0  # weight of the KL term (beta-VAE: > 1)
+    binarize: bool = False  # threshold pixels at 0.5 (targets and encoder input) for binarised-MNIST figures
+    lr: float = 1e-3  # Adam
+
+    def validate(self) -> None:
+        for name in ("latent_dim", "width"):
+            if getattr(self, name) < 1:
+                raise SozoError(f"'{name}' must be at least 1, got {getattr(self, name)}")
+        if any(h < 1 for h in self.hidden):
+            raise SozoError(f"'hidden' widths must be at least 1, got {self.hidden}",
+                            hint="for example --set hidden=[400]")
+        if not self.lr > 0:
+            raise SozoError(f"'lr' must be positive, got {self.lr}", hint="for example --set lr=0.001")
+        if not self.beta >= 0:
+            raise SozoError(f"'beta' must be at least 0, got {self.beta}", hint="for example --set beta=4")
+        if self.image_size is not None and self.image_size < 4:
+            raise SozoError(f"'image_size' must be at least 4, got {self.image_size}")
+        if self.channels not in (None, 1, 3):
+            raise SozoError(f"'channels' must be 1 or 3, got {self.channels}")
+
+
+class VAE(ImageModel):
+    """Encoder + decoder trained on the (beta-weighted) negative ELBO, or on reconstruction alone."""
+
+    Config = VAEConfig
+    CODE_MOMENTUM = 0.05  # plain autoencoder: running statistics of the codes, per step
+
+    def __init__(self, config: VAEConfig, class_names: list[str] | None = None):
+        super().__init__(config, class_names)
+        c = config
+        shape = (c.channels, c.image_size, c.image_size)
+        k = c.num_classes if c.conditional else 0
+        out = 2 * c.latent_dim if c.variational else c.latent_dim  # (mu, logvar) or the code itself
+        if c.arch == "mlp":
+            self.encoder = MLPEncoder(shape, c.hidden, out, k)
+            self.decoder = MLPDecoder(c.latent_dim, c.hidden, shape, k)
+        else:
+            self.encoder = ConvEncoder(c.image_size, c.channels, c.width, out, k)
+            self.decoder = ConvDecoder(c.latent_dim, c.image_size, c.channels, c.width, k)
+        if not c.variational:  # the Gaussian that samples of a plain autoencoder come from
+            self.register_buffer("code_mean", torch.zeros(c.latent_dim))
+            self.register_buffer("code_cov", torch.eye(c.latent_dim))
+
+    # --- config --------------------------------------------------------------------------
+    @classmethod
+    def resolve_config(cls, config: VAEConfig, data: Any) -> VAEConfig:
+        size = config.image_size or data.size
+        if config.arch == "conv" and conv_plan(size) is None:
+            if config.image_size:  # the user asked for it explicitly
+                raise SozoError(f"the conv networks cannot take {size}x{size} images",
+                                hint="use --set image_size= one of " + ", ".join(map(str, conv_sizes())))
+            size = min(conv_sizes(), key=lambda s: (abs(s - size), s))
+        changes: dict[str, Any] = {"image_size": size, "channels": config.channels or data.channels}
+        if config.conditional:
+            if not data.num_classes:
+                raise SozoError(f"{cls.family} is conditioned on labels, but '{data.name}' has none",
+                                hint="use labelled data (mnist-sample, digits, a folder with one subfolder per class)")
+            changes["num_classes"] = data.num_classes
+        return replace(config, **changes)
+
+    # --- inputs --------------------------------------------------------------------------
+    def _unit(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 0..255 or floats in [-1, 1] -> intensities in [0, 1] on the model's device."""
+        x = images.to(self.device)
+        t = x.float() / 255.0 if x.dtype == torch.uint8 else ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+        if self.config.binarize:
+            t = (t >= 0.5).float()
+        return t
+
+    def label_ids(self, labels: Any, n: int) -> torch.Tensor | None:
+        if not self.config.conditional and labels is not None:
+            raise SozoError(f"'{self.family}' is not conditioned on labels, so --label does not apply",
+                            hint="train cvae to choose the class of what the model makes")
+        return super().label_ids(labels, n)
+
+    def _cond(self, labels: Any, n: int) -> torch.Tensor | None:
+        """(n, k) one-hot (or soft, given as floats) labels on the device; None for unconditional models.
+
+        ``labels``: as for ``sample`` (an id or name for all, a tensor of ids, None to cycle classes).
+        """
+        if isinstance(labels, torch.Tensor) and labels.is_floating_point() and labels.ndim == 2:
+            self.label_ids(0, n)  # the "not conditioned" check
+            k = self.config.num_classes
+            if tuple(labels.shape) != (n, k):
+                raise SozoError(f"soft labels must have shape ({n}, {k}), got {tuple(labels.shape)}")
+            return labels.to(self.device, torch.float32)
+        ids = self.label_ids(labels, n)
+        return None if ids is None else F.one_hot(ids.to(self.device), self.config.num_classes).float()
+
+    def _cond_for_encoding(self, labels: Any, n: int) -> torch.Tensor | None:
+        if self.config.conditional and labels is None:
+            raise SozoError(f"'{self.family}' encodes an image together with its label, and none was given",
+                            hint="pass the images' labels (labelled data)")
+        return self._cond(labels, n)
+
+    # --- networks ------------------------------------------------------------------------
+    def _encode(self, t: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, C, H, W) in [0, 1] -> (mu, logvar) each (B, L) for a VAE, (code, None) for an autoencoder."""
+        with self.autocast():
+            h = self.encoder(t, y).float()
+        if self.config.variational:
+            mu, logvar = h.chunk(2, dim=1)
+            return mu, logvar
+        return h, None
+
+    def _decode(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """(B, L) -> logits (B, C, H, W) in float32."""
+        with self.autocast():
+            return self.decoder(z, y).float()
+
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        was = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was)
+
+    # --- training ------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizers = {"adam": torch.optim.Adam(self.parameters(), lr=self.config.lr, **fused)}
+        return self.optimizers
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        c = self.config
+        t = self._unit(batch["images"])  # (B, C, H, W) targets in [0, 1]
+        y = F.one_hot(batch["labels"], c.num_classes).float() if c.conditional else None
+        mu, logvar = self._encode(t, y)
+        if c.variational:
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation: gradients reach mu, sigma
+            kl = gaussian_kl(mu, logvar)  # (B,)
+        else:
+            z = mu
+        recon = bernoulli_nll(self._decode(z, y), t)  # (B,) -log p(x|z), summed over pixels
+        loss = (recon + c.beta * kl).mean() if c.variational else recon.mean()
+        opt = self.optimizers["adam"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        out = {"loss": loss.detach(), "recon": recon.mean().detach()}
+        if c.variational:
+            out["kl"] = kl.mean().detach()
+        else:
+            self._track_codes(z.detach())
+        return out
+
+    @torch.no_grad()
+    def _track_codes(self, z: torch.Tensor) -> None:
+        """Running mean and covariance of the codes (a Gaussian to sample a plain autoencoder from)."""
+        if z.size(0) < 2:
+            return
+        m = z.mean(0)
+        zc = z - m
+        self.code_mean.lerp_(m, self.CODE_MOMENTUM)
+        self.code_cov.lerp_(zc.T @ zc / (z.size(0) - 1), self.CODE_MOMENTUM)
+
+    def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
+        c = self.config
+        x = batch["images"]
+        want = (c.channels, c.image_size, c.image_size)
+        if tuple(x.shape[1:]) != want:
+            raise SozoError(f"data images are {tuple(x.shape[1:])} but the model expects {want}")
+        if c.conditional and batch.get("labels") is None:
+            raise SozoError(f"{self.family} needs labels, and the data has none")
+        with torch.no_grad():
+            y = F.one_hot(batch["labels"], c.num_classes).float() if c.conditional else None
+            mu, _ = self._encode(self._unit(x), y)
+            if mu.shape != (x.size(0), c.latent_dim):
+                raise SozoError(f"the encoder gives codes {tuple(mu.shape)} instead of ({x.size(0)}, {c.latent_dim})")
+            logits = self._decode(mu, y)
+            if logits.shape != x.shape:
+                raise SozoError(f"the decoder makes {tuple(logits.shape[1:])} images but the data is {want}")
+
+    # --- encoding and decoding -----------------------------------------------------------
+    @torch.no_grad()
+    def posterior(self, images: torch.Tensor, labels: Any = None,
+                  batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mu, logvar) of q(z|x), each (N, L) on the CPU; (codes, None) for a plain autoencoder.
+
+        ``images``: uint8 (N, C, H, W) 0..255 or floats in [-1, 1]; ``labels`` (cvae): ids (N,).
+        """
+        n = images.size(0)
+        y_all = self._cond_for_encoding(labels, n)
+        mus, logvars = [], []
+        with self._evaluating():
+            for i in range(0, n, batch_size):
+                y = y_all[i:i + batch_size] if y_all is not None else None
+                mu, logvar = self._encode(self._unit(images[i:i + batch_size]), y)
+                mus.append(mu.cpu())
+                if logvar is not None:
+                    logvars.append(logvar.cpu())
+        empty = torch.empty(0, self.config.latent_dim)
+        mu = torch.cat(mus) if mus else empty
+        return mu, (torch.cat(logvars) if logvars else empty) if self.config.variational else None
+
+    def encode(self, images: torch.Tensor, labels: Any = None, batch_size: int = 1024) -> torch.Tensor:
+        """Codes (N, L) on the CPU: the posterior means of a VAE, the points of an autoencoder."""
+        return self.posterior(images, labels, batch_size)[0]
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: Any = None, batch_size: int = 1024) -> torch.Tensor:
+        """Mean images (N, C, H, W) in [-1, 1] (2 * sigmoid(logits) - 1) from codes (N, L)."""
+        n = z.size(0)
+        y_all = self._cond(labels, n)
+        outs = []
+        with self._evaluating():
+            for i in range(0, n, batch_size):
+                y = y_all[i:i + batch_size] if y_all is not None else None
+                logits = self._decode(z[i:i + batch_size].to(self.device, torch.float32), y)
+                outs.append(torch.sigmoid(logits).mul_(2).sub_(1).cpu())
+        c = self.config
+        return torch.cat(outs) if outs else torch.empty(0, c.channels, c.image_size, c.image_size)
+
+    def reconstruct(self, images: torch.Tensor, labels: Any = None) -> torch.Tensor:
+        """decode(encode(images)): images in [-1, 1] (the decoder's mean at the posterior mean)."""
+        return self.decode(self.encode(images, labels), labels)
+
+    # --- sampling ------------------------------------------------------------------------
+    def latents(self, n: int, seed: int | None) -> torch.Tensor:
+        """(n, L) codes drawn on the CPU from ``seed``: N(0, I) for a VAE; for a plain autoencoder the
+        Gaussian fitted to its training codes."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        eps = torch.randn(n, self.config.latent_dim, generator=gen)
+        if self.config.variational:
+            return eps
+        cov = self.code_cov.detach().float().cpu()
+        evals, evecs = torch.linalg.eigh((cov + cov.T) / 2)
+        scale = evecs * evals.clamp(min=0).sqrt()  # scale @ scale.T == cov
+        return self.code_mean.detach().float().cpu() + eps @ scale.T
+
+    def sample(self, n: int, seed: int | None = None, labels: Any = None) -> torch.Tensor:
+        """``n`` images (n, C, H, W) in [-1, 1]; a seed gives the same images every time.
+
+        ``labels`` (cvae only): a class id or name for all, a tensor of ids, or None to cycle classes.
+        """
+        if n < 1:
+            raise SozoError(f"the number of samples must be at least 1, got {n}")
+        return self.decode(self.latents(n, seed), self.label_ids(labels, n))
+
+    def interpolate(self, paths: int, steps: int, seed: int | None = None, labels: Any = None) -> torch.Tensor:
+        """Walks between pairs of random codes: (steps, paths, C, H, W). A VAE's walk is spherical
+        (it stays where N(0, I) has its mass), an autoencoder's straight."""
+        if steps < 2 or paths < 1:
+            raise SozoError(f"interpolation needs at least 2 steps and 1 path, got steps={steps}, paths={paths}")
+        from ..gan import slerp
+        z = self.latents(2 * paths, seed)
+        a, b = z[:paths], z[paths:]  # (P, L)
+        t = torch.linspace(0, 1, steps)
+        if self.config.variational:
+            walk = torch.stack([slerp(a, b, float(ti)) for ti in t])  # (S, P, L)
+        else:
+            walk = torch.stack([torch.lerp(a, b, float(ti)) for ti in t])
+        ids = self.label_ids(labels, paths)
+        imgs = self.decode(walk.reshape(steps * paths, -1), ids.repeat(steps) if ids is not None else None)
+        return imgs.view(steps, paths, *imgs.shape[1:])
+
+    def interpolate_between(self, a: torch.Tensor, b: torch.Tensor, steps: int, labels_a: Any = None,
+                            labels_b: Any = None) -> torch.Tensor:
+        """Straight walks from the codes of images ``a`` to those of ``b`` (each (P, C, H, W)):
+        (steps, P, C, H, W). A cvae's label moves too (a soft one-hot between the two classes)."""
+        if steps < 2:
+            raise SozoError(f"interpolation needs at least 2 steps, got {steps}")
+        p = a.size(0)
+        za, zb = self.encode(a, labels_a), self.encode(b, labels_b)
+        t = torch.linspace(0, 1, steps)
+        walk = torch.stack([torch.lerp(za, zb, float(ti)) for ti in t]).reshape(steps * p, -1)
+        y = None
+        if self.config.conditional:
+            ya, yb = self._cond(labels_a, p).cpu(), self._cond(labels_b, p).cpu()
+            y = torch.stack([torch.lerp(ya, yb, float(ti)) for ti in t]).reshape(steps * p, -1)
+        imgs = self.decode(walk, y)
+        return imgs.view(steps, p, *imgs.shape[1:])
+
+    # --- likelihood ----------------------------------------------------------------------
+    @torch.no_grad()
+    def likelihood(self, images: torch.Tensor, labels: Any = None, k: int = 100, seed: int = 0,
+                   batch_size: int | None = None) -> dict[str, torch.Tensor]:
+        """Per-image (N,) figures in nats, from ``k`` draws z ~ q(z|x) each (drawn from ``seed``):
+
+        - ``recon``: -E_q[log p(x|z)] (the mean over the k draws)
+        - ``kl``: KL(q(z|x) || N(0, I)), analytic
+        - ``neg_elbo``: recon + kl (beta = 1 whatever the training beta was)
+        - ``nll``: -log p(x) by importance sampling, -log (1/k) sum_k p(x|z_k) p(z_k) / q(z_k|x);
+          an upper bound on the true NLL that tightens as k grows and never exceeds the neg. ELBO
+          in expectation
+
+        For a cvae these are conditional on the label: -log p(x | y).
+        """
+        c = self.config
+        if not c.variational:
+            raise SozoError(f"'{self.family}' is a plain autoencoder: its codes are points, not distributions, "
+                            "so it has no ELBO or likelihood",
+                            hint="train vae (or conv-vae, beta-vae, cvae) for likelihoods")
+        if k < 1:
+            raise SozoError(f"importance sampling needs k >= 1 samples, got {k}")
+        n = images.size(0)
+        y_all = self._cond_for_encoding(labels, n)
+        pixels = math.prod(images.shape[1:])
+        bs = batch_size or max(1, min(n, (1 << 22) // (k * pixels)))  # ~4M logits (16 MB) at a time
+        gen = torch.Generator().manual_seed(seed)
+        parts: dict[str, list[torch.Tensor]] = {"nll": [], "recon": [], "kl": []}
+        with self._evaluating():
+            for i in range(0, n, bs):
+                t = self._unit(images[i:i + bs])  # (B, C, H, W)
+                b = t.size(0)
+                y = y_all[i:i + bs] if y_all is not None else None
+                mu, logvar = self._encode(t, y)  # (B, L)
+                eps = torch.randn(k, b, c.latent_dim, generator=gen).to(self.device)  # CPU draws: any device agrees
+                z = mu + eps * (0.5 * logvar).exp()  # (K, B, L)
+                logits = self._decode(z.reshape(k * b, -1), y.repeat(k, 1) if y is not None else None)
+                logpx = -bernoulli_nll(logits.view(k, b, *t.shape[1:]), t)  # (K, B)
+                parts["nll"].append(iw_nll(log_weights(logpx, z, eps, logvar)).cpu())
+                parts["recon"].append(-logpx.mean(0).cpu())
+                parts["kl"].append(gaussian_kl(mu, logvar).cpu())
+        out = {key: torch.cat(v) if v else torch.empty(0) for key, v in parts.items()}
+        out["neg_elbo"] = out["recon"] + out["kl"]
+        return out
+
+    @torch.no_grad()
+    def reconstruction_error(self, images: torch.Tensor, labels: Any = None) -> torch.Tensor:
+        """(N,) -log p(x | z = the code) in nats: the Bernoulli cross-entropy of the reconstruction."""
+        n = images.size(0)
+        z = self.encode(images, labels)
+        y_all = self._cond(labels, n) if self.config.conditional else None
+        out = []
+        with self._evaluating():
+            for i in range(0, n, 1024):
+                y = y_all[i:i + 1024] if y_all is not None else None
+                logits = self._decode(z[i:i + 1024].to(self.device), y)
+                out.append(bernoulli_nll(logits, self._unit(images[i:i + 1024])).cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
+    # --- files ---------------------------------------------------------------------------
+    def write_samples(self, path: Path, n: int, seed: int) -> Path:
+        """A grid from fixed codes; a cvae gets a column per class (full rows)."""
+        if self.config.conditional:
+            k = self.config.num_classes
+            return save_grid(self.sample(-(-n // k) * k, seed=seed), path, nrow=k)
+        return save_grid(self.sample(n, seed=seed), path)
+
+    def write_interpolation(self, path: Path, steps: int, paths: int, seed: int, labels: Any = None) -> Path:
+        """Random walks (``sozo interpolate`` without --from/--to): a PNG strip or an animated GIF."""
+        return save_walk(self.interpolate(paths, steps, seed, labels), path)
+
+    @classmethod
+    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any],
+                      log: Callable[[str], None] = print) -> tuple[dict[str, dict], str]:
+        """Held-out negative ELBO and importance-sampled NLL (k = options['k'], default 100), plus the
+        image measures of samples (FD, KID, precision/recall, class histogram)."""
+        from .tools import evaluate_runs
+        return evaluate_runs(runs, options, log)
+
+
+def save_walk(walk: torch.Tensor, path: str | Path, first: torch.Tensor | None = None,
+              last: torch.Tensor | None = None) -> Path:
+    """(S, P, C, H, W) walks -> a PNG (a row per walk, optionally framed by the real images ``first``
+    and ``last`` (P, C, H, W)) or an animated GIF (a frame per step)."""
+    path = Path(path)
+    steps, paths = walk.shape[:2]
+    if path.suffix.lower() == ".gif":
+        nrow = max(1, int(math.ceil(math.sqrt(paths))))
+        return save_gif([make_grid(frame, nrow=nrow) for frame in walk], path)
+    cols = ([first[None]] if first is not None else []) + [walk] + ([last[None]] if last is not None else [])
+    full = torch.cat(cols)  # (S', P, C, H, W)
+    rows = full.transpose(0, 1).reshape(-1, *walk.shape[2:])  # a row per walk
+    return save_image(make_grid(rows, nrow=full.size(0)), path)
+
+
+def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | None = None, **defaults: Any) -> type:
+    """Register a preset of the family as its own model name with its own config defaults."""
+    cfg_cls = dataclass(type(f"{name.title().replace('-', '')}Config", (VAEConfig,), {
+        "__annotations__": {k: VAEConfig.__annotations__[k] for k in defaults},
+        **{k: (field(default_factory=lambda v=v: list(v)) if isinstance(v, list) else v) for k, v in defaults.items()},
+    }))
+    cls = type(name.title().replace("-", ""), (VAE,), {
+        "Config": cfg_cls, "description": description, "__doc__": description,
+        "presets": classmethod(lambda c: dict(presets or {})),
+    })
+    return register_model(name)(cls)
+
+
+_family("ae", "Plain autoencoder (codes are points): MLP 784-400-20 with a Bernoulli/BCE reconstruction; "
+              "preset=2d: a 2-D code for the latent map; samples come from a Gaussian fitted to the codes",
+        presets={"2d": {"latent_dim": 2}, "conv-2d": {"arch": "conv", "latent_dim": 2}},
+        variational=False)
+_family("vae", "VAE of the PyTorch example: MLP 784-400-20, reparameterisation, BCE summed over pixels + "
+               "analytic KL, Adam 1e-3; preset=2d: a 2-D latent",
+        presets={"pytorch-example": {}, "2d": {"latent_dim": 2}})
+_family("conv-vae", "Convolutional VAE: strided 4x4 convs 32-64 to 7x7 (28x28 grey) or 32-64-128-256 to 4x4 "
+                    "(64x64 RGB, preset=64), latent 32",
+        presets={"mnist": {}, "64": {"image_size": 64, "latent_dim": 128}},
+        arch="conv", latent_dim=32)
+_family("beta-vae", "beta-VAE: the MLP VAE with the KL term weighted by beta (default 4; --set beta=…)",
+        presets={"2d": {"latent_dim": 2}},
+        beta=4.0)
+# A label carries only log(10) = 2.3 nats: with a 20-D code and a few thousand digits the encoder keeps
+# the class in the code and the decoder learns to ignore the label (a re-typed plain PyTorch CVAE does
+# the same), so the default code is 2-D and the label decides the digit, the code its style.
+_family("cvae", "Conditional VAE: encoder and decoder see the one-hot label, a 2-D code holds the style; "
+                "sample any digit with --label (preset=20d: the PyTorch example's sizes)",
+        presets={"2d": {}, "20d": {"latent_dim": 20}},
+        conditional=True, latent_dim=2)
