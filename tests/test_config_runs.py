@@ -97,3 +97,10 @@ def test_metrics_skip_a_torn_line(tmp_path):
     with open(run.metrics_file, "a") as f:
         f.write('{"step": 2, "ki')  # killed mid-write
     assert run.metrics() == [{"step": 1, "kind": "step"}]
+
+
+def test_family_trainer_defaults_yield_to_the_user():
+    cls = get_model("vae")
+    assert build_run_config("vae", cls, {}).train.batch_size == 128
+    assert build_run_config("vae", cls, {"train": {"batch_size": 32}}).train.batch_size == 32
+    assert build_run_config("dcgan", get_model("dcgan"), {}).train.batch_size == 64

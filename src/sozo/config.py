@@ -299,7 +299,7 @@ def build_run_config(model_name: str, family: type, sections: dict[str, dict[str
         model_name=model_name,
         model=from_dict(family.Config, base, "model"),
         data=from_dict(DataConfig, sections.get("data", {}), "data"),
-        train=from_dict(TrainConfig, sections.get("train", {}), "train"),
+        train=from_dict(TrainConfig, {**getattr(family, "train_defaults", {}), **sections.get("train", {})}, "train"),
     )
 
 

@@ -22,6 +22,7 @@ class GenerativeModel(nn.Module):
     family: ClassVar[str] = ""  # set by @register_model
     description: ClassVar[str] = ""
     Config: ClassVar[type]
+    train_defaults: ClassVar[dict[str, Any]] = {}  # trainer settings this family prefers (the user's win)
 
     def __init__(self, config: Any, class_names: list[str] | None = None):
         super().__init__()

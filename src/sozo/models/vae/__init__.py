@@ -74,6 +74,8 @@ class VAEConfig:
 class VAE(ImageModel):
     """Encoder + decoder trained on the (beta-weighted) negative ELBO, or on reconstruction alone."""
 
+    train_defaults = {"batch_size": 128}  # the PyTorch example's batch
+
     Config = VAEConfig
     CODE_MOMENTUM = 0.05  # plain autoencoder: running statistics of the codes, per step
 
