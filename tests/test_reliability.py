@@ -25,6 +25,7 @@ from .helpers import tiny_options
 KILL_FAMILIES = {
     "dcgan": ["width=8", "latent_dim=8", "limit=120"],
     "wgan-gp": ["width=8", "latent_dim=8", "limit=120"],
+    "vae": ["hidden=[32]", "latent_dim=4", "limit=120"],
 }
 KILL_POINTS = 20
 
