@@ -24,6 +24,8 @@ EPILOG = """examples:
   sozo train seq2seq --data ../shared/data/small_parallel_enja --src ja --tgt en --epochs 15 --out runs/enja
   sozo translate runs/enja --beam 5 "海外に旅行に行きたい。"
   sozo evaluate runs/enja --split dev --beam 5
+  sozo report runs/faces
+  sozo gallery runs/ --port 8765
 """
 
 
@@ -203,6 +205,20 @@ def cmd_data_download(args: argparse.Namespace) -> None:
     print(path)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from .viz.report import write_report
+    if args.out is not None and len(args.runs) > 1:
+        raise SozoError("--out takes one run; each run's report goes into its own folder without it")
+    for run in args.runs:
+        print(write_report(run, args.out, embed=not args.link))
+
+
+def cmd_gallery(args: argparse.Namespace) -> None:
+    from .gallery import serve
+    serve(args.root, host=args.host, port=args.port, device=args.device, open_browser=args.open,
+          log=lambda m: print(m, file=sys.stderr))
+
+
 def _check_suffix(path: Path, allowed: tuple[str, ...]) -> None:
     if path.suffix.lower() not in allowed:
         raise SozoError(f"cannot write '{path}': unsupported file type '{path.suffix or '(none)'}'",
@@ -340,6 +356,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_data_download)
     s.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("report", help="write RUN/report.html: samples by epoch, curves, measures, config",
+                       description="Write a self-contained HTML page per run (pictures embedded; no network) "
+                                   "and print its path.")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="one or more run folders")
+    s.add_argument("--out", metavar="FILE.html", help="where to write (default RUN/report.html; one run only)")
+    s.add_argument("--link", action="store_true",
+                   help="link the pictures by relative paths instead of embedding them (a smaller file)")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("gallery", help="a local web page over a folder of runs: cards, compare, sample now")
+    s.add_argument("root", nargs="?", default="runs", help="the folder of runs (default runs)")
+    s.add_argument("--port", type=int, default=8765, help="default 8765 (0: any free port)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="default 127.0.0.1 (this machine only); anything else is reachable from the network")
+    s.add_argument("--device", default="cpu", help="where 'sample now' runs the models (default cpu)")
+    s.add_argument("--open", action="store_true", help="open the page in the default browser")
+    s.set_defaults(func=cmd_gallery)
     return p
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 from .errors import SozoError, did_you_mean
 
 # modules that register model families when imported
-FAMILY_MODULES = ("sozo.models.gan", "sozo.models.vae")
+FAMILY_MODULES = ("sozo.models.gan", "sozo.models.vae", "sozo.models.seq2seq")
 
 _MODELS: dict[str, type] = {}
 _loaded = False

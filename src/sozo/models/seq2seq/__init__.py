@@ -1,0 +1,564 @@
+"""The seq2seq family: RNN encoder-decoder translation with optional attention.
+
+The PyTorch "seq2seq translation" tutorial trains a GRU encoder-decoder one sentence pair at a time
+with SGD and 50% teacher forcing. This is the same model done fast: length-bucketed batches of
+padded sentences, packed sequences through fused (cuDNN on a GPU) RNN calls, attention computed for
+all target steps at once, the vocabulary projection only where targets are real, Adam and gradient
+clipping. ``preset=article`` gives the tutorial's settings (GRU, one-way encoder, SGD, 50% teacher
+forcing); ``preset=plain`` its model without attention.
+
+```python
+import sozo
+run = sozo.train("seq2seq", "../shared/data/small_parallel_enja", src="ja", tgt="en", epochs=10)
+model = sozo.load(run)
+model.translate(["海外に旅行に行きたい。"], beam=5)[0].text      # 'I want to travel abroad.'
+```
+
+Search (greedy, beam) lives in ``sozo.decoding``; the model only offers start / step / select.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ...config import DataConfig, replace
+from ...data.text import (PAD, UNK, Corpus, Tokenizer, Vocab, detect_mode, encode_pairs, read_parallel,
+                          split_holdout)
+from ...decoding import Hypothesis, decode
+from ...errors import SozoError
+from ...registry import register_model
+from ..base import GenerativeModel
+from .networks import Decoder, Encoder, select_state
+
+TokenMode = Literal["auto", "whitespace", "fugashi", "words"]
+
+
+@dataclass
+class Seq2SeqConfig:
+    """Languages, tokens, networks, training. Vocabulary sizes and token modes are filled from the data."""
+
+    preset: str = ""
+    src: str = "ja"  # source language: the suffix of train.SRC in a parallel folder; ja -> Japanese segmentation
+    tgt: str = "en"  # target language
+    # networks
+    rnn: Literal["gru", "lstm"] = "gru"
+    embed_dim: int = 256
+    hidden: int = 256
+    layers: int = 1
+    bidirectional: bool = True  # a bidirectional encoder (the decoder is one-way)
+    dropout: float = 0.2
+    attention: Literal["none", "additive", "multiplicative"] = "additive"  # none, Bahdanau, Luong
+    # training
+    teacher_forcing: float = 1.0  # share of batches fed the true previous token (else the model's own guess)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    clip: float = 1.0  # gradient-norm clipping (0: none)
+    label_smoothing: float = 0.1
+    bucket: bool = True  # batches of similar source length (less padding)
+    # data
+    max_len: int = 50  # longest training sentence in tokens; longer pairs are skipped and counted
+    min_freq: int = 2  # rarer tokens become <unk>
+    max_vocab: int = 0  # at most this many entries a vocabulary (0: no limit)
+    lowercase: bool = True
+    src_tokens: TokenMode = "auto"  # auto: whitespace for pre-tokenised text, fugashi for raw Japanese, else words
+    tgt_tokens: TokenMode = "auto"
+    # measured during training
+    bleu_every: int = 1  # epochs between dev-set BLEU/chrF in metrics.jsonl (0: never; train.eval_every overrides)
+    bleu_pairs: int = 1000  # dev pairs translated for it (0: all)
+    # filled from the data
+    src_vocab_size: int = 0
+    tgt_vocab_size: int = 0
+
+    def validate(self) -> None:
+        for name in ("embed_dim", "hidden", "layers", "max_len", "min_freq"):
+            if getattr(self, name) < 1:
+                raise SozoError(f"'{name}' must be at least 1, got {getattr(self, name)}")
+        for name in ("max_vocab", "bleu_every", "bleu_pairs", "src_vocab_size", "tgt_vocab_size"):
+            if getattr(self, name) < 0:
+                raise SozoError(f"'{name}' must be at least 0, got {getattr(self, name)}")
+        for name in ("dropout", "label_smoothing"):
+            if not 0 <= getattr(self, name) < 1:
+                raise SozoError(f"'{name}' must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.teacher_forcing <= 1:
+            raise SozoError(f"'teacher_forcing' must be in [0, 1], got {self.teacher_forcing}",
+                            hint="the article uses --set teacher_forcing=0.5")
+        if not self.lr > 0:
+            raise SozoError(f"'lr' must be positive, got {self.lr}", hint="for example --set lr=0.001")
+        if self.clip < 0:
+            raise SozoError(f"'clip' must be at least 0, got {self.clip}")
+        if not self.src.strip() or not self.tgt.strip() or self.src == self.tgt:
+            raise SozoError(f"source and target languages must be two different names, got '{self.src}' and '{self.tgt}'",
+                            hint="for example --src ja --tgt en")
+
+
+@dataclass
+class TextData:
+    """What ``load_data`` found: vocabularies, token modes, dev pairs; ``heldout`` keeps api from splitting."""
+
+    name: str
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    src_mode: str
+    tgt_mode: str
+    dev: list[tuple[str, list[str], list[str]]]  # (raw source, source tokens, reference tokens)
+    heldout: dict[str, torch.Tensor]
+    bucket_keys: torch.Tensor  # (N,) source length * 1000 + target length of each training pair
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Translation:
+    """One translated sentence."""
+
+    source: str  # as given
+    source_tokens: list[str]  # as the model saw it (segmented)
+    unknown: list[str]  # source tokens outside the vocabulary (<unk> to the model)
+    tokens: list[str]  # output tokens
+    text: str  # output, detokenised
+    score: float  # log-probability of the output (</s> included)
+    attention: torch.Tensor | None  # (len(tokens) [+1 for </s>], len(source_tokens)); None without attention
+    finished: bool  # ended with </s> rather than at the length limit
+
+
+@dataclass
+class DecodeState:
+    rnn: Any  # (L, N, H), or (h, c) for an LSTM
+    memory: torch.Tensor | None  # (N, S, K) encoder outputs (attention only)
+    keys: torch.Tensor | None  # (N, S, A) precomputed attention keys
+    mask: torch.Tensor  # (N, S) True at real source tokens
+
+
+def _corpus_pairs(data: DataConfig, config: Seq2SeqConfig) -> tuple[Corpus, tuple[list[str], list[str]],
+                                                                      tuple[list[str], list[str]], str]:
+    """(corpus, training pairs, dev pairs, where dev came from): a corpus's own dev split, else a seeded
+    ``holdout`` share of its pairs (the same split on every run and in ``sozo evaluate``)."""
+    corpus = read_parallel(data.source, config.src, config.tgt)
+    train = corpus.splits["train"]
+    if data.limit:
+        train = (train[0][:data.limit], train[1][:data.limit])
+    if "dev" in corpus.splits:
+        return corpus, train, corpus.splits["dev"], "dev split"
+    if data.holdout > 0 and len(train[0]) > 1:
+        train, dev = split_holdout(train, data.holdout)
+        return corpus, train, dev, f"{data.holdout:g} of the pairs, held out"
+    return corpus, train, ([], []), "none"
+
+
+@register_model("seq2seq")
+class Seq2Seq(GenerativeModel):
+    """RNN encoder-decoder with attention for translation."""
+
+    Config = Seq2SeqConfig
+    description = ("Translation: GRU/LSTM encoder-decoder, additive or multiplicative attention, beam search "
+                   "(--src ja --tgt en; preset=article: the PyTorch tutorial's settings, plain: no attention)")
+
+    def __init__(self, config: Seq2SeqConfig, class_names: list[str] | None = None):
+        super().__init__(config, class_names)
+        c = config
+        if c.src_vocab_size < 5 or c.tgt_vocab_size < 5:
+            raise SozoError("a seq2seq model is sized by its vocabularies, which come from the data",
+                            hint="train it with sozo train seq2seq --data …, or load a run with sozo.load")
+        self.encoder = Encoder(c.src_vocab_size, c.embed_dim, c.hidden, c.layers, c.bidirectional, c.dropout, c.rnn)
+        self.decoder = Decoder(c.tgt_vocab_size, c.embed_dim, c.hidden, c.layers, c.dropout, c.rnn, c.attention,
+                               self.encoder.out_dim)
+        self.src_vocab: Vocab | None = None
+        self.tgt_vocab: Vocab | None = None
+        self.dev: list[tuple[str, list[str], list[str]]] = []
+        self._bucket_keys: torch.Tensor | None = None
+
+    @classmethod
+    def presets(cls) -> dict[str, dict[str, Any]]:
+        article = {"rnn": "gru", "layers": 1, "bidirectional": False, "attention": "additive",
+                   "teacher_forcing": 0.5, "optimizer": "sgd", "lr": 0.01, "dropout": 0.1, "clip": 0.0,
+                   "label_smoothing": 0.0}
+        return {"article": article, "plain": {"attention": "none"}, "luong": {"attention": "multiplicative"},
+                "lstm": {"rnn": "lstm"}}
+
+    # --- tokenisers ------------------------------------------------------------------------
+    @property
+    def src_tokenizer(self) -> Tokenizer:
+        return Tokenizer(self.config.src, self._mode(self.config.src_tokens, self.config.src), self.config.lowercase)
+
+    @property
+    def tgt_tokenizer(self) -> Tokenizer:
+        return Tokenizer(self.config.tgt, self._mode(self.config.tgt_tokens, self.config.tgt), self.config.lowercase)
+
+    @staticmethod
+    def _mode(mode: str, lang: str) -> Any:
+        return mode if mode != "auto" else ("fugashi" if lang.lower() in ("ja", "jp", "jpn", "japanese") else "words")
+
+    # --- data ------------------------------------------------------------------------------
+    @classmethod
+    def load_data(cls, data: DataConfig, config: Seq2SeqConfig, log: Callable[[str], Any] = print
+                  ) -> tuple[TextData, dict[str, torch.Tensor]]:
+        t0 = time.perf_counter()
+        corpus, (tr_s, tr_t), (dv_s, dv_t), dev_from = _corpus_pairs(data, config)
+        for note in corpus.notes:
+            log(note)
+        src_mode = config.src_tokens if config.src_tokens != "auto" else detect_mode(tr_s, config.src)
+        tgt_mode = config.tgt_tokens if config.tgt_tokens != "auto" else detect_mode(tr_t, config.tgt)
+        stok, ttok = Tokenizer(config.src, src_mode, config.lowercase), Tokenizer(config.tgt, tgt_mode, config.lowercase)
+        S, T, too_long, empty = [], [], 0, 0
+        for s_raw, t_raw in zip(tr_s, tr_t):
+            s, t = stok(s_raw), ttok(t_raw)
+            if not s or not t:
+                empty += 1
+            elif len(s) > config.max_len or len(t) > config.max_len:
+                too_long += 1
+            else:
+                S.append(s)
+                T.append(t)
+        if too_long:
+            log(f"skipped {too_long} of {len(tr_s)} training pairs longer than max_len={config.max_len} tokens "
+                f"(raise it with --set max_len=…)")
+        if empty:
+            log(f"skipped {empty} training pairs with no tokens on one side")
+        if not S:
+            raise SozoError(f"no training pairs left in {data.source} after tokenising",
+                            hint=f"check --src/--tgt ({config.src}/{config.tgt}) and max_len={config.max_len}")
+        src_vocab = Vocab.build(S, config.min_freq, config.max_vocab)
+        tgt_vocab = Vocab.build(T, config.min_freq, config.max_vocab)
+        tensors = encode_pairs(S, T, src_vocab, tgt_vocab)
+        dev, dS, dT = [], [], []
+        for s_raw, t_raw in zip(dv_s, dv_t):
+            s, t = stok(s_raw), ttok(t_raw)
+            if s and t:
+                dev.append((s_raw, s, t))
+                dS.append(s)
+                dT.append(t)
+        held = encode_pairs(dS, dT, src_vocab, tgt_vocab) if dS else {}
+        unk = lambda sents, v: sum(x not in v for s in sents for x in s) / max(1, sum(map(len, sents)))  # noqa: E731
+        stats = {"train_pairs": len(S), "skipped_long": too_long, "skipped_empty": empty, "dev_pairs": len(dev),
+                 "src_vocab": len(src_vocab), "tgt_vocab": len(tgt_vocab), "src_mode": src_mode, "tgt_mode": tgt_mode,
+                 "dev_src_unk": round(unk(dS, src_vocab), 4), "dev_tgt_unk": round(unk(dT, tgt_vocab), 4)}
+        log(f"{corpus.name}: {len(S)} training pairs, {len(dev)} dev pairs ({dev_from}); "
+            f"vocabularies {config.src} {len(src_vocab)} ({src_mode}), {config.tgt} {len(tgt_vocab)} ({tgt_mode}), "
+            f"min_freq {config.min_freq}; dev <unk> rate {100 * stats['dev_src_unk']:.1f}% / "
+            f"{100 * stats['dev_tgt_unk']:.1f}% ({time.perf_counter() - t0:.1f} s)")
+        keys = tensors["src_len"] * 1000 + tensors["tgt_len"]
+        return TextData(corpus.name, src_vocab, tgt_vocab, src_mode, tgt_mode, dev, held, keys, stats), tensors
+
+    @classmethod
+    def resolve_config(cls, config: Seq2SeqConfig, data: TextData) -> Seq2SeqConfig:
+        return replace(config, src_tokens=data.src_mode, tgt_tokens=data.tgt_mode,
+                       src_vocab_size=len(data.src_vocab), tgt_vocab_size=len(data.tgt_vocab))
+
+    def use_data(self, data: TextData) -> None:
+        self._set_vocabs(data.src_vocab, data.tgt_vocab)
+        self.dev = list(data.dev)
+        self._bucket_keys = data.bucket_keys
+
+    def model_files(self) -> dict[str, Any]:
+        if self.src_vocab is None or self.tgt_vocab is None:
+            return {}
+        return {"vocab.src.json": self.src_vocab.to_json(), "vocab.tgt.json": self.tgt_vocab.to_json()}
+
+    def load_model_files(self, files: dict[str, Any]) -> None:
+        if "vocab.src.json" not in files or "vocab.tgt.json" not in files:
+            raise SozoError("the run's model/ folder has no vocabularies (vocab.src.json, vocab.tgt.json)",
+                            hint="it is damaged; `sozo train --resume` rewrites it")
+        self._set_vocabs(Vocab.from_json(files["vocab.src.json"], "model/vocab.src.json"),
+                         Vocab.from_json(files["vocab.tgt.json"], "model/vocab.tgt.json"))
+
+    def _set_vocabs(self, src: Vocab, tgt: Vocab) -> None:
+        c = self.config
+        if (len(src), len(tgt)) != (c.src_vocab_size, c.tgt_vocab_size):
+            raise SozoError(f"vocabularies of {len(src)} and {len(tgt)} tokens do not fit a model sized "
+                            f"{c.src_vocab_size} and {c.tgt_vocab_size}")
+        self.src_vocab, self.tgt_vocab = src, tgt
+
+    # --- training --------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        if c.optimizer == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(self.parameters(), lr=c.lr)
+        else:
+            fused = {"fused": True} if self.device.type == "cuda" else {}
+            opt = torch.optim.Adam(self.parameters(), lr=c.lr, **fused)
+        self.optimizers = {"model": opt}
+        return self.optimizers
+
+    def epoch_batches(self, n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """Length buckets: a random permutation cut into pools of 64 batches, each pool sorted by length
+        and cut into batches, the batches then shuffled. Randomness only from ``generator``."""
+        keys = self._bucket_keys
+        if not self.config.bucket or keys is None or len(keys) != n:
+            return super().epoch_batches(n, batch_size, generator)
+        perm = torch.randperm(n, generator=generator)
+        pool = batch_size * 64
+        batches = []
+        for start in range(0, n, pool):
+            chunk = perm[start:start + pool]
+            chunk = chunk[torch.argsort(keys[chunk], stable=True)]
+            batches += [chunk[b * batch_size:(b + 1) * batch_size] for b in range(len(chunk) // batch_size)]
+        order = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in order]
+
+    def _trim(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Cut the padding beyond the longest sentence of the batch (lengths go to the CPU for packing anyway)."""
+        src_len, tgt_len = batch["src_len"], batch["tgt_len"]
+        lens = torch.stack([src_len.max(), tgt_len.max()]).tolist()
+        return batch["src"][:, :lens[0]], src_len, batch["tgt"][:, :lens[1]]
+
+    def loss(self, batch: dict[str, torch.Tensor], teacher: bool | None = None) -> torch.Tensor:
+        """Mean cross-entropy per real target token. ``teacher`` None: a coin with p = teacher_forcing
+        (from the global RNG, which checkpoints restore) decides for the whole batch, as the article
+        decides for each sentence."""
+        c = self.config
+        src, src_len, tgt = self._trim(batch)
+        inp, gold = tgt[:, :-1], tgt[:, 1:]  # (B, T-1): <s> y  ->  y </s>
+        if teacher is None:
+            p = c.teacher_forcing
+            teacher = p >= 1 or (p > 0 and bool(torch.rand(()) < p))
+        st = self.start(src, src_len)
+        mask = gold != PAD
+        if teacher:  # one fused decoder call over all steps
+            feats, _, _ = self.decoder(inp, st.rnn, st.memory, st.keys, st.mask)  # (B, T-1, H)
+            logits = self.decoder.out(feats[mask])  # (N, V): only where targets are real
+        else:  # free running: the model's own previous guess is the next input
+            tok, rnn, steps = inp[:, 0], st.rnn, []
+            for _ in range(inp.size(1)):
+                y, rnn, _ = self.decoder(tok.unsqueeze(1), rnn, st.memory, st.keys, st.mask)
+                step_logits = self.decoder.out(y[:, 0])  # (B, V)
+                steps.append(step_logits)
+                tok = step_logits.argmax(-1)
+            logits = torch.stack(steps, 1)[mask]
+        return F.cross_entropy(logits.float(), gold[mask], label_smoothing=c.label_smoothing)
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        opt = self.optimizers["model"]
+        with self.autocast():
+            loss = self.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.config.clip)
+        opt.step()
+        return {"loss": loss.detach()}
+
+    def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
+        c = self.config
+        for key in ("src", "src_len", "tgt", "tgt_len"):
+            if key not in batch:
+                raise SozoError(f"seq2seq data needs '{key}' tensors")
+        if int(batch["src"].max()) >= c.src_vocab_size or int(batch["tgt"].max()) >= c.tgt_vocab_size:
+            raise SozoError("token ids beyond the vocabulary: the data does not fit the model's vocabularies")
+        with torch.no_grad():
+            loss = self.loss(batch, teacher=True)
+        if not torch.isfinite(loss):
+            raise SozoError(f"the first batch gives a loss of {loss.item()}")
+
+    def train_callbacks(self, train: Any, log: Callable[[str], Any] = print) -> list[Callable]:
+        """Dev-set BLEU and chrF (greedy, sacrebleu) in metrics.jsonl every ``bleu_every`` epochs."""
+        def bleu(trainer: Any, epoch: int) -> dict[str, Any] | None:
+            every = trainer.cfg.eval_every or self.config.bleu_every
+            if not every or not self.dev or (epoch % every and epoch != trainer.cfg.epochs):
+                return None
+            pairs = self.dev[:self.config.bleu_pairs or None]
+            res = self.score_pairs([p[1] for p in pairs], [p[2] for p in pairs])
+            return {"dev_bleu": res["bleu"], "dev_chrf": res["chrf"]}
+        return [bleu]
+
+    # --- decoding: the interface sozo.decoding uses ------------------------------------------
+    def start(self, src: torch.Tensor, src_len: torch.Tensor) -> DecodeState:
+        memory, rnn = self.encoder(src, src_len)  # (B, S, K)
+        mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < src_len.to(src.device).unsqueeze(1)
+        if self.decoder.attention is None:
+            return DecodeState(rnn, None, None, mask)
+        return DecodeState(rnn, memory, self.decoder.attention.keys(memory), mask)
+
+    def step(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState, torch.Tensor | None]:
+        y, rnn, w = self.decoder(tokens.unsqueeze(1), state.rnn, state.memory, state.keys, state.mask)
+        logp = torch.log_softmax(self.decoder.out(y[:, 0]).float(), dim=-1)  # (N, V)
+        return logp, replace(state, rnn=rnn), (w[:, 0] if w is not None else None)
+
+    def select(self, state: DecodeState, index: torch.Tensor) -> DecodeState:
+        pick = lambda x: x.index_select(0, index) if x is not None else None  # noqa: E731
+        return DecodeState(select_state(state.rnn, index), pick(state.memory), pick(state.keys), pick(state.mask))
+
+    # --- using a trained model -------------------------------------------------------------
+    def _need_vocabs(self) -> tuple[Vocab, Vocab]:
+        if self.src_vocab is None or self.tgt_vocab is None:
+            raise SozoError("this model has no vocabularies yet", hint="load a trained run with sozo.load(RUN)")
+        return self.src_vocab, self.tgt_vocab
+
+    @torch.no_grad()
+    def translate_tokens(self, sources: list[list[str]], beam: int = 1, length_penalty: float = 0.6,
+                         max_len: int | None = None, batch_size: int = 64) -> list[Hypothesis]:
+        """Decode tokenised sentences (batched, sorted by length); returns target-id hypotheses in order."""
+        src_vocab, _ = self._need_vocabs()
+        if beam < 1:
+            raise SozoError(f"the beam size must be at least 1, got {beam}")
+        was_training = self.training
+        self.eval()
+        try:
+            ids = [src_vocab.encode(s) or [UNK] for s in sources]
+            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+            out: list[Hypothesis | None] = [None] * len(ids)
+            step = max(1, batch_size // beam)
+            for i in range(0, len(order), step):
+                chunk = order[i:i + step]
+                S = max(len(ids[j]) for j in chunk)
+                src = torch.zeros(len(chunk), S, dtype=torch.long)
+                for r, j in enumerate(chunk):
+                    src[r, :len(ids[j])] = torch.tensor(ids[j])
+                src_len = torch.tensor([len(ids[j]) for j in chunk])
+                limit = max_len or min(2 * self.config.max_len, 2 * S + 10)
+                with self.autocast():
+                    hyps = decode(self, src.to(self.device), src_len, beam, limit, length_penalty)
+                for j, h in zip(chunk, hyps):
+                    out[j] = h
+            return out  # type: ignore[return-value]
+        finally:
+            self.train(was_training)
+
+    def translate(self, texts: str | list[str], beam: int = 1, length_penalty: float = 0.6,
+                  max_len: int | None = None, log: Callable[[str], Any] | None = None) -> list[Translation]:
+        """Translate sentences as a person types them (raw Japanese is segmented with fugashi).
+
+        Source words outside the vocabulary become ``<unk>`` and are listed in ``Translation.unknown``;
+        a sentence made only of unknown words is translated anyway, with a warning through ``log``
+        (default: standard error).
+        """
+        src_vocab, tgt_vocab = self._need_vocabs()
+        log = log or (lambda m: print(m, file=sys.stderr))
+        items = [texts] if isinstance(texts, str) else list(texts)
+        if not items:
+            raise SozoError("nothing to translate", hint='give a sentence, e.g. sozo translate RUN "海外に旅行に行きたい。"')
+        tok = self.src_tokenizer
+        sources = []
+        for i, text in enumerate(items):
+            toks = tok.raw(text, src_vocab) if isinstance(text, str) else []
+            if not toks:
+                where = f" (sentence {i + 1})" if len(items) > 1 else ""
+                raise SozoError(f"nothing to translate: the text is empty{where}",
+                                hint='give a sentence, e.g. sozo translate RUN "海外に旅行に行きたい。"')
+            unknown = [t for t in toks if t not in src_vocab]
+            if len(unknown) == len(toks):
+                log(f"warning: every word of {text!r} is unknown to the model ({' '.join(unknown[:8])}); "
+                    "the translation is a guess")
+            sources.append((text, toks, unknown))
+        hyps = self.translate_tokens([s[1] for s in sources], beam, length_penalty, max_len)
+        out = []
+        detok = self.tgt_tokenizer.detokenize
+        for (text, toks, unknown), h in zip(sources, hyps):
+            words = tgt_vocab.decode(h.tokens)
+            out.append(Translation(text, toks, unknown, words, detok(words), h.score, h.attention, h.finished))
+        return out
+
+    def score_pairs(self, sources: list[list[str]], references: list[list[str]], beam: int = 1,
+                    length_penalty: float = 0.6, tokenize: str = "none") -> dict[str, Any]:
+        """Corpus BLEU and chrF (sacrebleu) of the model's translations of tokenised ``sources``."""
+        from ...metrics.text import corpus_scores
+        _, tgt_vocab = self._need_vocabs()
+        hyps = self.translate_tokens(sources, beam, length_penalty)
+        outs = [" ".join(tgt_vocab.decode(h.tokens)) for h in hyps]
+        res = corpus_scores(outs, [" ".join(r) for r in references], tokenize=tokenize)
+        res["translations"] = outs
+        return res
+
+    def sample_ext(self) -> str:
+        return "txt"
+
+    def write_samples(self, path: Path, n: int, seed: int) -> Path:
+        """Translations of ``n`` dev sentences (the same ones every epoch for a seed): source, reference, output."""
+        path = Path(path).with_suffix(".txt")
+        from ...runs import write_text
+        if not self.dev or self.tgt_vocab is None:
+            write_text(path, "(no dev sentences to translate)\n")
+            return path
+        k = min(n, len(self.dev))
+        idx = sorted(torch.randperm(len(self.dev), generator=torch.Generator().manual_seed(seed))[:k].tolist())
+        hyps = self.translate_tokens([self.dev[i][1] for i in idx])
+        detok = self.tgt_tokenizer.detokenize
+        lines = []
+        for i, h in zip(idx, hyps):
+            raw, _, ref = self.dev[i]
+            lines += [f"src: {raw}", f"ref: {detok(ref)}", f"out: {detok(self.tgt_vocab.decode(h.tokens))}", ""]
+        write_text(path, "\n".join(lines))
+        return path
+
+    # --- evaluation ------------------------------------------------------------------------
+    @classmethod
+    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Callable[[str], Any] = print
+                      ) -> tuple[dict[str, dict], str]:
+        """Corpus BLEU and chrF (sacrebleu) on a split of each run's corpus; writes RUN/eval.json and
+        RUN/translations-SPLIT.txt. Options: split (dev), beam (1), length_penalty (0.6),
+        bleu_tokenize (none), n (at most this many pairs), device."""
+        from ...api import load, run_config
+        from ...config import build_run_config
+        from ...runs import Run, write_json, write_text
+
+        split = options.get("split") or "dev"
+        beam = int(options.get("beam") or 1)
+        alpha = float(options.get("length_penalty", 0.6) if options.get("length_penalty") is not None else 0.6)
+        tokenize = options.get("bleu_tokenize") or "none"
+        limit = options.get("n")
+        results: dict[str, dict] = {}
+        for p in runs:
+            run = Run(p)
+            model = load(run, device=options.get("device") or "cpu")
+            if not isinstance(model, Seq2Seq):
+                raise SozoError(f"{run.path} is a '{model.family}' run, not a seq2seq run")
+            cfg = run_config(run)
+            rc = build_run_config(cfg["model"]["name"], type(model), cfg)
+            corpus, train, dev, _ = _corpus_pairs(rc.data, model.config)
+            pairs = {"train": train, "dev": dev, **{k: v for k, v in corpus.splits.items() if k == "test"}}.get(split)
+            if pairs is None or not pairs[0]:
+                have = ["train"] + (["dev"] if dev[0] else []) + (["test"] if "test" in corpus.splits else [])
+                raise SozoError(f"{rc.data.source} has no '{split}' split", hint="use --split " + " or ".join(have))
+            stok, ttok = model.src_tokenizer, model.tgt_tokenizer
+            srcs, refs = [], []
+            for s_raw, t_raw in zip(*pairs):
+                s, t = stok(s_raw), ttok(t_raw)
+                if s and t:
+                    srcs.append(s)
+                    refs.append(t)
+            if limit:
+                srcs, refs = srcs[:limit], refs[:limit]
+            t0 = time.perf_counter()
+            res = model.score_pairs(srcs, refs, beam, alpha, tokenize)
+            seconds = time.perf_counter() - t0
+            outs = res.pop("translations")
+            res = {"split": split, "pairs": len(srcs), "beam": beam, "length_penalty": alpha, "bleu_tokenize": tokenize,
+                   **res, "decode_seconds": round(seconds, 2), "step": _step(run)}
+            write_json(run.path / "eval.json", res)
+            write_text(run.path / f"translations-{split}.txt", "\n".join(outs) + "\n")
+            log(f"{run.path}: {split} BLEU {res['bleu']:.2f}, chrF {res['chrf']:.2f} ({len(srcs)} pairs, beam {beam}, "
+                f"{seconds:.1f} s)")
+            results[str(run.path)] = res
+        return results, _table(results)
+
+
+def _step(run: Any) -> int | None:
+    import json
+    try:
+        return json.loads((run.model_dir / "config.json").read_text())["step"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _table(results: dict[str, dict]) -> str:
+    if not results:
+        return ""
+    cols = list(results)
+    rows = [("BLEU", "bleu", "{:.2f}"), ("chrF", "chrf", "{:.2f}"), ("pairs", "pairs", "{}"), ("beam", "beam", "{}"),
+            ("split", "split", "{}"), ("step", "step", "{}")]
+    cells = [["measure"] + cols] + [[label] + [fmt.format(results[c].get(key)) for c in cols] for label, key, fmt in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    sigs = {(r["bleu_signature"], r["chrf_signature"]) for r in results.values()}
+    for b, c in sorted(sigs):
+        out.append(f"sacrebleu BLEU signature: {b}")
+        out.append(f"sacrebleu chrF signature: {c}")
+    return "\n".join(out)
+
+
+__all__ = ["Seq2Seq", "Seq2SeqConfig", "Translation", "TextData"]

@@ -1,0 +1,65 @@
+"""Attention heat maps (matplotlib, Agg backend, imported only when a map is drawn)."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from ...errors import SozoError
+
+_CJK_FONTS = ("IPAexGothic", "IPAGothic", "Noto Sans CJK JP", "Noto Sans JP", "TakaoGothic", "VL Gothic",
+              "Hiragino Sans", "Yu Gothic", "MS Gothic", "Source Han Sans JP", "WenQuanYi Zen Hei")
+
+
+def _japanese_font() -> str | None:
+    """A font with Japanese glyphs: matplotlib-fontja's IPAexGothic when installed, else a system one."""
+    try:
+        import matplotlib_fontja  # noqa: F401  (registers IPAexGothic)
+    except ImportError:
+        pass
+    from matplotlib import font_manager
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in _CJK_FONTS if name in have), None)
+
+
+def save_attention_map(source: list[str], output: list[str], weights: torch.Tensor, path: str | Path,
+                       title: str = "") -> Path:
+    """A heat map of ``weights`` (len(output), len(source)): a row per output token, a column per source token."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ...runs import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise SozoError(f"cannot write '{path}': unsupported file type '{path.suffix or '(none)'}'",
+                        hint="use .png, .pdf or .svg")
+    w = weights.detach().float().cpu().numpy()
+    if w.shape != (len(output), len(source)):
+        raise SozoError(f"attention weights are {w.shape}, expected ({len(output)}, {len(source)})")
+    labels = source + output
+    font = _japanese_font() if any(ord(ch) > 0x2E80 for t in labels for ch in t) else None
+    if font is None and any(ord(ch) > 0x2E80 for t in labels for ch in t):
+        warnings.warn("no Japanese font found for the attention map: glyphs may show as boxes "
+                      "(pip install matplotlib-fontja)", stacklevel=2)
+    rc = {"font.family": [font, "DejaVu Sans"]} if font else {}
+    with matplotlib.rc_context(rc):
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(source) + 1.5), max(3.0, 0.4 * len(output) + 1.5)), dpi=120)
+        im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(1e-6, float(w.max())), aspect="auto")
+        ax.set_xticks(range(len(source)))
+        ax.set_xticklabels(source, rotation=90)
+        ax.set_yticks(range(len(output)))
+        ax.set_yticklabels(output)
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
+        if title:
+            ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lower().lstrip("."))
+        plt.close(fig)
+    return path
