@@ -26,7 +26,19 @@ KILL_FAMILIES = {
     "dcgan": ["width=8", "latent_dim=8", "limit=120"],
     "wgan-gp": ["width=8", "latent_dim=8", "limit=120"],
     "vae": ["hidden=[32]", "latent_dim=4", "limit=120"],
+    "seq2seq": ["embed_dim=16", "hidden=16", "min_freq=1", "bleu_pairs=8", "sample_every=0"],  # + a toy corpus
 }
+
+
+def _toy_corpus(folder) -> str:
+    """A small parallel ja/en folder (the seq2seq tests' toy grammar)."""
+    from .test_seq2seq import toy_pairs
+    folder.mkdir()
+    pairs = toy_pairs()[:120]
+    for name, rows in (("train", pairs), ("dev", pairs[:8])):
+        (folder / f"{name}.ja").write_text("".join(r[0] + "\n" for r in rows), encoding="utf-8")
+        (folder / f"{name}.en").write_text("".join(r[1] + "\n" for r in rows), encoding="utf-8")
+    return str(folder)
 KILL_POINTS = 20
 
 
@@ -50,7 +62,9 @@ def _mtime(path) -> int | None:
 def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(family, tmp_path):
     """SIGKILL a training process 20 times at random points (inside steps and checkpoint writes);
     every time the last checkpoint loads, and the run resumed to the end equals an uninterrupted one."""
-    sets = KILL_FAMILIES[family]
+    sets = list(KILL_FAMILIES[family])
+    if family == "seq2seq":
+        sets.append(f"source={_toy_corpus(tmp_path / 'corpus')}")
     full = tmp_path / "full"
     # the uninterrupted run first: it also warms up imports, data and kernels the forked children inherit
     _train_child(family, str(full), sets, resume=False)
