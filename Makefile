@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sozo-installed
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,23 @@ demo: $(STAMP)
 	$(BIN)/sozo interpolate runs/demo-dcgan --steps 10 --seed 3 --out runs/demo-dcgan/walk.gif
 	@echo "demo done: open runs/demo-dcgan/samples/ (one grid per epoch), grid.png and walk.gif"
 
-test: $(STAMP)
+# tests/test_browser.py drives Debian's chromium through chromedriver; it skips when they are missing.
+# As root on a Debian-like machine (CI), install them once; anywhere else, say so and go on.
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+browser:
+	@if [ -x "$(CHROMIUM)" ] && [ -x "$(CHROMEDRIVER)" ]; then \
+		echo "browser: $(CHROMIUM) and $(CHROMEDRIVER) are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: installing chromium and chromium-driver with apt-get (for tests/test_browser.py)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+			|| echo "browser: apt-get failed; the browser tests will be skipped"; \
+	else \
+		echo "browser: no $(CHROMIUM) (and not root with apt-get): the browser tests will be skipped;" \
+			"install the chromium and chromium-driver packages to run them"; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

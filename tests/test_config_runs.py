@@ -104,3 +104,13 @@ def test_family_trainer_defaults_yield_to_the_user():
     assert build_run_config("vae", cls, {}).train.batch_size == 128
     assert build_run_config("vae", cls, {"train": {"batch_size": 32}}).train.batch_size == 32
     assert build_run_config("dcgan", get_model("dcgan"), {}).train.batch_size == 64
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import stat
+    target = tmp_path / "f.txt"
+    write_text(target, "x")
+    mode = stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask and mode & 0o044  # readable by others, as files normally are

@@ -1,0 +1,664 @@
+"""report.html: one page per run that a person would rather look at than read logs.
+
+```python
+from sozo.viz.report import write_report
+path = write_report("runs/dcgan")          # RUN/report.html, self-contained (images as data: URIs)
+```
+
+The page shows the samples of each epoch on a timeline with a slider, the loss curves (every
+numeric key of metrics.jsonl, drawn as inline SVG), the evaluation measures beside their
+real-data floors (eval.json), the mode histogram (modes.png), the resolved config and the
+environment. It is generic over families: text samples (``samples/epoch-NNNN.txt``) show as
+text, and an eval.json of any shape shows as a table of its scalar values.
+
+Nothing on the page refers to the network: no CDN, no fonts, no remote images, and a
+Content-Security-Policy that forbids the browser to fetch anything but the page's own files.
+The same summaries and charts serve the gallery (``sozo gallery``, :mod:`sozo.gallery`).
+Reading a run never imports torch; only :func:`environment` does, for the torch version and device.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import mimetypes
+import platform
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..errors import SozoError
+from ..runs import Run, write_text
+
+TEMPLATES = Path(__file__).parent / "templates"
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+               ".webp": "image/webp"}
+TEXT_TYPES = {".txt", ".md"}
+SAMPLE_RE = re.compile(r"^epoch-(\d+)\.([A-Za-z0-9]+)$")
+NOT_PLOTTED = {"kind", "step", "epoch", "seconds", "examples_per_s"}  # bookkeeping, not curves
+PALETTE = ["#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
+           "#9c755f", "#7f7f7f"]
+MAX_TEXT = 20_000  # characters of a text sample shown in the page
+
+# How each known measure is labelled and which way is better (+1 higher, -1 lower, 0 neither).
+# Anything else in eval.json still shows, under its own key.
+MEASURES: dict[str, tuple[str, int]] = {
+    "fd": ("FD", -1), "fid": ("FID", -1), "kid": ("KID ×100", -1), "precision": ("precision (k=3)", 1),
+    "recall": ("recall (k=3)", 1), "mode_entropy": ("mode entropy (1 = uniform)", 1),
+    "top_class_share": ("top class share", 0), "bleu": ("BLEU", 1), "chrf": ("chrF", 1),
+    "elbo": ("ELBO (nats)", 1), "neg_elbo": ("negative ELBO (nats)", -1),
+    "nll": ("NLL, importance-sampled (nats)", -1), "recon": ("reconstruction −log p(x|z)", -1),
+    "kl": ("KL(q(z|x) ‖ p(z))", 0), "bce": ("reconstruction cross-entropy", -1),
+    "perplexity": ("perplexity", -1), "accuracy": ("accuracy", 1), "loss": ("loss", -1),
+}
+HEADLINE_ORDER = ["fd", "fid", "bleu", "nll", "neg_elbo", "chrf", "perplexity", "kid", "bce", "loss"]
+HIDDEN_EVAL = {"floor", "modes", "measure", "kid_std", "n_generated", "n_real"}  # shown another way
+EVAL_PREFIXES = ("eval_", "dev_", "val_")  # keys of metrics.jsonl that are measures, not losses
+
+
+def _is_measure(key: str) -> bool:
+    return key.startswith(EVAL_PREFIXES)
+
+
+def _strip(key: str) -> str:
+    for p in EVAL_PREFIXES:
+        if key.startswith(p):
+            return key[len(p):]
+    return key
+
+
+# ------------------------------------------------------------------------------------------------
+# reading a run (tolerant: every problem becomes a note, never an exception)
+
+
+def _read_json(path: Path, problems: list[str], label: str | None = None) -> Any:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        problems.append(f"{label or path.name} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+        return None
+
+
+def _read_yaml(path: Path, problems: list[str]) -> tuple[dict | None, str]:
+    if not path.exists():
+        return None, ""
+    import yaml
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        problems.append(f"config.yaml cannot be read ({type(e).__name__})")
+        return None, ""
+    if not isinstance(data, dict):
+        problems.append("config.yaml is not a mapping of sections")
+        return None, text
+    return data, text
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def list_samples(run: Run) -> list[dict[str, Any]]:
+    """``samples/epoch-NNNN.*`` sorted by epoch: [{epoch, path, kind: image|text|file, mime}]."""
+    if not run.samples_dir.is_dir():
+        return []
+    out = []
+    for p in run.samples_dir.iterdir():
+        m = SAMPLE_RE.match(p.name)
+        if not m or not p.is_file():
+            continue
+        ext = "." + m.group(2).lower()
+        kind = "image" if ext in IMAGE_TYPES else "text" if ext in TEXT_TYPES else "file"
+        out.append({"epoch": int(m.group(1)), "path": p, "kind": kind, "mime": IMAGE_TYPES.get(ext)})
+    out.sort(key=lambda s: (s["epoch"], s["path"].name))
+    return out
+
+
+def summarize(path: str | Path | Run) -> dict[str, Any]:
+    """Everything a page needs from one run folder, read without torch.
+
+    Keys: name, path, info (model/config.json), family, data, config (dict), config_text, records,
+    epochs_done, epochs_planned, steps, train_seconds, samples, eval, problems, broken, headline,
+    images (other pictures in the folder), sample_kind.
+    """
+    run = path if isinstance(path, Run) else Run(path)
+    problems: list[str] = []
+    info = _read_json(run.model_dir / "config.json", problems, "model/config.json")
+    if info is not None and not (isinstance(info, dict) and "family" in info):
+        problems.append("model/config.json does not describe a sozo model")
+        info = None
+    config, config_text = _read_yaml(run.config_yaml, problems)
+    records = run.metrics() if run.metrics_file.exists() else []
+    records = [r for r in records if isinstance(r, dict)]
+    ev = _read_json(run.path / "eval.json", problems)
+    if ev is not None and not isinstance(ev, dict):
+        problems.append("eval.json is not an object")
+        ev = None
+    samples = list_samples(run)
+    config = config or {}
+    model_sec = config.get("model") if isinstance(config.get("model"), dict) else {}
+    data_sec = config.get("data") if isinstance(config.get("data"), dict) else {}
+    train_sec = config.get("train") if isinstance(config.get("train"), dict) else {}
+    family = (info or {}).get("family") or model_sec.get("name")
+    data = ((info or {}).get("data") or {}).get("name") if isinstance((info or {}).get("data"), dict) else None
+    data = data or data_sec.get("source")
+    epochs = [r for r in records if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int)]
+    epochs_done = max([r["epoch"] for r in epochs] + [s["epoch"] for s in samples]
+                      + [(info or {}).get("epoch") or 0])
+    steps = max([r.get("step", 0) for r in records if isinstance(r.get("step"), int)]
+                + [(info or {}).get("step") or 0])
+    broken = None
+    if info is None:
+        if not (run.model_dir / "config.json").exists():
+            broken = ("no model/config.json: training has not saved a model yet" if run.config_yaml.exists()
+                      else "not a finished run: no model/config.json")
+        else:
+            broken = next((p for p in problems if p.startswith("model/config.json")), "model/config.json is damaged")
+    elif not (run.model_dir / "model.safetensors").exists():
+        broken = "no model/model.safetensors"
+    images = sorted(p for p in run.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_TYPES
+                    and p.name != "modes.png") if run.path.is_dir() else []
+    summary = {
+        "name": run.path.name, "path": run.path, "info": info, "family": family, "data": data,
+        "config": config, "config_text": config_text, "records": records, "epochs_done": epochs_done,
+        "epochs_planned": train_sec.get("epochs"), "steps": steps,
+        "train_seconds": sum(r.get("seconds", 0) for r in epochs if _finite(r.get("seconds"))),
+        "samples": samples, "eval": ev, "problems": problems, "broken": broken,
+        "modes_png": run.path / "modes.png" if (run.path / "modes.png").is_file() else None,
+        "images": images, "sample_kind": samples[-1]["kind"] if samples else None,
+    }
+    summary["headline"] = headline(summary)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# numbers
+
+
+def fmt(v: Any) -> str:
+    """A number as a person reads it: whole numbers as such, else about four significant digits."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if not math.isfinite(v):
+        return str(v)
+    a = abs(v)
+    if a >= 1000 or (v.is_integer() and a < 1e6):
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 10:
+        return f"{v:.2f}"
+    if a >= 0.001:
+        return f"{v:.3f}"
+    return f"{v:.2e}"
+
+
+def duration(seconds: float) -> str:
+    """12.3 s, 95 s, 4.2 min, 1.5 h."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _label(key: str, ev: dict[str, Any]) -> str:
+    if key in ("fd", "fid") and ev.get("measure"):
+        return str(ev["measure"])
+    return MEASURES.get(key, (key.replace("_", " "), 0))[0]
+
+
+def _value_text(key: str, src: dict[str, Any]) -> str:
+    v = src.get(key)
+    if key == "kid" and _finite(v):  # as the CLI prints it: x100, with the std over subsets
+        std = src.get("kid_std")
+        return fmt(100 * v) + (f" ± {fmt(100 * std) if abs(100 * std) >= 0.001 else '0.000'}" if _finite(std) else "")
+    return fmt(v)
+
+
+def eval_rows(ev: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Rows of the evaluation table: {key, label, value, floor, better, primary} (strings; floor
+    may be ''). Known measures first in a fixed order, then every other scalar of eval.json in its
+    order. ``primary``: a measure (a known one or one with a floor), not a detail such as the seed.
+    """
+    if not ev:
+        return []
+    floor = ev.get("floor") if isinstance(ev.get("floor"), dict) else {}
+    keys = [k for k in MEASURES if k in ev] + [k for k in ev if k not in MEASURES]
+    rows = []
+    for k in keys:
+        v = ev[k]
+        if isinstance(v, list) and 0 < len(v) <= 8 and all(_finite(x) for x in v):
+            v = " / ".join(fmt(x) for x in v)  # e.g. BLEU's n-gram precisions
+        if k in HIDDEN_EVAL or isinstance(v, (dict, list)) or v is None:
+            continue
+        better = MEASURES.get(k, ("", 0))[1]
+        label = "evaluated at step" if k == "step" else _label(k, ev)
+        rows.append({"key": k, "label": label, "value": v if isinstance(v, str) else _value_text(k, ev),
+                     "floor": _value_text(k, floor) if k in floor else "", "better": better,
+                     "text": isinstance(v, str) and len(v) > 40,
+                     "primary": (k in MEASURES or k in floor) and not isinstance(v, str)})
+    if "n_generated" in ev or "n_real" in ev:
+        def counts(d: dict) -> str:
+            return f"{fmt(d.get('n_generated', '?'))} vs {fmt(d.get('n_real', '?'))}" if d else ""
+        rows.append({"key": "samples", "label": "samples (generated vs real)", "value": counts(ev),
+                     "floor": counts(floor) if ("n_generated" in floor or "n_real" in floor) else "",
+                     "better": 0, "text": False, "primary": True})
+    return rows
+
+
+def headline(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The one measure a card shows: from eval.json, else the best eval_* logged during training,
+    else the last epoch's first loss. {label, value, floor, better, source}."""
+    ev = summary.get("eval") or {}
+    floor = ev.get("floor") if isinstance(ev.get("floor"), dict) else {}
+    for k in HEADLINE_ORDER:
+        if _finite(ev.get(k)):
+            return {"label": _label(k, ev), "value": _value_text(k, ev),
+                    "floor": _value_text(k, floor) if k in floor else "", "better": MEASURES[k][1],
+                    "source": "eval.json", "raw": float(ev[k])}
+    logged: dict[str, list[float]] = {}
+    for r in summary.get("records", []):
+        if r.get("kind") == "epoch":
+            for k, v in r.items():
+                if _is_measure(k) and _finite(v):
+                    logged.setdefault(k, []).append(float(v))
+    if logged:
+        def rank(k: str) -> int:
+            base = _strip(k).lower().split("-")[0]
+            return HEADLINE_ORDER.index(base) if base in HEADLINE_ORDER else len(HEADLINE_ORDER)
+        k = min(logged, key=rank)
+        base = _strip(k).lower().split("-")[0]
+        better = MEASURES.get(base, ("", -1))[1] or -1
+        best = max(logged[k]) if better > 0 else min(logged[k])
+        return {"label": _strip(k) + " (best during training)", "value": fmt(best), "floor": "", "better": better,
+                "source": "metrics.jsonl", "raw": best}
+    epochs = [r for r in summary.get("records", []) if r.get("kind") == "epoch"]
+    if epochs:
+        last = epochs[-1]
+        keys = [k for k in last if k not in NOT_PLOTTED and not _is_measure(k) and _finite(last[k])]
+        if keys:
+            k = keys[0]
+            return {"label": f"{k} (last epoch)", "value": fmt(last[k]), "floor": "", "better": 0,
+                    "source": "metrics.jsonl", "raw": float(last[k])}
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# charts: inline SVG (no JavaScript library, nothing fetched)
+
+
+def _nice_step(span: float, n: int) -> float:
+    raw = span / max(n, 1)
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi]."""
+    if hi <= lo:
+        return [lo]
+    step = _nice_step(hi - lo, n)
+    first = math.ceil(lo / step - 1e-9) * step
+    out, t = [], first
+    while t <= hi + step * 1e-9:
+        out.append(round(t, 12))
+        t += step
+    return out
+
+
+def _tick_text(v: float) -> str:
+    a = abs(v)
+    if a == 0:
+        return "0"
+    if a >= 10000 or a < 0.001:
+        return f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-")
+    if a >= 100:
+        return f"{v:.0f}"
+    return f"{v:.3g}"
+
+
+def line_chart(series: list[dict[str, Any]], *, xlabel: str = "step", width: int = 440, height: int = 230,
+               cursor: dict[int, float] | None = None, log_y: bool | None = None) -> str:
+    """An inline <svg> line chart. ``series``: [{label, x: [...], y: [...], color, thin, markers,
+    tips: [...]}]. ``cursor`` maps an epoch to an x value: the page's slider moves a line there.
+
+    The y axis turns logarithmic when every value is positive and they span more than 50x.
+    """
+    pts = [(x, y) for s in series for x, y in zip(s["x"], s["y"]) if _finite(x) and _finite(y)]
+    if not pts:
+        return '<p class="muted">no finite values</p>'
+    ml, mr, mt, mb = 54, 14, 12, 34
+    pw, ph = width - ml - mr, height - mt - mb
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = min(xs), max(xs)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    y0, y1 = min(ys), max(ys)
+    if log_y is None:
+        log_y = y0 > 0 and y1 / y0 > 50
+    if log_y:
+        ty = math.log10
+        ly0, ly1 = math.floor(math.log10(y0)), math.ceil(math.log10(y1))
+        y0t, y1t = float(ly0), float(max(ly1, ly0 + 1))
+        yticks = [float(e) for e in range(int(y0t), int(y1t) + 1)]
+    else:
+        ty = float
+        pad = (y1 - y0) * 0.06 or (abs(y0) * 0.1 or 1.0)
+        y0t, y1t = y0 - pad, y1 + pad
+        if y0 >= 0 and y0t < 0:
+            y0t = 0.0
+        yticks = ticks(y0t, y1t, 5)
+
+    def px(x: float) -> float:
+        return ml + (x - x0) / (x1 - x0) * pw
+
+    def py(y: float) -> float:
+        return mt + ph - (ty(y) - y0t) / (y1t - y0t) * ph
+
+    o = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" preserveAspectRatio="xMidYMid meet"']
+    if cursor:
+        o.append(f" data-cursor='{json.dumps({str(k): round(px(v), 1) for k, v in cursor.items()})}'")
+    o.append(">")
+    for t in yticks:  # horizontal grid and y labels
+        yy = mt + ph - (t - y0t) / (y1t - y0t) * ph
+        if mt - 0.5 <= yy <= mt + ph + 0.5:
+            label = _tick_text(10 ** t) if log_y else _tick_text(t)
+            o.append(f'<line class="grid" x1="{ml}" x2="{ml + pw}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
+                     f'<text class="tick" x="{ml - 6}" y="{yy + 3.5:.1f}" text-anchor="end">{label}</text>')
+    for t in ticks(x0, x1, 6):
+        if float(t).is_integer() or xlabel != "epoch":
+            xx = px(t)
+            o.append(f'<line class="xtick" x1="{xx:.1f}" x2="{xx:.1f}" y1="{mt + ph}" y2="{mt + ph + 4}"/>'
+                     f'<text class="tick" x="{xx:.1f}" y="{mt + ph + 16}" text-anchor="middle">{_tick_text(t)}</text>')
+    o.append(f'<line class="axis" x1="{ml}" x2="{ml + pw}" y1="{mt + ph}" y2="{mt + ph}"/>'
+             f'<text class="axlabel" x="{ml + pw / 2:.1f}" y="{height - 3}" text-anchor="middle">{xlabel}</text>')
+    if log_y:
+        o.append(f'<text class="axlabel" x="{ml}" y="{mt - 2}" text-anchor="start">log scale</text>')
+    if cursor:
+        o.append(f'<line class="cursor" x1="-10" x2="-10" y1="{mt}" y2="{mt + ph}"/>')
+    for s in series:
+        xy = [(px(x), py(y)) for x, y in zip(s["x"], s["y"]) if _finite(x) and _finite(y)]
+        if not xy:
+            continue
+        color, cls = s.get("color", PALETTE[0]), "thin" if s.get("thin") else "line"
+        if len(xy) > 1:
+            o.append(f'<polyline class="{cls}" stroke="{color}" points="'
+                     + " ".join(f"{a:.1f},{b:.1f}" for a, b in xy) + '"/>')
+        if s.get("markers") or len(xy) == 1:
+            tips = s.get("tips") or [""] * len(xy)
+            for (a, b), tip in zip(xy, tips):
+                o.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3.2" fill="{color}">'
+                         + (f"<title>{html.escape(tip)}</title>" if tip else "") + "</circle>")
+    o.append("</svg>")
+    return "".join(o)
+
+
+def bar_chart(values: list[float], labels: list[str], floor: list[float] | None = None, *,
+              width: int = 440, height: int = 200) -> str:
+    """Class histogram (shares) as inline SVG; ``floor`` draws the real data's shares as ticks."""
+    total = sum(values) or 1
+    shares = [v / total for v in values]
+    fshares = [v / (sum(floor) or 1) for v in floor] if floor else None
+    top = max(shares + (fshares or []) + [1e-9])
+    ml, mr, mt, mb = 40, 10, 10, 30
+    pw, ph = width - ml - mr, height - mt - mb
+    bw = pw / max(len(values), 1)
+    o = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img">']
+    for t in ticks(0, top, 4):
+        yy = mt + ph - t / top * ph
+        o.append(f'<line class="grid" x1="{ml}" x2="{ml + pw}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
+                 f'<text class="tick" x="{ml - 5}" y="{yy + 3.5:.1f}" text-anchor="end">{t:.0%}</text>')
+    for i, (s, lab) in enumerate(zip(shares, labels)):
+        h = s / top * ph
+        x = ml + i * bw + bw * 0.15
+        o.append(f'<rect x="{x:.1f}" y="{mt + ph - h:.1f}" width="{bw * 0.7:.1f}" height="{h:.1f}" '
+                 f'fill="{PALETTE[0]}"><title>{html.escape(lab)}: {s:.1%} ({fmt(values[i])})</title></rect>'
+                 f'<text class="tick" x="{x + bw * 0.35:.1f}" y="{mt + ph + 14}" text-anchor="middle">'
+                 f"{html.escape(lab[:6])}</text>")
+        if fshares:
+            fy = mt + ph - fshares[i] / top * ph
+            o.append(f'<line class="floorbar" x1="{x - 2:.1f}" x2="{x + bw * 0.7 + 2:.1f}" y1="{fy:.1f}" y2="{fy:.1f}"/>')
+    o.append(f'<line class="axis" x1="{ml}" x2="{ml + pw}" y1="{mt + ph}" y2="{mt + ph}"/></svg>')
+    return "".join(o)
+
+
+def metric_keys(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Numeric keys of the records in first-seen order, losses before eval_* measures."""
+    seen: dict[str, None] = {}
+    for r in records:
+        for k, v in r.items():
+            if k not in NOT_PLOTTED and _finite(v):
+                seen.setdefault(k, None)
+    keys = list(seen)
+    return [k for k in keys if not _is_measure(k)] + [k for k in keys if _is_measure(k)]
+
+
+_LOSS_NAMES = {"loss_g": "generator loss", "loss_d": "discriminator / critic loss", "loss_c": "critic loss",
+               "recon": "reconstruction", "kl": "KL divergence", "loss": "loss", "gp": "gradient penalty",
+               "bleu": "BLEU"}
+
+
+def loss_title(key: str) -> str:
+    if key in _LOSS_NAMES:
+        return _LOSS_NAMES[key]
+    if _is_measure(key):
+        name = _strip(key)
+        name = {"bleu": "BLEU", "chrf": "chrF", "kid": "KID", "nll": "NLL"}.get(name.lower(), name.replace("_", " "))
+        return f"{name} ({'dev set' if key.startswith('dev_') else 'during training'})"
+    return key.replace("_", " ")
+
+
+def run_charts(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One chart per metric key of one run: per-step values thin, per-epoch values bold with dots;
+    x is the step. Returns [{key, title, svg, last}]."""
+    steps = [r for r in records if r.get("kind") == "step"]
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    cursor = {r["epoch"]: r["step"] for r in epochs if isinstance(r.get("epoch"), int) and _finite(r.get("step"))}
+    out = []
+    for k in metric_keys(records):
+        series = []
+        st = [(r["step"], r[k]) for r in steps if _finite(r.get(k)) and _finite(r.get("step"))]
+        if len(st) > 1500:  # a long run: every n-th point is enough for a 400-px line
+            st = st[:: math.ceil(len(st) / 1500)]
+        if st:
+            series.append({"label": "per step", "x": [a for a, _ in st], "y": [b for _, b in st],
+                           "color": "#9db6d3", "thin": True})
+        ep = [r for r in epochs if _finite(r.get(k)) and _finite(r.get("step"))]
+        if ep:
+            series.append({"label": "epoch mean", "x": [r["step"] for r in ep], "y": [r[k] for r in ep],
+                           "color": PALETTE[2] if _is_measure(k) else PALETTE[0], "markers": True,
+                           "tips": [f"epoch {r.get('epoch')}: {k} = {fmt(r[k])}" for r in ep]})
+        last = ep[-1][k] if ep else (st[-1][1] if st else None)
+        out.append({"key": k, "title": loss_title(k), "svg": line_chart(series, cursor=cursor),
+                    "last": fmt(last) if last is not None else "", "legend": [(s["label"], s["color"]) for s in series]})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the environment
+
+
+def environment(info: dict[str, Any] | None, config: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(label, value) rows: sozo and torch versions, Python, the device the run asked for and
+    what it resolves to on this machine."""
+    from .. import __version__
+    train = (config or {}).get("train") or {}
+    rows = [("sozo (this report)", __version__)]
+    if info and info.get("sozo_version"):
+        rows.append(("sozo (training)", str(info["sozo_version"])))
+    for key, label in (("torch_version", "torch (training)"), ("device", "device (training)"),
+                       ("precision", "precision (training)")):
+        if info and info.get(key):
+            rows.append((label, str(info[key])))
+    try:
+        import torch
+        rows.append(("torch (this machine)", torch.__version__))
+        if torch.cuda.is_available():
+            here = f"cuda ({torch.cuda.get_device_name(0)})"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            here = "mps"
+        else:
+            here = "cpu"
+    except Exception as e:  # noqa: BLE001 - a report still renders without torch
+        rows.append(("torch (this machine)", f"not importable ({type(e).__name__})"))
+        here = "cpu"
+    asked = str(train.get("device", "auto"))
+    rows.append(("device (config)", asked + (f" → {here} on this machine" if asked == "auto" else "")))
+    if train.get("precision"):
+        rows.append(("precision (config)", str(train["precision"])))
+    rows.append(("python", f"{platform.python_version()} ({sys.platform})"))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# the page
+
+
+def _jinja():
+    try:
+        import jinja2
+    except ImportError:  # pragma: no cover - a dependency of sozo
+        raise SozoError("the report needs jinja2", hint="pip install jinja2") from None
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = fmt
+    env.filters["duration"] = duration
+    return env
+
+
+def data_uri(path: Path) -> str:
+    mime = IMAGE_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        return f"(cannot read {path.name}: {e})"
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "\n…"
+
+
+def timeline(summary: dict[str, Any], asset: Callable[[Path], str]) -> list[dict[str, Any]]:
+    """The frames of the sample timeline: {epoch, step, kind, src|text|href, name, losses}."""
+    by_epoch = {r["epoch"]: r for r in summary["records"] if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int)}
+    frames = []
+    for s in summary["samples"]:
+        rec = by_epoch.get(s["epoch"], {})
+        losses = [(k, fmt(v)) for k, v in rec.items() if k not in NOT_PLOTTED and _finite(v)]
+        frame = {"epoch": s["epoch"], "step": rec.get("step"), "kind": s["kind"], "name": s["path"].name,
+                 "losses": losses}
+        if s["kind"] == "image":
+            frame["src"] = asset(s["path"])
+        elif s["kind"] == "text":
+            frame["text"] = _read_text(s["path"])
+        else:
+            frame["href"] = asset(s["path"])
+        frames.append(frame)
+    return frames
+
+
+def config_sections(config: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
+    out = []
+    for sec, values in config.items():
+        if isinstance(values, dict):
+            out.append((str(sec), [(str(k), json.dumps(v) if isinstance(v, (list, dict)) else
+                                    ("''" if v == "" else str(v))) for k, v in values.items()]))
+        else:
+            out.append((str(sec), [("value", str(values))]))
+    return out
+
+
+def _eval_note(ev: dict[str, Any]) -> str:
+    if not ev.get("extractor"):
+        return ""
+    note = f"Features: {ev['extractor']}"
+    if str(ev.get("measure", "")).upper() != "FID":
+        note += " (not Inception: compare with other sozo runs, not with published FIDs)"
+    return note + "."
+
+
+def report_context(summary: dict[str, Any], asset: Callable[[Path], str]) -> dict[str, Any]:
+    """What the report template needs, with every file reference made by ``asset(path)``."""
+    ev = summary["eval"] or {}
+    modes = None
+    if summary["modes_png"] is not None:
+        modes = {"src": asset(summary["modes_png"])}
+    elif isinstance(ev.get("modes"), list) and ev["modes"] and all(_finite(v) for v in ev["modes"]):
+        names = (summary["info"] or {}).get("class_names") or [str(i) for i in range(len(ev["modes"]))]
+        floor = (ev.get("floor") or {}).get("modes")
+        modes = {"svg": bar_chart(ev["modes"], [str(n) for n in names],
+                                  floor if isinstance(floor, list) and len(floor) == len(ev["modes"]) else None)}
+    return {
+        "s": summary, "frames": timeline(summary, asset), "charts": run_charts(summary["records"]),
+        "eval_rows": [r for r in eval_rows(ev) if r["primary"]],
+        "eval_details": [r for r in eval_rows(ev) if not r["primary"]],
+        "has_floor": isinstance(ev.get("floor"), dict) and bool(ev.get("floor")), "eval_note": _eval_note(ev),
+        "modes": modes, "config_sections": config_sections(summary["config"]),
+        "env": environment(summary["info"], summary["config"]),
+        "images": [{"name": p.name, "src": asset(p)} for p in summary["images"]],
+        "generated": datetime.now().strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def render_report(path: str | Path | Run, *, embed: bool = True, asset: Callable[[Path], str] | None = None,
+                  base: str | Path | None = None, summary: dict[str, Any] | None = None,
+                  back: str | None = None) -> str:
+    """The HTML of one run's report.
+
+    ``embed``: pictures as data: URIs (one file that travels alone); else paths relative to
+    ``base`` (default the run folder, where report.html goes). ``asset`` overrides both (the
+    gallery serves files by URL). ``back``: a link shown above the title (the gallery's index).
+    """
+    import os
+
+    run = path if isinstance(path, Run) else Run(path)
+    if not run.path.is_dir():
+        raise SozoError(f"no such run folder: {run.path}", hint="give the folder `sozo train` printed")
+    summary = summary or summarize(run)
+    if not (summary["info"] or summary["config"] or summary["records"] or summary["samples"] or summary["eval"]):
+        raise SozoError(f"{run.path} does not look like a run folder (no config.yaml, model/, metrics.jsonl, "
+                        "samples/ or eval.json)", hint="give the folder `sozo train` printed")
+    if asset is None:
+        if embed:
+            asset = data_uri
+        else:
+            where = Path(base if base is not None else run.path).resolve()
+            asset = lambda p: Path(os.path.relpath(Path(p).resolve(), where)).as_posix()  # noqa: E731
+    ctx = report_context(summary, asset)
+    ctx["back"] = back
+    ctx["title"] = f"{summary['name']} · sozo report"
+    return _jinja().get_template("report.html.j2").render(**ctx)
+
+
+def write_report(path: str | Path | Run, out: str | Path | None = None, *, embed: bool = True) -> Path:
+    """Write RUN/report.html (or ``out``) atomically and return its path.
+
+    ``embed=False`` links the pictures by paths relative to the report instead of embedding
+    them: a much smaller file, which shows its pictures only beside the run folder.
+    """
+    run = path if isinstance(path, Run) else Run(path)
+    out = Path(out) if out is not None else run.path / "report.html"
+    if out.is_dir():
+        out = out / "report.html"
+    html_text = render_report(run, embed=embed, base=out.parent)
+    write_text(out, html_text)
+    return out
+
+
+__all__ = ["write_report", "render_report", "summarize", "eval_rows", "headline", "line_chart", "bar_chart",
+           "run_charts", "environment", "fmt", "PALETTE"]
