@@ -5,13 +5,14 @@ modules imported (lazily, on first lookup) so ``import sozo`` stays fast.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import SozoError, did_you_mean
 
 # modules that register model families when imported
-FAMILY_MODULES = ("sozo.models.gan", "sozo.models.vae", "sozo.models.seq2seq")
+FAMILY_MODULES = ("sozo.models.gan", "sozo.models.vae", "sozo.models.seq2seq", "sozo.models.language")
 
 _MODELS: dict[str, type] = {}
 _loaded = False
@@ -26,6 +27,24 @@ def register_model(name: str) -> Callable[[type], type]:
         _MODELS[name] = cls
         return cls
     return deco
+
+
+def register_variant(base: type, name: str, description: str,
+                     presets: dict[str, dict[str, Any]] | None = None, **defaults: Any) -> type:
+    """Register ``name`` as a variant of family class ``base``: its own config defaults (a subclass
+    of ``base.Config``), description and presets, so `gan`, `dcgan`, `wgan`… share one class."""
+    cfg_base = base.Config
+    cfg_cls = dataclasses.dataclass(type(f"{name.title().replace('-', '')}Config", (cfg_base,), {
+        "__module__": cfg_base.__module__,  # string annotations resolve in the family's module
+        "__annotations__": {k: cfg_base.__annotations__[k] for k in defaults},
+        **{k: (dataclasses.field(default_factory=lambda v=v: list(v)) if isinstance(v, list) else v)
+           for k, v in defaults.items()},
+    }))
+    cls = type(name.title().replace("-", ""), (base,), {
+        "__module__": base.__module__, "Config": cfg_cls, "description": description, "__doc__": description,
+        "presets": classmethod(lambda c: dict(presets or {})),
+    })
+    return register_model(name)(cls)
 
 
 def _load_all() -> None:

@@ -8,7 +8,27 @@ import torch
 
 from ..config import DataConfig
 from ..data.images import ImageData, load_images, resize_images
+from ..errors import SozoError
 from .base import GenerativeModel
+
+
+def fit_image_config(family: str, config: Any, data: Any, fits: Callable[[int], bool], sizes: list[int]) -> dict[str, Any]:
+    """What the data decides of an image family's config: the size (the data's, or the nearest of
+    ``sizes`` the conv networks can take when ``fits`` refuses it), the channels, and for
+    conditional models the number of classes. Returns the changes to apply."""
+    size = config.image_size or data.size
+    if config.arch == "conv" and not fits(size):
+        if config.image_size:  # the user asked for it explicitly
+            raise SozoError(f"the conv networks cannot take {size}x{size} images",
+                            hint="use --set image_size= one of " + ", ".join(map(str, sizes)))
+        size = min(sizes, key=lambda s: (abs(s - size), s))
+    changes: dict[str, Any] = {"image_size": size, "channels": config.channels or data.channels}
+    if config.conditional:
+        if not data.num_classes:
+            raise SozoError(f"{family} is conditioned on labels, but '{data.name}' has none",
+                            hint="use labelled data (mnist-sample, digits, a folder with one subfolder per class)")
+        changes["num_classes"] = data.num_classes
+    return changes
 
 
 class ImageModel(GenerativeModel):

@@ -19,9 +19,9 @@ from ...config import replace
 from ...data.images import to_float
 from ...errors import SozoError
 from ...nn.init import normal_init
-from ...registry import register_model
+from ...registry import register_variant
 from ...viz.grid import make_grid, save_gif, save_grid, save_image
-from ..images import ImageModel
+from ..images import ImageModel, fit_image_config
 from .networks import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, conv_sizes, conv_start
 from .objectives import clip_weights, d_loss, g_loss, gradient_penalty
 
@@ -103,20 +103,9 @@ class GAN(ImageModel):
     # --- config --------------------------------------------------------------------------
     @classmethod
     def resolve_config(cls, config: GANConfig, data: Any) -> GANConfig:
-        size = config.image_size or data.size
-        if config.arch == "conv" and conv_start(size) is None:
-            if config.image_size:  # the user asked for it explicitly
-                raise SozoError(f"the conv networks cannot make {size}x{size} images",
-                                hint="use --set image_size= one of " + ", ".join(map(str, conv_sizes())))
-            size = min(conv_sizes(), key=lambda s: (abs(s - size), s))
-        changes: dict[str, Any] = {"image_size": size, "channels": config.channels or data.channels}
+        changes = fit_image_config(cls.family, config, data, lambda s: conv_start(s) is not None, conv_sizes())
         if config.width is None:
-            changes["width"] = 32 if size <= 32 else 64
-        if config.conditional:
-            if not data.num_classes:
-                raise SozoError(f"{cls.family} is conditioned on labels, but '{data.name}' has none",
-                                hint="use labelled data (mnist-sample, digits, a folder with one subfolder per class)")
-            changes["num_classes"] = data.num_classes
+            changes["width"] = 32 if changes["image_size"] <= 32 else 64
         return replace(config, **changes)
 
     # --- training ------------------------------------------------------------------------
@@ -276,17 +265,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | None = None, **defaults: Any) -> type:
-    """Register a GAN preset as its own model name with its own config defaults."""
-    base_fields = {k: v for k, v in defaults.items()}
-    cfg_cls = dataclass(type(f"{name.title().replace('-', '')}Config", (GANConfig,), {
-        "__annotations__": {k: GANConfig.__annotations__[k] for k in base_fields},
-        **{k: (field(default_factory=lambda v=v: list(v)) if isinstance(v, list) else v) for k, v in base_fields.items()},
-    }))
-    cls = type(name.title().replace("-", ""), (GAN,), {
-        "Config": cfg_cls, "description": description, "__doc__": description,
-        "presets": classmethod(lambda c: dict(presets or {})),
-    })
-    return register_model(name)(cls)
+    return register_variant(GAN, name, description, presets, **defaults)
 
 
 _family("gan", "MLP GAN of the textbook chapter (latent 20, hidden 100, dropout 0.5); preset=deep: 128-256-512-1024 with batch norm",

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 from ...config import replace
 from ...errors import SozoError
-from ...registry import register_model
+from ...registry import register_variant
 from ...viz.grid import make_grid, save_gif, save_grid, save_image
-from ..images import ImageModel
+from ..images import ImageModel, fit_image_config
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_plan, conv_sizes
 from .objectives import bernoulli_nll, gaussian_kl, iw_nll, log_weights
 
@@ -98,18 +98,7 @@ class VAE(ImageModel):
     # --- config --------------------------------------------------------------------------
     @classmethod
     def resolve_config(cls, config: VAEConfig, data: Any) -> VAEConfig:
-        size = config.image_size or data.size
-        if config.arch == "conv" and conv_plan(size) is None:
-            if config.image_size:  # the user asked for it explicitly
-                raise SozoError(f"the conv networks cannot take {size}x{size} images",
-                                hint="use --set image_size= one of " + ", ".join(map(str, conv_sizes())))
-            size = min(conv_sizes(), key=lambda s: (abs(s - size), s))
-        changes: dict[str, Any] = {"image_size": size, "channels": config.channels or data.channels}
-        if config.conditional:
-            if not data.num_classes:
-                raise SozoError(f"{cls.family} is conditioned on labels, but '{data.name}' has none",
-                                hint="use labelled data (mnist-sample, digits, a folder with one subfolder per class)")
-            changes["num_classes"] = data.num_classes
+        changes = fit_image_config(cls.family, config, data, lambda s: conv_plan(s) is not None, conv_sizes())
         return replace(config, **changes)
 
     # --- inputs --------------------------------------------------------------------------
@@ -423,16 +412,7 @@ def save_walk(walk: torch.Tensor, path: str | Path, first: torch.Tensor | None =
 
 
 def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | None = None, **defaults: Any) -> type:
-    """Register a preset of the family as its own model name with its own config defaults."""
-    cfg_cls = dataclass(type(f"{name.title().replace('-', '')}Config", (VAEConfig,), {
-        "__annotations__": {k: VAEConfig.__annotations__[k] for k in defaults},
-        **{k: (field(default_factory=lambda v=v: list(v)) if isinstance(v, list) else v) for k, v in defaults.items()},
-    }))
-    cls = type(name.title().replace("-", ""), (VAE,), {
-        "Config": cfg_cls, "description": description, "__doc__": description,
-        "presets": classmethod(lambda c: dict(presets or {})),
-    })
-    return register_model(name)(cls)
+    return register_variant(VAE, name, description, presets, **defaults)
 
 
 _family("ae", "Plain autoencoder (codes are points): MLP 784-400-20 with a Bernoulli/BCE reconstruction; "
