@@ -24,6 +24,9 @@ EPILOG = """examples:
   sozo train seq2seq --data ../shared/data/small_parallel_enja --src ja --tgt en --epochs 15 --out runs/enja
   sozo translate runs/enja --beam 5 "海外に旅行に行きたい。"
   sozo evaluate runs/enja --split dev --beam 5
+  sozo train text-lstm --data ../shared/data/aesop/aesop_fables.txt --epochs 20 --out runs/aesop
+  sozo write runs/aesop --prompt "The Fox and the" --words 80 --temperature 0.5 --seed 1
+  sozo evaluate runs/aesop
   sozo report runs/faces
   sozo gallery runs/ --port 8765
 """
@@ -180,6 +183,23 @@ def cmd_translate(args: argparse.Namespace) -> None:
             rows = tr.tokens + (["</s>"] if tr.finished else [])
             save_attention_map(tr.source_tokens, rows, tr.attention, path, title=tr.text)
             log(f"wrote {path}")
+
+
+def cmd_write(args: argparse.Namespace) -> None:
+    from .api import load
+    model = load(args.run, device=args.device)
+    if not hasattr(model, "write"):
+        raise SozoError(f"{args.run} is a '{model.family}' run; write needs a language-model run",
+                        hint="train one with sozo train text-lstm --data book.txt")
+    temps = args.temperature or [1.0]
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    for i, t in enumerate(temps):
+        text = model.write(args.prompt, tokens=args.words, temperature=t, top_k=args.top_k, top_p=args.top_p,
+                           seed=args.seed, log=log if i == 0 else (lambda m: None))
+        if len(temps) > 1:  # one line each, paragraph breaks shown as ¶
+            print(f"[temperature {t:g}] " + text.replace("\n\n", " ¶ ").replace("\n", " "))
+        else:
+            print(text)
 
 
 def _read_sentences(name: str) -> list[str]:
@@ -345,6 +365,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--show-tokens", action="store_true", help="print the segmentation and unknown words to stderr")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_translate)
+
+    s = sub.add_parser("write", help="language models: continue a prompt in the style of the training text",
+                       description="Generate text with a text-lstm or text-gpt run. Repeat --temperature for "
+                                   "one line per temperature (same seed). Warnings go to standard error.")
+    s.add_argument("run", help="a text-lstm or text-gpt run folder")
+    s.add_argument("--prompt", default="", help="text to continue (default: a new paragraph)")
+    s.add_argument("--words", type=_positive("--words"), default=60,
+                   help="tokens to generate: words, or characters for a level=char model (default 60)")
+    s.add_argument("--temperature", type=float, action="append", metavar="T",
+                   help="sampling temperature (default 1.0; 0: greedy); repeatable")
+    s.add_argument("--top-k", type=int, default=0, help="sample only among the k most likely tokens (0: all)")
+    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the smallest set with this mass (1: all)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_write)
 
     s = sub.add_parser("data", help="datasets: download a public corpus into the cache")
     data_sub = s.add_subparsers(dest="data_command", metavar="ACTION")

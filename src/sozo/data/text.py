@@ -583,3 +583,30 @@ def resolve_source(source: str) -> Path:
             raise SozoError(f"'{source}' has not been downloaded", hint=f"sozo data download {source}")
         return path
     return Path(source).expanduser()
+
+
+# ----------------------------------------------------------------------------------------------
+# plain books (language models): Project Gutenberg header and footer
+
+_GUTENBERG_START = re.compile(r"^\s*\*\*\*\s*START OF (?:THE|THIS) PROJECT GUTENBERG.*$", re.IGNORECASE | re.MULTILINE)
+_GUTENBERG_END = re.compile(r"^\s*(?:\*\*\*\s*END OF (?:THE|THIS) PROJECT GUTENBERG|End of (?:the )?Project Gutenberg)"
+                            r".*$", re.IGNORECASE | re.MULTILINE)
+
+
+def strip_gutenberg(text: str) -> tuple[str, bool]:
+    """``text`` without a Project Gutenberg header (up to the ``*** START OF …`` line) and footer
+    (from ``End of the Project Gutenberg …`` or ``*** END OF …``); (text, whether anything was cut).
+    Text without those markers is returned unchanged."""
+    cut = False
+    start = _GUTENBERG_START.search(text)
+    if start:
+        text, cut = text[start.end():], True
+    end = _GUTENBERG_END.search(text)
+    if end:
+        text, cut = text[:end.start()], True
+    return text, cut
+
+
+def read_text(path: str | Path) -> str:
+    """A whole UTF-8 text file (a BOM is dropped); a SozoError names the first line that is not UTF-8."""
+    return "\n".join(_read_lines(Path(path)))
