@@ -12,6 +12,7 @@ CASES = [  # module, arguments (full), arguments (--quick), takes --device
     ("wgangp", ["--images", "4500", "--repeats", "2"], ["--images", "640"], True),
     ("sampling", ["--n", "10000"], ["--n", "2000", "--repeats", "1"], True),
     ("seq2seq", [], ["--tutorial-pairs", "100", "--sozo-pairs", "1280"], False),
+    ("language", [], ["--steps", "10"], True),
 ]
 
 
@@ -41,7 +42,7 @@ def main() -> None:
             if key.endswith("_per_s"):
                 case = key[: -len("_per_s")]
                 ratio = s.get(f"ratio_{case}", "")
-                print(f"| {s['bench']} | {s['device']} | {case} | {value} | {ratio} |")
+                print(f"| {s['bench']} | {s.get('device', '')} | {case} | {value} | {ratio} |")
 
 
 if __name__ == "__main__":
