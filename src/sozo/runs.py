@@ -122,6 +122,13 @@ class Run:
         kept = [r for r in self.metrics() if r.get("step", 0) <= after_step]
         write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
 
+    def trained_step(self) -> int | None:
+        """The training step the weights in model/ come from (None when unknown)."""
+        try:
+            return json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))["step"]
+        except (OSError, KeyError, ValueError, TypeError):
+            return None
+
     def require(self, what: str = "model") -> "Run":
         """Check the folder is a run (has what the caller needs) or raise a clear SozoError."""
         if not self.path.exists():

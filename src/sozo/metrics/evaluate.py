@@ -17,6 +17,7 @@ import torch
 
 from ..errors import SozoError
 from ..runs import Run, write_json
+from ..viz.table import text_table
 from .features import extract_features, get_extractor, real_reference
 from .frechet import class_histogram, feature_stats, frechet_distance, kid, precision_recall
 
@@ -141,21 +142,13 @@ def evaluate(runs: list[str | Path] | str | Path, n: int = 10000, seed: int = 0,
         ev = evaluators[source]
         model = load(run, device=dev)
         res = {"measure": ev.fd_name, "extractor": ev.extractor.name, "seed": seed, **ev.score(model, n, seed),
-               "floor": ev.floor(), "step": _step(run)}
+               "floor": ev.floor(), "step": run.trained_step()}
         write_json(run.path / "eval.json", res)
         if "modes" in res:
             modes_chart(res["modes"], ev.floor().get("modes"), run.path / "modes.png",
                         title=f"{run.path.name}: classes of {n} samples (by {ev.extractor.name})")
         results[str(run.path)] = res
     return results
-
-
-def _step(run: Run) -> int | None:
-    import json
-    try:
-        return json.loads((run.model_dir / "config.json").read_text())["step"]
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def modes_chart(counts: list[int], real_counts: list[int] | None, path: Path, title: str = "") -> Path:
@@ -209,9 +202,7 @@ def format_table(results: dict[str, dict]) -> str:
                 line.append(fmt.format(d[key]))
         cells.append(line)
     cells.append(["samples (generated vs real)"] + [f"{d['n_generated']} vs {d['n_real']}" for d in data])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-    out.insert(1, "  ".join("-" * w for w in widths))
+    out = text_table(cells)
     if first["measure"] != "FID":
         out.append(f"features: {first['extractor']} (not Inception: compare with other sozo runs, not published FIDs)")
     return "\n".join(out)

@@ -36,6 +36,7 @@ from ..data.text import SPECIALS, UNK, Vocab, detokenize_words, normalize, read_
 from ..errors import SozoError
 from ..registry import register_model
 from .base import GenerativeModel
+from ..viz.table import text_table
 
 _SENTENCE = re.compile(r'([.!?]"? )([a-z])')
 NL = "\n"  # the paragraph-break token (a token of its own at both levels)
@@ -427,7 +428,7 @@ class LanguageModel(GenerativeModel):
             res = {"heldout_ppl": round(math.exp(nll), 3), "heldout_nll": round(nll, 4),
                    "bits_per_token": round(nll / math.log(2), 4), "tokens": count, "level": c.level,
                    "vocab": len(model.vocab), "heldout_unk": round(sum(t not in model.vocab for t in held) / len(held), 4),
-                   "params": sum(p.numel() for p in model.parameters()), "step": _step(run),
+                   "params": sum(p.numel() for p in model.parameters()), "step": run.trained_step(),
                    "seconds": round(time.perf_counter() - t0, 2)}
             write_json(run.path / "eval.json", res)
             log(f"{run.path}: held-out perplexity {res['heldout_ppl']:.2f} ({count} {c.level} tokens)")
@@ -455,14 +456,6 @@ def pick_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: floa
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def _step(run: Any) -> int | None:
-    import json
-    try:
-        return json.loads((run.model_dir / "config.json").read_text())["step"]
-    except (OSError, KeyError, ValueError):
-        return None
-
-
 def _table(results: dict[str, dict]) -> str:
     if not results:
         return ""
@@ -470,9 +463,7 @@ def _table(results: dict[str, dict]) -> str:
     rows = [("held-out perplexity", "heldout_ppl"), ("bits/token", "bits_per_token"), ("tokens", "tokens"),
             ("level", "level"), ("vocab", "vocab"), ("<unk> share", "heldout_unk"), ("params", "params"), ("step", "step")]
     cells = [["measure"] + cols] + [[label] + [str(results[c].get(key)) for c in cols] for label, key in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-    out.insert(1, "  ".join("-" * w for w in widths))
+    out = text_table(cells)
     return "\n".join(out)
 
 

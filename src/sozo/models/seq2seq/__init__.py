@@ -35,6 +35,7 @@ from ...errors import SozoError
 from ...registry import register_model
 from ..base import GenerativeModel
 from .networks import Decoder, Encoder, select_state
+from ...viz.table import text_table
 
 TokenMode = Literal["auto", "whitespace", "fugashi", "words"]
 
@@ -527,21 +528,13 @@ class Seq2Seq(GenerativeModel):
             seconds = time.perf_counter() - t0
             outs = res.pop("translations")
             res = {"split": split, "pairs": len(srcs), "beam": beam, "length_penalty": alpha, "bleu_tokenize": tokenize,
-                   **res, "decode_seconds": round(seconds, 2), "step": _step(run)}
+                   **res, "decode_seconds": round(seconds, 2), "step": run.trained_step()}
             write_json(run.path / "eval.json", res)
             write_text(run.path / f"translations-{split}.txt", "\n".join(outs) + "\n")
             log(f"{run.path}: {split} BLEU {res['bleu']:.2f}, chrF {res['chrf']:.2f} ({len(srcs)} pairs, beam {beam}, "
                 f"{seconds:.1f} s)")
             results[str(run.path)] = res
         return results, _table(results)
-
-
-def _step(run: Any) -> int | None:
-    import json
-    try:
-        return json.loads((run.model_dir / "config.json").read_text())["step"]
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def _table(results: dict[str, dict]) -> str:
@@ -551,9 +544,7 @@ def _table(results: dict[str, dict]) -> str:
     rows = [("BLEU", "bleu", "{:.2f}"), ("chrF", "chrf", "{:.2f}"), ("pairs", "pairs", "{}"), ("beam", "beam", "{}"),
             ("split", "split", "{}"), ("step", "step", "{}")]
     cells = [["measure"] + cols] + [[label] + [fmt.format(results[c].get(key)) for c in cols] for label, key, fmt in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-    out.insert(1, "  ".join("-" * w for w in widths))
+    out = text_table(cells)
     sigs = {(r["bleu_signature"], r["chrf_signature"]) for r in results.values()}
     for b, c in sorted(sigs):
         out.append(f"sacrebleu BLEU signature: {b}")

@@ -29,6 +29,7 @@ from ...errors import SozoError
 from ...runs import Run, write_json
 from ...viz.grid import make_grid, save_grid
 from . import LIKELIHOOD_NOTE, VAE, save_walk
+from ...viz.table import text_table
 
 FAMILY_NAMES = "ae, vae, conv-vae, beta-vae, cvae"
 SPLITS = ("heldout", "train", "all")
@@ -426,9 +427,7 @@ def likelihood_table(results: dict[str, dict]) -> str:
     ks = sorted({d["k"] for d in results.values() if "k" in d})
     cells.append(["held-out images" + (f" (k={ks[0]})" if len(ks) == 1 else "")] +
                  [str(d.get("n_heldout", "-")) for d in results.values()])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-    out.insert(1, "  ".join("-" * w for w in widths))
+    out = text_table(cells)
     notes = sorted({d["likelihood"] for d in results.values() if "likelihood" in d})
     out += [f"likelihood: {n}" for n in notes]
     if any(d.get("conditional") for d in results.values()):
