@@ -50,6 +50,18 @@ class ImageModel(GenerativeModel):
             tensors["labels"] = images.labels
         return images, tensors
 
+    def check_image_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch's images, after checking their shape (and labels for conditional models)
+        against the config; a SozoError names what does not fit."""
+        c = self.config
+        x = batch["images"]
+        want = (c.channels, c.image_size, c.image_size)
+        if tuple(x.shape[1:]) != want:
+            raise SozoError(f"data images are {tuple(x.shape[1:])} but the model expects {want}")
+        if c.conditional and batch.get("labels") is None:
+            raise SozoError(f"{self.family} needs labels, and the data has none")
+        return x
+
     @classmethod
     def fit_tensors(cls, tensors: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
         """Resize the images to the size the resolved config settled on."""

@@ -201,12 +201,7 @@ class VAE(ImageModel):
 
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
         c = self.config
-        x = batch["images"]
-        want = (c.channels, c.image_size, c.image_size)
-        if tuple(x.shape[1:]) != want:
-            raise SozoError(f"data images are {tuple(x.shape[1:])} but the model expects {want}")
-        if c.conditional and batch.get("labels") is None:
-            raise SozoError(f"{self.family} needs labels, and the data has none")
+        x = self.check_image_batch(batch)
         with torch.no_grad():
             y = F.one_hot(batch["labels"], c.num_classes).float() if c.conditional else None
             mu, _ = self._encode(self._unit(x), y)
