@@ -30,6 +30,9 @@ class GenerativeModel(nn.Module):
         self.class_names = class_names
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.amp_dtype: torch.dtype | None = None  # set by the trainer (bf16 autocast on CUDA)
+        # steps the whole run takes, set by the trainer: a family derives learning-rate schedules
+        # from (step, total_steps) inside training_step, so they resume exactly with no extra state
+        self.total_steps: int = 0
 
     # --- configuration ---------------------------------------------------------------------
     @classmethod

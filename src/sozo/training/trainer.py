@@ -103,6 +103,10 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise SozoError(f"batch_size {self.cfg.batch_size} is larger than the {self.n} training examples",
                             hint=f"use --batch-size {max(1, self.n // 4)} or more data")
+        self.total_steps = self.cfg.epochs * self.steps_per_epoch
+        if self.cfg.max_steps:
+            self.total_steps = min(self.total_steps, self.cfg.max_steps)
+        self.model.total_steps = self.total_steps  # for schedules a family computes from the step (resume-exact)
         # data lives on the training device (uint8 images are small); batches are indexed there
         fmt = self.model.memory_format()
         self.data = {k: v.to(self.device).contiguous(memory_format=fmt) if v.ndim == 4 else v.to(self.device)
@@ -266,9 +270,7 @@ class Trainer:
     def _loop(self) -> None:
         cfg, model = self.cfg, self.model
         model.train()
-        total = cfg.epochs * self.steps_per_epoch
-        if cfg.max_steps:
-            total = min(total, cfg.max_steps)
+        total = self.total_steps
         bar = None
         if cfg.progress and self.is_main:
             from tqdm.auto import tqdm
