@@ -1,0 +1,596 @@
+"""MuseGAN (Dong et al. 2018), as in Foster's *Generative Deep Learning* ch. 7: four-voice chorales.
+
+The generator is driven by four latents, two shared by all tracks and two per track, two fixed over
+the phrase and two that a temporal network spreads over its bars:
+
+| latent  | shape        | shared by tracks | over time                                |
+|---------|--------------|------------------|------------------------------------------|
+| chords  | (z,)         | yes              | temporal network -> one vector a bar     |
+| style   | (z,)         | yes              | fixed                                    |
+| melody  | (tracks, z)  | no               | a temporal network per track -> per bar  |
+| groove  | (tracks, z)  | no               | fixed                                    |
+
+For each track and bar, a bar generator (its own per track) turns [chords_b, style, melody_kb,
+groove_k] into a (steps, pitches) grid in [-1, 1] (dense -> transposed convs along time, then along
+pitch: an octave factor, then the 12 semitones). The critic (3-D convs over bars x steps x pitches,
+tracks as channels) is trained with WGAN-GP, the objective shared with the image GANs
+(``sozo.models.gan.objectives``): a critic update every batch, a generator update every
+``n_critic``-th batch.
+
+Sampling takes, per track and step, the highest pitch (argmax: one note per voice; with
+``rest_threshold`` above -1 a voice rests where every output is below it); pitches held over
+consecutive steps merge into one note.
+
+```python
+import sozo
+run = sozo.train("musegan", "../shared/data/jsb_chorales", epochs=300)
+model = sozo.load(run)
+piece = model.compose(bars=8, seed=0, controls={"chords": 1, "melody": 3})   # a Piece
+```
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import DataConfig, replace
+from ..data import pianoroll as pr
+from ..errors import SozoError
+from ..registry import register_model
+from ..viz.table import text_table
+from .base import GenerativeModel
+from .gan.objectives import d_loss, g_loss, gradient_penalty
+
+CONTROLS = ("chords", "style", "melody", "groove")
+BUNDLED_NAMES = ("", "mnist-sample", "chorales", "bach", "bach-chorales")  # mnist-sample: --data not given
+EVAL_MAX = 1000  # generated phrases measured by `sozo evaluate` at most
+
+
+@dataclass
+class MuseGANConfig:
+    """Sizes of the phrase, the latents and the networks (Foster's defaults), and the WGAN-GP optimiser."""
+
+    preset: str = ""
+    n_tracks: int = 4  # filled from the data (voices)
+    n_bars: int = 2
+    steps_per_bar: int = 16  # 16th notes in 4/4
+    n_pitches: int = 84  # C1..B7
+    lowest: int = 24  # MIDI pitch of the first roll column
+    z_dim: int = 32
+    temporal_hidden: int = 1024
+    g_channels: list[int] = field(default_factory=lambda: [512, 512, 256, 256, 256])  # reshape, 3 time ups, pitch
+    d_channels: list[int] = field(default_factory=lambda: [128, 128, 128, 128, 128, 128, 256, 512])
+    d_dense: int = 1024
+    n_critic: int = 5
+    gp_lambda: float = 10.0
+    lr_g: float = 1e-3
+    lr_d: float = 1e-3
+    beta1: float = 0.5
+    beta2: float = 0.9
+    hop_bars: int = 1  # training phrases start every hop_bars bars of a chorale (overlapping windows)
+    transpose: int = 0  # augmentation: shift each training phrase by up to +-N semitones (0: off)
+    # a voice rests at a step where every pitch output is below this; -1 (tanh's floor): never, a note
+    # per voice and step as in the book (JSB voices rest on 0.2% of steps); 0: Dong et al.'s hard threshold
+    rest_threshold: float = -1.0
+    bpm: float = 90.0
+
+    def validate(self) -> None:
+        for name in ("n_tracks", "n_bars", "z_dim", "temporal_hidden", "d_dense", "n_critic", "hop_bars", "lowest"):
+            if getattr(self, name) < (2 if name == "n_bars" else 1 if name != "lowest" else 0):
+                raise SozoError(f"'{name}' must be at least {2 if name == 'n_bars' else 1}, got {getattr(self, name)}")
+        s = self.steps_per_bar
+        if s < 8 or s & (s - 1):
+            raise SozoError(f"'steps_per_bar' must be a power of 2 from 8, got {s}", hint="for example --set steps_per_bar=16")
+        if self.n_pitches < 12 or self.n_pitches % 12:
+            raise SozoError(f"'n_pitches' must be a multiple of 12, got {self.n_pitches}", hint="--set n_pitches=84")
+        if self.lowest + self.n_pitches > 128:
+            raise SozoError(f"pitches {self.lowest}..{self.lowest + self.n_pitches - 1} go beyond MIDI 127")
+        if len(self.g_channels) != 5 or min(self.g_channels) < 1:
+            raise SozoError(f"'g_channels' needs 5 positive widths, got {self.g_channels}")
+        if len(self.d_channels) != 8 or min(self.d_channels) < 1:
+            raise SozoError(f"'d_channels' needs 8 positive widths, got {self.d_channels}")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise SozoError(f"'{name}' must be positive, got {getattr(self, name)}", hint=f"for example --set {name}=0.001")
+        if not -1.0 <= self.rest_threshold < 1.0:
+            raise SozoError(f"'rest_threshold' must be in [-1, 1), got {self.rest_threshold}")
+        if self.gp_lambda < 0 or self.transpose < 0 or self.bpm <= 0:
+            raise SozoError("'gp_lambda' and 'transpose' must be at least 0 and 'bpm' positive")
+
+    @property
+    def steps(self) -> int:
+        return self.n_bars * self.steps_per_bar
+
+
+# ----------------------------------------------------------------------------------------------
+# networks (shapes in comments: B batch, K tracks, N bars, S steps a bar, P pitches, z latent)
+
+
+class TemporalNetwork(nn.Module):
+    """(B, z) -> (B, N, z): one latent a bar, by transposed 1-D convs along time (Foster's design)."""
+
+    def __init__(self, z: int, hidden: int, n_bars: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.ConvTranspose1d(z, hidden, 2), nn.BatchNorm1d(hidden), nn.ReLU(),  # length 2
+            nn.ConvTranspose1d(hidden, z, n_bars - 1), nn.BatchNorm1d(z), nn.ReLU())  # length n_bars
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.unsqueeze(-1)).transpose(1, 2)  # (B, N, z)
+
+
+class ChannelNorm(nn.Module):
+    """Batch norm over the last (channel) axis of a channels-last tensor: BatchNorm2d/3d's statistics."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x.reshape(-1, x.size(-1))).view(x.shape)
+
+
+class BarGenerator(nn.Module):
+    """(B, 4z) -> (B, S, P) in [-1, 1]: dense, 3 transposed convs doubling time, then pitch: octaves x 12.
+
+    Every transposed conv of the book's bar generator has kernel == stride, so each is a linear map
+    from one position's channels to (kernel x channels) outputs: written as nn.Linear on a
+    channels-last tensor, the same function and parameters, 4-5x faster than ConvTranspose2d on a CPU.
+    """
+
+    def __init__(self, in_dim: int, channels: list[int], steps: int, n_pitches: int):
+        super().__init__()
+        c0, c1, c2, c3, c4 = channels
+        self.rows, self.c0, self.octaves = steps // 8, c0, n_pitches // 12
+        self.dense = nn.Sequential(nn.Linear(in_dim, c0 * self.rows), nn.BatchNorm1d(c0 * self.rows), nn.ReLU())
+        self.time = nn.ModuleList(nn.Linear(cin, 2 * cout) for cin, cout in ((c0, c1), (c1, c2), (c2, c3)))
+        self.time_norm = nn.ModuleList(ChannelNorm(c) for c in (c1, c2, c3))
+        self.octave = nn.Linear(c3, self.octaves * c4)
+        self.octave_norm = ChannelNorm(c4)
+        self.semitone = nn.Linear(c4, 12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B = x.size(0)
+        h = self.dense(x).view(B, self.rows, self.c0)  # (B, S/8, c0) channels last
+        for lin, norm in zip(self.time, self.time_norm):
+            h = lin(h).view(B, h.size(1) * 2, -1)  # (B, 2T, c): each step makes two
+            h = F.relu(norm(h))
+        h = self.octave(h).view(B, h.size(1), self.octaves, -1)  # (B, S, P/12, c4)
+        h = F.relu(self.octave_norm(h))
+        return torch.tanh(self.semitone(h)).flatten(2)  # (B, S, P): pitch = octave * 12 + semitone
+
+
+class Generator(nn.Module):
+    """chords (B, z), style (B, z), melody (B, K, z), groove (B, K, z) -> (B, K, N, S, P) in [-1, 1]."""
+
+    def __init__(self, c: MuseGANConfig):
+        super().__init__()
+        self.n_tracks, self.n_bars = c.n_tracks, c.n_bars
+        self.chords_time = TemporalNetwork(c.z_dim, c.temporal_hidden, c.n_bars)
+        self.melody_time = nn.ModuleList(TemporalNetwork(c.z_dim, c.temporal_hidden, c.n_bars) for _ in range(c.n_tracks))
+        self.bars = nn.ModuleList(BarGenerator(4 * c.z_dim, c.g_channels, c.steps_per_bar, c.n_pitches)
+                                  for _ in range(c.n_tracks))
+
+    def forward(self, chords: torch.Tensor, style: torch.Tensor, melody: torch.Tensor, groove: torch.Tensor) -> torch.Tensor:
+        B, N = chords.size(0), self.n_bars
+        chords_t = self.chords_time(chords)  # (B, N, z)
+        out = []
+        for k in range(self.n_tracks):
+            melody_t = self.melody_time[k](melody[:, k])  # (B, N, z)
+            x = torch.cat([chords_t, style.unsqueeze(1).expand(-1, N, -1), melody_t,
+                           groove[:, k].unsqueeze(1).expand(-1, N, -1)], -1)  # (B, N, 4z)
+            out.append(self.bars[k](x.reshape(B * N, -1)).unflatten(0, (B, N)))  # (B, N, S, P)
+        return torch.stack(out, 1)  # (B, K, N, S, P)
+
+
+class Critic(nn.Module):
+    """(B, K, N, S, P) -> (B,): the book's 3-D conv critic, collapsing bars, then pitch (an octave, then
+    the octaves), then time (halving), then dense layers.
+
+    Its convs have kernel == stride (or cover the whole axis), so each is written as nn.Linear over the
+    channels of a patch of a channels-last tensor (the same function, far faster on a CPU, and cheap
+    in the gradient penalty's double backward). The last two time layers are the book's padded
+    kernel-4 and kernel-3 stride-2 convs.
+    """
+
+    def __init__(self, c: MuseGANConfig):
+        super().__init__()
+        ch, K = c.d_channels, c.n_tracks
+        self.n_bars, self.octaves = c.n_bars, c.n_pitches // 12
+        self.bars1 = nn.Linear(2 * K, ch[0])  # kernel 2 over bars: N -> N-1
+        self.bars2 = nn.Linear((c.n_bars - 1) * ch[0], ch[1])  # the remaining bars -> 1
+        self.pitch1 = nn.Linear(12 * ch[1], ch[2])  # an octave -> 1: P -> P/12
+        self.pitch2 = nn.Linear(self.octaves * ch[2], ch[3])  # the octaves -> 1
+        halves, s, cin, i = [], c.steps_per_bar, ch[3], 4
+        while s > 4:  # time halves until 4 steps (two layers for 16 steps, as in the book)
+            cout = ch[min(i, 5)]
+            halves.append(nn.Linear(2 * cin, cout))
+            s, cin, i = s // 2, cout, i + 1
+        self.time = nn.ModuleList(halves)
+        self.time4 = nn.Linear(4 * cin, ch[6])  # kernel 4, stride 2, padding 1: 4 -> 2
+        self.time2 = nn.Linear(2 * ch[6], ch[7])  # kernel 3, stride 2, padding 1 on 2 steps: -> 1
+        self.dense = nn.Linear(ch[7], c.d_dense)
+        self.out = nn.Linear(c.d_dense, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        B, K, N, S, P = x.shape
+        h = x.permute(0, 2, 3, 4, 1)  # (B, N, S, P, K) channels last
+        h = act(self.bars1(torch.cat([h[:, :-1], h[:, 1:]], -1)))  # (B, N-1, S, P, c)
+        h = act(self.bars2(h.permute(0, 2, 3, 1, 4).flatten(3)))  # (B, S, P, c)
+        h = act(self.pitch1(h.reshape(B, S, P // 12, -1)))  # (B, S, P/12, c)
+        h = act(self.pitch2(h.flatten(2)))  # (B, S, c)
+        for lin in self.time:
+            h = act(lin(h.reshape(B, h.size(1) // 2, -1)))  # (B, T/2, c)
+        h = F.pad(h, (0, 0, 1, 1)).unfold(1, 4, 2).flatten(2)  # (B, 2, c*4): the two padded windows
+        h = act(self.time4(h))  # (B, 2, c)
+        h = act(self.time2(h.flatten(1)))  # (B, c)
+        return self.out(act(self.dense(h))).squeeze(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class ChoraleData:
+    name: str
+    heldout: dict[str, torch.Tensor]  # {"pitches": (M, K, T)} non-overlapping held-out phrases
+    voices: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def load_pieces(source: str, holdout: float, log: Callable[[str], Any] = print) -> tuple[str, list[np.ndarray], list[np.ndarray]]:
+    """(data name, training pieces, held-out pieces) as JSB steps: the JSB file's train and test splits,
+    or music21's bundled chorales split by piece (``holdout`` share held out, seeded)."""
+    if source.strip().lower() in BUNDLED_NAMES:
+        pieces = pr.bundled_chorales(log)
+        train, held = pr.split_pieces(pieces, holdout if holdout > 0 else 0.1)
+        return "bach-chorales", train, held
+    splits = pr.read_jsb(source)
+    if not splits.get("train"):
+        raise SozoError(f"{source} has no 'train' split", hint="the JSB file has train, valid and test lists")
+    held = splits.get("test") or splits.get("valid") or []
+    if not held:
+        log(f"{source} has no test split: evaluation will have no held-out chorales")
+    return "jsb", splits["train"], held
+
+
+def _to_tensor(w: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(w.astype(np.int64))
+
+
+# ----------------------------------------------------------------------------------------------
+# the family
+
+
+@register_model("musegan")
+class MuseGAN(GenerativeModel):
+    """Multi-track GAN of four-voice chorales: chord/style/melody/groove latents, WGAN-GP critic."""
+
+    Config = MuseGANConfig
+    description = ("MuseGAN: 4-voice chorales from chords/style/melody/groove latents, bar generator per track, "
+                   "WGAN-GP critic (default data: music21's Bach chorales; --data Jsb16thSeparated.json)")
+    train_defaults = {"batch_size": 64, "log_every": 20, "n_samples": 4}
+
+    def __init__(self, config: MuseGANConfig, class_names: list[str] | None = None):
+        super().__init__(config, class_names)
+        self.generator = Generator(config)
+        self.critic = Critic(config)
+
+    @classmethod
+    def presets(cls) -> dict[str, dict[str, Any]]:
+        return {"book": {},  # Foster's sizes (the defaults)
+                "small": {"temporal_hidden": 256, "g_channels": [256, 256, 128, 128, 64],
+                          "d_channels": [32, 32, 64, 64, 64, 64, 128, 256], "d_dense": 256},
+                "tiny": {"z_dim": 8, "temporal_hidden": 16, "g_channels": [16, 16, 8, 8, 8],
+                         "d_channels": [8, 8, 8, 8, 8, 8, 8, 8], "d_dense": 16}}
+
+    # --- data ------------------------------------------------------------------------------
+    @classmethod
+    def load_data(cls, data: DataConfig, config: MuseGANConfig, log: Callable[[str], Any] = print
+                  ) -> tuple[ChoraleData, dict[str, torch.Tensor]]:
+        t0 = time.perf_counter()
+        name, train, held = load_pieces(data.source, data.holdout, log)
+        c = config
+        x = pr.windows(train, c.steps, c.hop_bars * c.steps_per_bar, c.lowest, c.n_pitches)
+        if data.limit:
+            x = x[:data.limit]
+        if len(x) == 0:
+            raise SozoError(f"no training phrase of {c.n_bars} bars of {c.steps_per_bar} steps in {data.source}",
+                            hint="the chorales are shorter than one phrase: use fewer --set n_bars=…")
+        hx = pr.windows(held, c.steps, c.steps, c.lowest, c.n_pitches) if held else np.zeros((0, x.shape[1], c.steps))
+        notes = sum(int((p >= 0).sum()) for p in train)
+        dropped = sum(int(((p >= 0) & ((p < c.lowest) | (p >= c.lowest + c.n_pitches))).sum()) for p in train)
+        if dropped:
+            log(f"warning: {dropped} of {notes} note steps lie outside MIDI {c.lowest}..{c.lowest + c.n_pitches - 1} "
+                "and are dropped (--set lowest=…, n_pitches=…)")
+        stats = {"train_pieces": len(train), "heldout_pieces": len(held), "train_phrases": int(len(x)),
+                 "heldout_phrases": int(len(hx)), "voices": int(x.shape[1])}
+        log(f"{name}: {len(train)} training chorales -> {len(x)} phrases of {c.n_bars} bars x {c.steps_per_bar} steps "
+            f"(every {c.hop_bars} bar), {x.shape[1]} voices; {len(held)} held-out chorales -> {len(hx)} phrases "
+            f"({time.perf_counter() - t0:.1f} s)")
+        return ChoraleData(name, {"pitches": _to_tensor(hx)}, int(x.shape[1]), stats), {"pitches": _to_tensor(x)}
+
+    @classmethod
+    def resolve_config(cls, config: MuseGANConfig, data: ChoraleData) -> MuseGANConfig:
+        return replace(config, n_tracks=data.voices)
+
+    # --- training --------------------------------------------------------------------------
+    def compiled_networks(self) -> list[nn.Module]:
+        return [self.generator]  # the critic sees the gradient penalty's double backward
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizers = {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr_g, betas=(c.beta1, c.beta2), **fused),
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.lr_d, betas=(c.beta1, c.beta2), **fused)}
+        return self.optimizers
+
+    def latents(self, n: int, generator: torch.Generator | None = None, device: Any = None) -> dict[str, torch.Tensor]:
+        """Normal latents for ``n`` phrases: chords (n, z), style (n, z), melody (n, K, z), groove (n, K, z)."""
+        c = self.config
+        shapes = {"chords": (n, c.z_dim), "style": (n, c.z_dim), "melody": (n, c.n_tracks, c.z_dim),
+                  "groove": (n, c.n_tracks, c.z_dim)}
+        return {k: torch.randn(s, generator=generator, device=device if generator is None else "cpu")
+                for k, s in shapes.items()}
+
+    def to_roll(self, pitches: torch.Tensor) -> torch.Tensor:
+        """Pitch indices (B, K, T) (-1 rest) -> (B, K, N, S, P) grid in {-1, 1}, as the critic sees real music."""
+        c = self.config
+        onehot = F.one_hot((pitches + 1).clamp(0, c.n_pitches), c.n_pitches + 1)[..., 1:]  # rest -> all zeros
+        return (onehot.float() * 2 - 1).unflatten(2, (c.n_bars, c.steps_per_bar))
+
+    def augment(self, pitches: torch.Tensor) -> torch.Tensor:
+        """Each phrase shifted by a random number of semitones in [-transpose, transpose], kept in range."""
+        t, P = self.config.transpose, self.config.n_pitches
+        if t == 0:
+            return pitches
+        on = pitches >= 0
+        lo = torch.where(on, pitches, P).flatten(1).min(1).values  # (B,) lowest index sounded
+        hi = torch.where(on, pitches, -1).flatten(1).max(1).values
+        shift = torch.randint(-t, t + 1, (pitches.size(0),), device=pitches.device)
+        shift = torch.maximum(torch.minimum(shift, P - 1 - hi), -lo)  # never out of the roll
+        return torch.where(on, pitches + shift.view(-1, 1, 1), pitches)
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        c = self.config
+        G, D = self.generator, self.critic
+        opt_g, opt_d = self.optimizers["generator"], self.optimizers["critic"]
+        real = self.to_roll(self.augment(batch["pitches"]))  # (B, K, N, S, P)
+        B = real.size(0)
+        update_g = step % c.n_critic == 0
+        out: dict[str, torch.Tensor] = {}
+        with torch.set_grad_enabled(update_g), self.autocast():
+            fake = G(**self.latents(B, device=self.device))  # (B, K, N, S, P)
+
+        # --- critic: WGAN-GP (the penalty's interpolates are 4-D for the shared helper: tracks x bars merged)
+        with self.autocast():
+            real_out, fake_out = D(real), D(fake.detach())
+            loss_d = d_loss("wasserstein-gp", real_out.float(), fake_out.float())
+        shape = real.shape[1:]
+        gp = gradient_penalty(lambda x: D(x.view(-1, *shape)), real.flatten(1, 2), fake.detach().flatten(1, 2))
+        loss_d = loss_d + c.gp_lambda * gp
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        out.update(loss_d=loss_d.detach(), gp=gp.detach(), wdist=(real_out.mean() - fake_out.mean()).detach().float())
+
+        # --- generator: the critic's weights need no gradient, only its input
+        if update_g:
+            D.requires_grad_(False)
+            with self.autocast():
+                loss_g = g_loss("wasserstein-gp", D(fake).float())
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+            out["loss_g"] = loss_g.detach()
+        return out
+
+    def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
+        c = self.config
+        x = batch.get("pitches")
+        if x is None or x.ndim != 3 or x.shape[1:] != (c.n_tracks, c.steps):
+            got = tuple(x.shape[1:]) if x is not None else None
+            raise SozoError(f"musegan needs phrases of (voices={c.n_tracks}, steps={c.steps}), got {got}")
+        if int(x.max()) >= c.n_pitches or int(x.min()) < -1:
+            raise SozoError("pitch indices outside the roll: the data does not fit the model")
+        with torch.no_grad():
+            fake = self.generator(**self.latents(x.size(0), device=self.device))
+            real = self.to_roll(x)
+            if fake.shape != real.shape:
+                raise SozoError(f"the generator makes {tuple(fake.shape[1:])} but the data is {tuple(real.shape[1:])}")
+            if self.critic(real).shape != (x.size(0),):
+                raise SozoError("the critic does not give one score per phrase")
+
+    def train_callbacks(self, train: Any, log: Callable[[str], Any] = print) -> list[Callable]:
+        """Music measures of 64 phrases each epoch, into metrics.jsonl (cheap: a few tenths of a second)."""
+        def measure(trainer: Any, epoch: int) -> dict[str, Any]:
+            from ..metrics.music import measure_rolls
+            m = measure_rolls(self.rolls(self.sample(64, seed=trainer.cfg.seed)), self.config.steps_per_bar,
+                              self.config.lowest)
+            return {f"music_{k}": round(m[k], 4) for k in ("empty_bars", "pitch_classes_per_bar", "qualified_notes",
+                                                             "tonal_distance", "in_scale") if not math.isnan(m[k])}
+        return [measure]
+
+    # --- sampling --------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, z: dict[str, torch.Tensor], batch_size: int = 256) -> torch.Tensor:
+        """Generator outputs (n, K, N*S, P) in [-1, 1] from latents, in eval mode, on the CPU."""
+        was = self.generator.training
+        self.generator.eval()
+        try:
+            n = z["chords"].size(0)
+            outs = []
+            for i in range(0, n, batch_size):
+                part = {k: v[i:i + batch_size].to(self.device) for k, v in z.items()}
+                with self.autocast():
+                    outs.append(self.generator(**part).float().cpu().flatten(2, 3))
+            return torch.cat(outs)
+        finally:
+            self.generator.train(was)
+
+    def decode(self, out: torch.Tensor, temperature: float | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, K, T, P) outputs -> pitch indices (n, K, T): argmax (or a sample from softmax(out / T))
+        per voice and step; a rest where every output is below ``rest_threshold``."""
+        if temperature is not None and temperature < 0:
+            raise SozoError(f"temperature must be at least 0, got {temperature}")
+        if temperature:
+            probs = torch.softmax(out / temperature, -1)
+            idx = torch.multinomial(probs.reshape(-1, probs.size(-1)), 1, generator=generator).view(out.shape[:-1])
+        else:
+            idx = out.argmax(-1)
+        return torch.where(out.max(-1).values > self.config.rest_threshold, idx, torch.full_like(idx, -1))
+
+    def sample(self, n: int, seed: int | None = 0) -> torch.Tensor:
+        """``n`` phrases as pitch indices (n, K, n_bars * steps_per_bar), -1 = rest; same seed, same phrases."""
+        if n < 1:
+            raise SozoError(f"the number of samples must be at least 1, got {n}")
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        return self.decode(self.generate(self.latents(n, g)))
+
+    def rolls(self, pitches: torch.Tensor) -> np.ndarray:
+        """Pitch indices (n, K, T) -> bool rolls (n, K, T, P) for the measures."""
+        return pr.indices_to_roll(pitches.numpy(), self.config.n_pitches)
+
+    def compose(self, bars: int = 8, seed: int = 0, temperature: float | None = None,
+                duration_temperature: float | None = None, controls: dict[str, int | None] | None = None) -> Any:
+        """A Piece of ``bars`` bars: phrases of ``n_bars`` one after another.
+
+        ``controls``: a seed for each latent (chords, style, melody, groove); None draws it from ``seed``.
+        Style and groove are fixed for the whole piece; chords and melody get a new latent each phrase
+        (a sequence drawn from their seed). So fixing chords and changing melody changes only the melody.
+        ``temperature`` None or 0: the top pitch per voice and step; above 0: sampled from softmax(out / T).
+        ``duration_temperature`` does not apply (durations come from held pitches) and is ignored.
+        """
+        c = self.config
+        z = self.compose_latents(bars, seed, controls)
+        out = self.generate(z)  # (phrases, K, N*S, P)
+        out = out.permute(1, 0, 2, 3).reshape(c.n_tracks, -1, c.n_pitches)[:, :bars * c.steps_per_bar]  # (K, T, P)
+        g = torch.Generator().manual_seed(seed)
+        idx = self.decode(out.unsqueeze(0), temperature, g)[0]  # (K, T)
+        roll = pr.indices_to_roll(idx.numpy(), c.n_pitches)
+        return pr.roll_to_piece(roll, c.lowest, c.steps_per_bar // 4, bpm=c.bpm)
+
+    def compose_latents(self, bars: int, seed: int = 0, controls: dict[str, int | None] | None = None
+                        ) -> dict[str, torch.Tensor]:
+        """The latents ``compose`` uses, one row per phrase: each drawn from its own seed (its control,
+        else one derived from ``seed``). chords (n, z) and melody (n, K, z) change every phrase;
+        style (n, z) and groove (n, K, z) are one vector repeated."""
+        c = self.config
+        if bars < 1:
+            raise SozoError(f"bars must be at least 1, got {bars}")
+        controls = dict(controls or {})
+        unknown = set(controls) - set(CONTROLS)
+        if unknown:
+            raise SozoError(f"unknown control(s) {sorted(unknown)}", hint="controls are " + ", ".join(CONTROLS))
+        phrases = -(-bars // c.n_bars)
+        z = {}
+        for i, name in enumerate(CONTROLS):
+            s = controls.get(name)
+            s = seed * 1_000_003 + 7919 * (i + 1) if s is None else int(s)
+            g = torch.Generator().manual_seed(s)
+            count = phrases if name in ("chords", "melody") else 1
+            shape = (count, c.z_dim) if name in ("chords", "style") else (count, c.n_tracks, c.z_dim)
+            v = torch.randn(shape, generator=g)
+            z[name] = v.expand(phrases, *shape[1:]) if count == 1 else v
+        return z
+
+    def write_samples(self, path: Path, n: int, seed: int) -> Path:
+        """A piece of up to 4 phrases: the piano roll (PNG) and the matching MIDI beside it."""
+        from ..music.notes import write_piece
+        piece = self.compose(bars=self.config.n_bars * max(1, min(n, 4)), seed=seed)
+        path = Path(path).with_suffix(".png")
+        write_piece(piece, path.with_suffix(".mid"))
+        return write_piece(piece, path)
+
+    def sample_ext(self) -> str:
+        return "png"
+
+    # --- evaluation ------------------------------------------------------------------------
+    @classmethod
+    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Callable[[str], Any] = print
+                      ) -> tuple[dict[str, dict], str]:
+        """The music measures of each run's phrases beside held-out chorales and random notes (RUN/eval.json)."""
+        from ..api import load, run_config
+        from ..config import build_run_config
+        from ..metrics.music import measure_rolls, pitch_class_histogram
+        from ..runs import Run, write_json
+
+        results: dict[str, dict] = {}
+        refs: dict[str, dict] = {}
+        seed = int(options.get("seed") or 0)
+        for p in runs:
+            run = Run(p)
+            model = load(run, device=options.get("device") or "cpu")
+            c = model.config
+            rc = build_run_config("musegan", cls, run_config(run))
+            data, _ = cls.load_data(rc.data, c, log=lambda m: None)
+            held = data.heldout["pitches"]
+            if len(held) < 2:
+                raise SozoError(f"{run.path}: its data has no held-out chorales to compare with",
+                                hint="train on the JSB file (it has a test split) or the bundled chorales")
+            n = min(int(options.get("n") or EVAL_MAX), EVAL_MAX)
+            t0 = time.perf_counter()
+            gen = model.rolls(model.sample(n, seed=seed))
+            held_rolls = pr.indices_to_roll(held.numpy(), c.n_pitches)
+            rand_rolls = pr.indices_to_roll(random_notes(held, n, seed), c.n_pitches)
+            ref = pitch_class_histogram(held_rolls, c.lowest)
+            half = len(held_rolls) // 2  # the floor: the first half of the held-out phrases against the second
+            args = (c.steps_per_bar, c.lowest)
+            res = {"model": measure_rolls(gen, *args, reference=ref),
+                   "heldout": measure_rolls(held_rolls[:half], *args,
+                                            reference=pitch_class_histogram(held_rolls[half:], c.lowest)),
+                   "random": measure_rolls(rand_rolls, *args, reference=ref),
+                   "samples": n, "heldout_phrases": int(len(held)), "data": data.name, "seed": seed,
+                   "step": run.trained_step(), "seconds": round(time.perf_counter() - t0, 2)}
+            write_json(run.path / "eval.json", res)
+            log(f"{run.path}: {n} generated phrases of {c.n_bars} bars against {len(held)} held-out ones ({data.name})")
+            results[str(run.path)] = res
+            refs.setdefault(data.name, res)
+        return results, _table(results, refs)
+
+
+def random_notes(held: torch.Tensor, n: int, seed: int) -> np.ndarray:
+    """The random reference: (n, K, T) a new pitch every step, uniform over each voice's held-out range."""
+    rng = np.random.default_rng(seed)
+    h = held.numpy()
+    n_tracks, T = h.shape[1], h.shape[2]
+    out = np.empty((n, n_tracks, T), dtype=np.int64)
+    for k in range(n_tracks):
+        on = h[:, k][h[:, k] >= 0]
+        lo, hi = (int(on.min()), int(on.max())) if len(on) else (0, 0)
+        out[:, k] = rng.integers(lo, hi + 1, size=(n, T))
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.3f}"
+
+
+def _table(results: dict[str, dict], refs: dict[str, dict]) -> str:
+    from ..metrics.music import LABELS, MEASURES
+    cols = [(Path(p).name, r["model"]) for p, r in results.items()]
+    for name, r in refs.items():
+        suffix = f" ({name})" if len(refs) > 1 else ""
+        cols += [(f"held-out{suffix}", r["heldout"]), (f"random notes{suffix}", r["random"])]
+    cells = [["measure"] + [c for c, _ in cols]]
+    cells += [[LABELS[m]] + [_fmt(v.get(m)) for _, v in cols] for m in MEASURES]
+    cells += [["phrases"] + [str(v["samples"]) for _, v in cols]]
+    return "\n".join(text_table(cells))
+
+
+__all__ = ["MuseGAN", "MuseGANConfig", "random_notes", "load_pieces"]
