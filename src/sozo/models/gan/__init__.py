@@ -50,7 +50,7 @@ class GANConfig:
     d_norm: Literal["batch", "instance", "layer", "none"] = "batch"
     init_std: float = 0.02  # N(0, std) weights as in the DCGAN paper (0: PyTorch's default init)
     # objective
-    objective: Literal["bce", "wasserstein-clip", "wasserstein-gp"] = "bce"
+    objective: Literal["bce", "wasserstein-clip", "wasserstein-gp", "least-squares"] = "bce"
     n_critic: int = 1  # critic updates per generator update
     clip: float = 0.01  # wasserstein-clip
     gp_lambda: float = 10.0  # wasserstein-gp
@@ -160,7 +160,7 @@ class GAN(ImageModel):
         if c.objective == "wasserstein-clip":
             clip_weights(D, c.clip)
         out["loss_d"] = loss_d.detach()
-        if c.objective != "bce":
+        if c.objective.startswith("wasserstein"):
             out["wdist"] = (real_logits.mean() - fake_logits.mean()).detach().float()
 
         # --- generator: D's weights need no gradient here, only its input does
@@ -182,7 +182,7 @@ class GAN(ImageModel):
             y = batch.get("labels") if c.conditional else None
             fake = self.generator(self._noise(x.size(0)), y)
             if fake.shape != x.shape:
-                raise SozoError(f"the generator makes {tuple(fake.shape[1:])} images but the data is {want}")
+                raise SozoError(f"the generator makes {tuple(fake.shape[1:])} images but the data is {tuple(x.shape[1:])}")
             logits = self.discriminator(to_float(x), y)
             if logits.shape != (x.size(0),):
                 raise SozoError(f"the discriminator gives {tuple(logits.shape)} instead of ({x.size(0)},)")

@@ -6,6 +6,11 @@
   weights clipped to [-c, c] after each critic update.
 - ``wasserstein-gp``: WGAN-GP (Gulrajani et al. 2017): the same, plus lambda * (||grad D(x_hat)|| - 1)^2
   on random interpolates; no clipping, no batch norm in the critic.
+- ``least-squares``: LSGAN (Mao et al. 2017), CycleGAN's choice: D pushes real outputs to 1 and fake
+  to 0 by squared error, G pushes fake outputs to 1.
+
+Outputs may have any shape (one logit per image, or a PatchGAN's map of patch logits): every loss
+is a mean over all of them.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-OBJECTIVES = ("bce", "wasserstein-clip", "wasserstein-gp")
+OBJECTIVES = ("bce", "wasserstein-clip", "wasserstein-gp", "least-squares")
 
 
 def d_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -23,6 +28,8 @@ def d_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> t
     if kind == "bce":
         return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                 + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+    if kind == "least-squares":
+        return F.mse_loss(real_logits, torch.ones_like(real_logits)) + F.mse_loss(fake_logits, torch.zeros_like(fake_logits))
     return fake_logits.mean() - real_logits.mean()  # the negated Wasserstein estimate
 
 
@@ -30,6 +37,8 @@ def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
     """Generator loss to minimise from the discriminator's outputs on fakes."""
     if kind == "bce":
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    if kind == "least-squares":
+        return F.mse_loss(fake_logits, torch.ones_like(fake_logits))
     return -fake_logits.mean()
 
 
