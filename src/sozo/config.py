@@ -44,6 +44,9 @@ class TrainConfig:
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile the networks (auto: on CUDA); falls back to eager
     deterministic: bool = False  # torch.use_deterministic_algorithms for bit-exact reruns
     threads: int = 0  # CPU threads for torch (0: torch's default)
+    # several processes (torchrun / --nproc): batch_size is the global batch, shared out over them
+    sync_bn: bool = False  # batch norm statistics over the global batch, not each process's share
+    dist_rng: Literal["rank", "global"] = "rank"  # rank: each process its own noise; global: one process's noise, shared out
 
     def validate(self) -> None:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")

@@ -5,11 +5,14 @@ It serves every family through the GenerativeModel interface and imports none of
 Exact resume: the batch order of epoch ``e`` is a permutation drawn from a generator seeded by
 (seed, e), and a checkpoint stores the position inside the epoch plus the global RNG states, so a
 resumed run draws the same batches and the same noise as one that never stopped.
+
+Under torchrun (several processes) the same loop runs in every process: see :mod:`.distributed`
+for how batches, gradients, batch norm, noise, metrics, files and resume are shared out.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import signal
 import threading
 import time
@@ -18,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from . import distributed
 from ..config import TrainConfig
 from ..errors import SozoError
 from ..models.base import GenerativeModel
@@ -89,8 +93,11 @@ class Trainer:
     stopped_early: bool = False
 
     def __post_init__(self) -> None:
-        self.is_main = int(os.environ.get("RANK", "0")) == 0
-        self.device = resolve_device(self.cfg.device)
+        self.dist = distributed.setup(self.cfg.device)  # None in a single process
+        self.is_main = distributed.is_main()
+        if not self.is_main:
+            self.log = lambda message: None  # rank 0 speaks for the job
+        self.device = self.dist.device if self.dist else resolve_device(self.cfg.device)
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         if self.cfg.deterministic:
@@ -103,6 +110,10 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise SozoError(f"batch_size {self.cfg.batch_size} is larger than the {self.n} training examples",
                             hint=f"use --batch-size {max(1, self.n // 4)} or more data")
+        if self.dist and self.cfg.batch_size % self.dist.world:
+            w = self.dist.world
+            raise SozoError(f"batch_size {self.cfg.batch_size} (the global batch) does not divide among {w} processes",
+                            hint=f"use --batch-size {max(w, self.cfg.batch_size // w * w)} or another multiple of {w}")
         self.total_steps = self.cfg.epochs * self.steps_per_epoch
         if self.cfg.max_steps:
             self.total_steps = min(self.total_steps, self.cfg.max_steps)
@@ -111,7 +122,17 @@ class Trainer:
         fmt = self.model.memory_format()
         self.data = {k: v.to(self.device).contiguous(memory_format=fmt) if v.ndim == 4 else v.to(self.device)
                      for k, v in self.data.items()}
+        if self.dist and self.cfg.sync_bn:
+            distributed.convert_sync_batchnorm(self.model)
         self.model.to(self.device, memory_format=fmt)
+        self._grads = self._draws = None
+        if self.dist:
+            self.dist.broadcast_module(self.model)  # every rank starts from rank 0's weights
+            self._grads = distributed.GradAverager(self.model, self.dist)
+            if self.cfg.dist_rng == "global":
+                self._draws = distributed.GlobalDraws()
+            else:  # each rank its own noise from here on (the weights' init above was the same)
+                torch.manual_seed(distributed.seed_for_rank(self.cfg.seed, self.dist.rank))
         use_bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
         self.model.amp_dtype = torch.bfloat16 if use_bf16 else None
         self.model.configure_optimizers()
@@ -123,8 +144,8 @@ class Trainer:
                     tmp.unlink(missing_ok=True)
 
     # --- checkpoints ---------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {
+    def state_dict(self, rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        state = {
             "version": CKPT_VERSION,
             "family": self.model.family,
             "model": self.model.state_dict(),
@@ -132,6 +153,9 @@ class Trainer:
             "step": self.pos.step, "epoch": self.pos.epoch, "batch": self.pos.batch,
             "rng": rng_state(),
         }
+        if rng_ranks is not None:  # several processes: each rank's own stream, for an exact resume
+            state["rng_ranks"] = rng_ranks
+        return state
 
     def save(self, pending: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None) -> None:
         """Checkpoint (full state) and model/ (weights + config.json), each written atomically.
@@ -141,10 +165,18 @@ class Trainer:
         """
         if pending is not None:
             self._check_finite(self._means(*pending))
+        rng_ranks = None
+        if self.dist:
+            if not self.dist.in_step(self._grads.params):
+                raise SozoError(f"the {self.dist.world} processes hold different weights at step {self.pos.step}",
+                                hint=f"'{self.model.family}' updates its weights in a way the processes do not share; "
+                                     "train it in one process")
+            rng_ranks = self.dist.gather_objects({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
+                                                  for k, v in rng_state().items()})
         if not self.is_main:
             return
         try:
-            save_checkpoint(self.run.last_ckpt, self.state_dict())
+            save_checkpoint(self.run.last_ckpt, self.state_dict(rng_ranks))
             self.save_model()
         except OSError as e:
             raise SozoError(f"could not write the checkpoint in {self.run.path}: {e.strerror or e}",
@@ -174,7 +206,15 @@ class Trainer:
             raise SozoError(f"{self.run.last_ckpt} does not fit this model: {str(e).splitlines()[0]}",
                             hint="was the run's config.yaml edited after training started?") from None
         rng = state["rng"]
-        set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v]) for k, v in rng.items()})
+        if self.dist and self.cfg.dist_rng == "rank":
+            ranks = state.get("rng_ranks")
+            if ranks is not None and len(ranks) == self.dist.world:
+                rng = ranks[self.dist.rank]
+            elif self.dist.rank:  # another number of processes than the checkpoint's: fresh streams
+                rng = None
+                torch.manual_seed(distributed.seed_for_rank(self.cfg.seed + int(state["step"]), self.dist.rank))
+        if rng is not None:
+            set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v]) for k, v in rng.items()})
         self.pos = Position(int(state["step"]), int(state["epoch"]), int(state["batch"]))
 
     # --- the loop ------------------------------------------------------------------------
@@ -183,8 +223,16 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         order = self.model.epoch_batches(self.n, self.cfg.batch_size, gen)
         for b in range(start, len(order)):
-            idx = order[b].to(self.device)
+            idx = distributed.shard(order[b], self.dist).to(self.device)  # this rank's share of the batch
+            self._global_rows = (len(order[b]), distributed.shard_offset(order[b], self.dist))
             yield b, {k: v[idx] for k, v in self.data.items()}
+
+    def _global_draws(self, batch: dict[str, torch.Tensor]) -> Any:
+        """dist_rng=global: random draws for the whole global batch, of which this rank keeps its rows."""
+        if self._draws is None:
+            return contextlib.nullcontext()
+        total, offset = self._global_rows  # of the batch batches() gave last
+        return self._draws.batch(next(iter(batch.values())).size(0), total, offset)
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self._stop:  # a second Ctrl-C: stop now (the last checkpoint is intact)
@@ -196,6 +244,9 @@ class Trainer:
         """torch.compile the family's networks in place (state_dict keys unchanged) and warm them up
         on one batch; any failure (no compiler, an unsupported op) falls back to eager, with a note."""
         want = self.cfg.compile == "on" or (self.cfg.compile == "auto" and self.device.type == "cuda")
+        if want and self._draws is not None:  # compiled graphs would not see the shared-out draws
+            self.log("dist_rng=global trains without torch.compile")
+            want = False
         if not want or not hasattr(torch, "compile"):
             return False
         nets = self.model.compiled_networks()
@@ -205,7 +256,8 @@ class Trainer:
             _, first = next(self.batches(0, 0))
             state = rng_state()
             self.model.eval()
-            self.model.check_batch(first)  # compiles now, not in the middle of a step
+            with self._global_draws(first):
+                self.model.check_batch(first)  # compiles now, not in the middle of a step
             set_rng_state(state)
             return True
         except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
@@ -220,12 +272,14 @@ class Trainer:
         self.compiled = self._compile()
         if resume:
             self.load()
-            self.run.truncate_metrics(self.pos.step)
+            if self.is_main:
+                self.run.truncate_metrics(self.pos.step)
         else:
             _, first = next(self.batches(0, 0))
             try:
                 self.model.eval()  # no batch-norm statistics or dropout from the check
-                self.model.check_batch(first)
+                with self._global_draws(first):  # the same draws as one process
+                    self.model.check_batch(first)
             except SozoError:
                 raise
             except Exception as e:  # a shape or type problem: say so before the long job
@@ -235,8 +289,10 @@ class Trainer:
                 self.save_model()
         if self.is_main:
             prec = ("bf16 autocast" if self.model.amp_dtype is not None else "fp32") + (", compiled" if self.compiled else "")
+            procs = (f" x {self.dist.world} processes ({self.dist.backend}, {self.cfg.batch_size // self.dist.world} "
+                     f"examples each a step{', sync batch norm' if self.cfg.sync_bn else ''})") if self.dist else ""
             self.log(f"{self.model.family}: {self.n} training examples, {self.steps_per_epoch} steps an epoch, "
-                     f"{self.device.type} ({prec}); run folder {self.run.path}"
+                     f"{self.device.type}{procs} ({prec}); run folder {self.run.path}"
                      + (f"; resuming at epoch {self.pos.epoch + 1}, step {self.pos.step}" if resume else ""))
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -248,13 +304,18 @@ class Trainer:
                 try:
                     self._loop()
                     break
+                except distributed.PeerLost as e:  # name this run in the hint
+                    raise distributed.PeerLost(e.message, hint="see the other processes' messages; the last checkpoint "
+                                               f"is intact: the same torchrun (or --nproc) command with "
+                                               f"sozo train --resume {self.run.path} continues it") from None
                 except Diverged as e:
                     if self.cfg.on_divergence != "rollback" or rollbacks >= MAX_ROLLBACKS or not self.run.last_ckpt.exists():
                         raise
                     rollbacks += 1
                     lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.model.optimizers.items()}
                     self.load()  # the last good state: weights, optimizers, position, RNG
-                    self.run.truncate_metrics(self.pos.step)
+                    if self.is_main:
+                        self.run.truncate_metrics(self.pos.step)
                     for k, opt in self.model.optimizers.items():  # half of the rates that diverged
                         for group, lr in zip(opt.param_groups, lrs[k]):
                             group["lr"] = lr * 0.5
@@ -284,7 +345,11 @@ class Trainer:
         steps_since_log = 0
         while self.pos.epoch < cfg.epochs:
             for b, batch in self.batches(self.pos.epoch, self.pos.batch):
-                losses = model.training_step(batch, self.pos.step)
+                if self._draws is None:
+                    losses = model.training_step(batch, self.pos.step)
+                else:
+                    with self._global_draws(batch):
+                        losses = model.training_step(batch, self.pos.step)
                 for k, v in losses.items():  # accumulate on the device: no host sync per step
                     sums[k] = sums[k] + v if k in sums else v.clone()
                     counts[k] = counts.get(k, 0) + 1
@@ -312,11 +377,14 @@ class Trainer:
                     if bar is not None:
                         bar.close()
                     return
+                if self.dist is not None:  # a signal may reach the processes at different steps: agree on one
+                    self._stop = self.dist.any(self._stop)
                 if self._stop:
                     self.save((sums, counts))
                     self.stopped_early = True
                     self.log(f"interrupted at step {self.pos.step}; checkpoint saved in {self.run.path} "
-                             f"(resume with: sozo train {model.family} --resume {self.run.path})")
+                             f"(resume with: sozo train {model.family} --resume {self.run.path}"
+                             + (f" --nproc {self.dist.world}" if self.dist else "") + ")")
                     if bar is not None:
                         bar.close()
                     return
@@ -354,7 +422,7 @@ class Trainer:
             self.model.write_samples(self.run.sample_path(e, self.model.sample_ext()), cfg.n_samples, seed=cfg.seed)
             set_rng_state(state)
             self.model.train()
-        for cb in self.callbacks:
+        for cb in self.callbacks if self.is_main else ():  # measures: rank 0's (identical) weights suffice
             state = rng_state()
             extra = cb(self, e)
             set_rng_state(state)
@@ -363,12 +431,14 @@ class Trainer:
                 rec.update(extra)
         self.save()
 
-    @staticmethod
-    def _means(sums: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, Any]:
+    def _means(self, sums: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, Any]:
         if not sums:
             return {}
         keys = sorted(sums)
-        vals = torch.stack([sums[k].float() / counts[k] for k in keys]).tolist()
+        vals = torch.stack([sums[k].float() / counts[k] for k in keys])
+        if self.dist:  # the mean over the ranks (each rank's losses are of its share of the batch)
+            vals = self.dist.average_(vals)
+        vals = vals.tolist()
         return {k: round(v, 6) if math.isfinite(v) else v for k, v in zip(keys, vals)}
 
     def _check_finite(self, rec: dict[str, Any]) -> None:

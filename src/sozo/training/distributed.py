@@ -1,0 +1,456 @@
+"""Data-parallel training over several processes (``torchrun``), for every family at once.
+
+``torchrun --nproc-per-node N -m sozo train …`` (or ``sozo train … --nproc N``) starts N copies of
+the same command; each reads RANK / WORLD_SIZE / LOCAL_RANK from its environment and
+:func:`setup` joins them into one process group: NCCL when training on CUDA GPUs (rank r on
+``cuda:LOCAL_RANK``), gloo on CPUs. Without those variables nothing here does anything and a
+single process trains exactly as before.
+
+What data parallelism needs, and how sozo does it without the family knowing:
+
+- **the batch**: ``batch_size`` is the global batch B. Every rank draws the same (seed, epoch)
+  permutation and takes its share (B / N examples) of each global batch (:func:`shard`), so the
+  N processes together see exactly the batches one process would.
+- **gradients**: after every backward pass, the gradients that pass produced are averaged over
+  the ranks (:class:`GradAverager`), so ``.grad`` holds the gradient of the global batch's mean
+  loss — before any clipping or optimizer step the family does. This is the algorithm of
+  ``DistributedDataParallel`` (an all-reduce hooked to the end of backward); sozo hooks it to the
+  *parameters* instead of wrapping each network in a DDP module, because a family calls its
+  networks as plain attributes (``self.generator(z)``) and a GAN step breaks DDP's contract that
+  every forward of a wrapped module is followed by one backward reaching its parameters: the
+  critic runs forward with frozen weights in the generator's update, the generator runs forward
+  with no gradient in the critic's, and a gradient penalty takes a double backward. Hooks on the
+  parameters need none of ``find_unused_parameters``, ``no_sync`` or a ``module.`` prefix in the
+  checkpoint's keys, and work for any number of networks and optimizers.
+- **batch norm**: ``sync_bn=true`` computes batch statistics over the global batch
+  (:func:`convert_sync_batchnorm`, works with gloo on CPUs too); otherwise each rank normalises
+  by its own B / N examples, as plain DDP does.
+- **randomness**: ``dist_rng=rank`` (the default): each rank draws its own noise (the seed plus
+  the rank), as independent processes should. ``dist_rng=global``: every rank keeps the
+  one-process random stream and a draw whose first dimension is the local batch is made for the
+  whole global batch, of which the rank keeps its rows (:class:`GlobalDraws`) — N processes then
+  train the same model as one process would (to float rounding), which the tests check.
+- **metrics** are averaged over the ranks before they are logged; only rank 0 writes files and
+  prints; a checkpoint holds rank 0's weights (all ranks hold the same) and every rank's RNG state.
+"""
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from ..errors import SozoError
+
+TIMEOUT = datetime.timedelta(minutes=30)  # a collective waits this long for a stuck (not dead) peer
+
+
+class PeerLost(SozoError):
+    """Another process of the job stopped (crashed, killed, or failed with its own message)."""
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def is_main() -> bool:
+    """True in a single process and in rank 0 of a job (the one that writes files and prints)."""
+    return rank() == 0
+
+
+@dataclass
+class Context:
+    """The process group of this job: where this rank trains and how it talks to the others."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    backend: str
+    control: Any  # a gloo group for small host-side messages (flags, objects); the default group on CPUs
+
+    # --- collectives, each turning a lost peer into a clear SozoError -----------------------
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except SozoError:
+            raise
+        except (RuntimeError, ValueError, ConnectionError) as e:  # gloo/NCCL: a peer closed its connection
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", first).split(". This is typically")[0][:160]
+            raise PeerLost(f"another process of this {self.world}-process job stopped ({first})",
+                           hint="see the other processes' messages (rank 0's above); the last checkpoint is intact, "
+                                "so the same command with --resume RUN continues it") from None
+
+    def average_(self, t: torch.Tensor) -> torch.Tensor:
+        """All-reduce ``t`` in place to its mean over the ranks."""
+        self._guard(lambda: dist.all_reduce(t))
+        return t.div_(self.world)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is True on any (e.g. a Ctrl-C one process received)."""
+        t = torch.tensor([int(flag)], dtype=torch.int32)
+        self._guard(lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control))
+        return bool(t.item())
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        out: list[Any] = [None] * self.world
+        self._guard(lambda: dist.all_gather_object(out, obj, group=self.control))
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        box = [obj]
+        self._guard(lambda: dist.broadcast_object_list(box, src=0, group=self.control))
+        return box[0]
+
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Rank 0's parameters and buffers everywhere (the ranks start from the same weights)."""
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                self._guard(lambda t=t: dist.broadcast(t.data, src=0))
+
+    def in_step(self, params: list[torch.Tensor]) -> bool:
+        """True when every rank holds the same weights (a checksum over ``params`` per rank)."""
+        s = torch.stack([p.detach().double().sum() for p in params]).cpu() if params else torch.zeros(1, dtype=torch.float64)
+        both = torch.stack([s, -s])
+        self._guard(lambda: dist.all_reduce(both, op=dist.ReduceOp.MAX, group=self.control))
+        return bool(torch.equal(both[0], -both[1]))
+
+
+_CTX: Context | None = None
+
+
+def context() -> Context | None:
+    return _CTX
+
+
+def setup(device: str = "auto") -> Context | None:
+    """Join this job's process group (once per process) when torchrun started it; None otherwise."""
+    global _CTX
+    if _CTX is not None:
+        return _CTX
+    world = world_size()
+    if world <= 1:
+        return None
+    from .trainer import resolve_device
+
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        if dev.index is None:  # one GPU per process on each machine
+            if local >= torch.cuda.device_count():
+                raise SozoError(f"process {local} of this machine has no GPU of its own "
+                                f"({torch.cuda.device_count()} visible)",
+                                hint="start at most one process per GPU (--nproc-per-node)")
+            dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    elif dev.type == "cpu":
+        backend = "gloo"
+    else:
+        raise SozoError(f"several processes cannot train on '{dev.type}' together",
+                        hint="use --device cpu or CUDA GPUs for multi-process training")
+    for var in ("MASTER_ADDR", "MASTER_PORT", "RANK"):
+        if var not in os.environ:
+            raise SozoError(f"WORLD_SIZE={world} is set but {var} is not",
+                            hint="start several processes with torchrun (or sozo train … --nproc N)")
+    if not dist.is_initialized():
+        kwargs: dict[str, Any] = {"device_id": dev} if backend == "nccl" else {}
+        dist.init_process_group(backend, timeout=TIMEOUT, **kwargs)
+        atexit.register(_teardown)
+    control = dist.new_group(backend="gloo") if backend == "nccl" else dist.group.WORLD
+    _CTX = Context(dist.get_rank(), dist.get_world_size(), local, dev, backend, control)
+    return _CTX
+
+
+def _teardown() -> None:
+    global _CTX
+    if dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - at exit, a lost peer is no news
+            pass
+    _CTX = None
+
+
+def broadcast_from_main(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (``value`` itself in a single process)."""
+    ctx = context()
+    return value if ctx is None else ctx.broadcast_object(value)
+
+
+def shard(index: torch.Tensor, ctx: Context | None) -> torch.Tensor:
+    """This rank's rows of a global batch's indices (all of them in a single process)."""
+    if ctx is None:
+        return index
+    return index.tensor_split(ctx.world)[ctx.rank]
+
+
+def shard_offset(index: torch.Tensor, ctx: Context | None) -> int:
+    """Where this rank's rows start in the global batch."""
+    if ctx is None:
+        return 0
+    return sum(len(part) for part in index.tensor_split(ctx.world)[:ctx.rank])
+
+
+def seed_for_rank(seed: int, r: int) -> int:
+    """Rank 0 keeps the run's stream; others get their own, fixed by (seed, rank)."""
+    return seed if r == 0 else (seed * 1_000_003 + 7_919 * r) % (2**63)
+
+
+# ----------------------------------------------------------------------------------------------
+# gradients: averaged over the ranks at the end of every backward pass
+
+
+class GradAverager:
+    """Average, over the ranks, the gradients each backward pass accumulates into ``module``'s parameters.
+
+    A hook on every parameter notes that its gradient is ready and queues one callback for the
+    end of the backward pass; the callback flattens the ready gradients (by device and dtype) and
+    all-reduces them in one message. A parameter a pass does not reach (the critic while the
+    generator learns, the generator in the critic's step) is left alone, so each optimizer sees
+    averaged gradients of exactly the networks its own backward reached. Two backward passes
+    before one step (real and fake losses separately) also work: the first pass's part is already
+    equal on all ranks, and averaging equal values again leaves them unchanged.
+    """
+
+    def __init__(self, module: nn.Module, ctx: Context):
+        self.ctx = ctx
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.order = {id(p): i for i, p in enumerate(self.params)}
+        self.ready: dict[int, torch.Tensor] = {}
+        self.queued = False
+        self.handles = [p.register_post_accumulate_grad_hook(self._ready) for p in self.params]
+
+    def _ready(self, p: torch.Tensor) -> None:
+        self.ready[self.order[id(p)]] = p
+        if not self.queued:
+            self.queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._average)
+
+    def _average(self) -> None:
+        self.queued = False
+        params = [self.ready[i] for i in sorted(self.ready)]  # the same order on every rank
+        self.ready = {}
+        buckets: dict[tuple, list[torch.Tensor]] = {}
+        for p in params:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise SozoError("sparse gradients cannot be averaged across processes",
+                                hint="use sparse=False embeddings for multi-process training")
+            buckets.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+        for grads in buckets.values():
+            flat = torch._utils._flatten_dense_tensors(grads)  # one message per device and dtype
+            self.ctx.average_(flat)
+            for g, avg in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+                g.copy_(avg)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+# ----------------------------------------------------------------------------------------------
+# batch norm over the global batch
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) with its gradient (the sum over ranks of the gradients)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        y = x.clone()
+        _CTX._guard(lambda: dist.all_reduce(y))  # type: ignore[union-attr]
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        g = g.contiguous().clone()
+        _CTX._guard(lambda: dist.all_reduce(g))  # type: ignore[union-attr]
+        return g
+
+
+def _sync_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """Batch norm whose training statistics are those of the global batch (all ranks together)."""
+    batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+    if not batch_stats or _CTX is None:
+        return type(self).__mro__[2].forward(self, x)  # the original class's forward
+    self._check_input_dim(x)
+    dims = [0] + list(range(2, x.dim()))
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    xf = x.float()
+    n = torch.tensor(float(x.numel() // x.size(1)), device=x.device)
+    # local mean and squared deviations in float32, combined over the ranks in float64 (accurate
+    # even when the mean is large against the spread): sums of x and x^2 about the local mean
+    m = xf.mean(dims)  # (C,)
+    m2 = (xf - m.view(shape)).pow(2).sum(dims)  # (C,)
+    local = torch.cat([(n * m).double(), (m2 + n * m * m).double(), n.double().view(1)])
+    tot = _SumOverRanks.apply(local)
+    c = m.numel()
+    count = tot[-1]
+    mean = tot[:c] / count
+    var = (tot[c:2 * c] / count - mean * mean).clamp_min(0)  # biased, as batch norm normalises
+    if self.training and self.track_running_stats and self.running_mean is not None:
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            f = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
+            unbiased = var * count / (count - 1).clamp_min(1)
+            self.running_mean.lerp_(mean.to(self.running_mean.dtype), f)
+            self.running_var.lerp_(unbiased.to(self.running_var.dtype), f)
+    y = (xf - mean.float().view(shape)) * torch.rsqrt(var.float() + self.eps).view(shape)
+    if self.affine:
+        y = y * self.weight.float().view(shape) + self.bias.float().view(shape)
+    return y.to(x.dtype)
+
+
+_SYNC_CLASSES: dict[type, type] = {}
+
+
+def convert_sync_batchnorm(module: nn.Module) -> int:
+    """Make every batch norm in ``module`` normalise by the global batch's statistics; returns how
+    many. The modules keep their parameters, buffers and names (checkpoints are unchanged)."""
+    count = 0
+    for m in module.modules():
+        cls = type(m)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm) \
+                and cls not in _SYNC_CLASSES.values():
+            if cls not in _SYNC_CLASSES:
+                _SYNC_CLASSES[cls] = type(f"Sync{cls.__name__}", (_SyncMarker, cls), {"forward": _sync_forward})
+            m.__class__ = _SYNC_CLASSES[cls]
+            count += 1
+    return count
+
+
+class _SyncMarker:
+    """Base of the converted classes (so ``__mro__[2]`` is the original batch norm class)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# the one-process noise in N processes (dist_rng=global)
+
+_FACTORIES = {torch.randn, torch.rand, torch.randint}
+_LIKE = {torch.randn_like, torch.rand_like, torch.randint_like}
+
+
+class GlobalDraws(TorchFunctionMode):
+    """Random draws shaped like the local batch are made for the global batch; this rank keeps its rows.
+
+    Every rank keeps the same (one-process) random stream, so a draw of (b, …) becomes a draw of
+    (B, …) — the very numbers one process with the whole batch would draw — of which rank r keeps
+    rows [offset, offset + b). Covers torch.randn / rand / randint, their ``_like``
+    forms and ``F.dropout`` (so dropout masks also differ between ranks). Draws of other shapes,
+    and randomness inside fused kernels (an LSTM's inter-layer dropout), are the same on every
+    rank. Only used inside ``training_step`` when ``dist_rng=global``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = self.total = self.offset = 0
+
+    def batch(self, local: int, total: int, offset: int) -> "GlobalDraws":
+        self.local, self.total, self.offset = local, total, offset
+        return self
+
+    def _rows(self, t: torch.Tensor) -> torch.Tensor:
+        return t[self.offset:self.offset + self.local]
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        b = self.local
+        if b and self.total != b and kwargs.get("generator") is None:
+            if func in _FACTORIES:
+                size = _size_arg(func, args, kwargs)
+                if size is not None and len(size) > 0 and size[0] == b:
+                    big = (self.total, *size[1:])
+                    if func is torch.randint:
+                        lead = args[:len(args) - 1] if "size" not in kwargs else args
+                        return self._rows(func(*lead, big, **{k: v for k, v in kwargs.items() if k != "size"}))
+                    return self._rows(func(big, **{k: v for k, v in kwargs.items() if k != "size"}))
+            elif func in _LIKE and args and isinstance(args[0], torch.Tensor) and args[0].dim() > 0 \
+                    and args[0].size(0) == b:
+                like = args[0]
+                big = like.new_empty((self.total, *like.shape[1:]))
+                if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+                    big = big.contiguous(memory_format=torch.channels_last)
+                return self._rows(func(big, *args[1:], **kwargs))
+            elif func is torch.nn.functional.dropout:
+                x = args[0] if args else kwargs["input"]
+                p = args[1] if len(args) > 1 else kwargs.get("p", 0.5)
+                training = args[2] if len(args) > 2 else kwargs.get("training", True)
+                inplace = args[3] if len(args) > 3 else kwargs.get("inplace", False)
+                if training and 0 < p < 1 and x.dim() > 0 and x.size(0) == b:
+                    keep = self._rows(x.new_empty((self.total, *x.shape[1:])).bernoulli_(1 - p)).div_(1 - p)
+                    return x.mul_(keep) if inplace else x * keep
+        return func(*args, **kwargs)
+
+
+def _size_arg(func: Any, args: tuple, kwargs: dict) -> tuple[int, ...] | None:
+    """The size a factory call asks for (randint: after low/high), or None."""
+    if "size" in kwargs:
+        size = kwargs["size"]
+    elif func is torch.randint:
+        size = args[-1] if args else None
+    elif len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)):
+        size = args[0]
+    else:
+        size = args
+    try:
+        return tuple(int(s) for s in size)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# sozo train … --nproc N: start torchrun on this machine
+
+
+def without_nproc(argv: list[str]) -> tuple[list[str], int | None]:
+    """(argv without ``--nproc N`` / ``--nproc=N``, N or None)."""
+    out, n, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--nproc" and i + 1 < len(argv):
+            n, i = argv[i + 1], i + 2
+            continue
+        if a.startswith("--nproc="):
+            n, i = a.split("=", 1)[1], i + 1
+            continue
+        out.append(a)
+        i += 1
+    return out, (int(n) if n is not None else None)
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``python -m sozo ARGV`` as ``nproc`` processes on this machine through torchrun; its exit status.
+
+    Ctrl-C reaches torchrun, which passes it to every process: they agree on a step, save one
+    checkpoint and stop. CPU threads are shared out (``OMP_NUM_THREADS``) unless already set.
+    """
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "sozo", *argv]
+    proc = subprocess.Popen(cmd, env=env)
+    # torchrun forwards Ctrl-C to its workers and waits for their checkpoint; this process only waits
+    interrupted = []
+    old = signal.signal(signal.SIGINT, lambda *a: interrupted.append(True))
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return 130 if interrupted else code  # torchrun re-raises the signal it passed on: not a failure of ours
