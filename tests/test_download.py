@@ -8,6 +8,7 @@ import io
 import tarfile
 import threading
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +214,52 @@ def test_not_an_archive(tmp_path):
     with pytest.raises(SozoError, match="cannot extract"):
         extract(tmp_path / "cut.tar.gz", tmp_path / "t")
     assert not (tmp_path / "t").exists()
+
+
+# --------------------------------------------------------------------------- a named book: aesop
+
+AESOP = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "aesop" / "aesop_fables.txt"
+
+
+def test_aesop_download_pinned_hash_cache_and_data_name(server, tmp_path, monkeypatch, capsys):
+    """`sozo data download aesop` against a local server serving our copy of the ebook: the pinned
+    SHA-256 accepts it, it is cached, and `--data aesop` reads the cached book."""
+    if not AESOP.is_file():
+        pytest.skip("../shared/data/aesop is absent")
+    from sozo.cli import main
+    from sozo.data.text import CORPORA
+    from sozo.models.language import LSTMConfig, book_tokens
+
+    url, served, hits = server
+    (served / "pg11339.txt").write_bytes(AESOP.read_bytes())
+    monkeypatch.setenv("SOZO_HOME", str(tmp_path / "home"))
+    assert CORPORA["aesop"].sha256 == hashlib.sha256(AESOP.read_bytes()).hexdigest()
+    with pytest.raises(SozoError, match="'aesop' has not been downloaded"):
+        book_tokens("aesop", LSTMConfig())
+    assert main(["data", "download", "aesop", "--url", f"{url}/pg11339.txt", "--no-progress"]) == 0
+    cached = tmp_path / "home" / "datasets" / "aesop" / "aesop_fables.txt"
+    assert capsys.readouterr().out.strip() == str(cached)
+    assert cached.read_bytes() == AESOP.read_bytes() and len(hits) == 1
+    assert _leftovers(cached.parent) == ["SHA256", "aesop_fables.txt"]  # no temporary file, nothing extracted
+    assert main(["data", "download", "aesop", "--url", f"{url}/pg11339.txt", "--no-progress"]) == 0
+    assert len(hits) == 1 and "already in" in capsys.readouterr().err  # cached: the server is not asked again
+    assert book_tokens("aesop", LSTMConfig()) == book_tokens(str(AESOP), LSTMConfig())
+
+
+def test_aesop_tampered_download_refused(server, tmp_path, monkeypatch, capsys):
+    from sozo.cli import main
+    from sozo.data.text import fetch_corpus
+
+    url, served, _ = server
+    book = b"*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n\nThe Fox and the Grapes.\n\nA Fox saw grapes.\n"
+    (served / "pg11339.txt").write_bytes(book)
+    monkeypatch.setenv("SOZO_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "home" / "datasets" / "aesop"
+    assert main(["data", "download", "aesop", "--url", f"{url}/pg11339.txt", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "SHA-256 mismatch" in err and hashlib.sha256(book).hexdigest() in err and "--sha256" in err
+    assert not folder.exists() or _leftovers(folder) == []  # nothing kept
+    # a file that changed upstream is accepted when its hash is given
+    path = fetch_corpus("aesop", url=f"{url}/pg11339.txt", sha256=hashlib.sha256(book).hexdigest(),
+                        progress=False, log=lambda m: None)
+    assert path.read_bytes() == book and (folder / "SHA256").read_text().strip() == hashlib.sha256(book).hexdigest()

@@ -200,3 +200,83 @@ def test_cli_bad_inputs(book, tmp_path, capsys):
     assert main(["write", str(run.path), "--prompt", "zebra quagga"]) == 2
     assert "every token of the prompt" in capsys.readouterr().err
     assert main(["write", str(run.path), "--temperature", "-1"]) == 2
+
+
+# --- human-led writing (sozo write --interactive) --------------------------------------------------
+
+@pytest.mark.parametrize("family,sets", [(f, s) for f, s, _ in FAMILIES])
+def test_next_word_choices(family, sets, book):
+    model, _, _ = built(family, sets, book)
+    model.train()  # the choices come from eval mode (no dropout) and leave the mode as it was
+    ids = model.encode_prompt("the fox met the")
+    choices = model.next_word_choices(ids, k=5)
+    assert model.training and len(choices) == 5 and choices == model.next_word_choices("the fox met the", k=5)
+    toks, probs = zip(*choices)
+    assert list(probs) == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
+    assert not set(toks) & {"<pad>", "<unk>", "<s>", "</s>"}
+    model.eval()
+    with torch.no_grad():  # the same numbers as a softmax over the model's own logits, specials masked
+        logits = model.logits(torch.tensor([ids]))[0, -1]
+    logits[:4] = -math.inf
+    want = torch.softmax(logits, -1)
+    assert all(abs(p - float(want[model.vocab.stoi[t]])) < 1e-5 for t, p in choices)
+    assert [t for t, _ in choices] == [model.vocab.itos[i] for i in torch.topk(want, 5).indices.tolist()]
+    assert len(model.next_word_choices(ids, k=10_000)) == len(model.vocab) - 4  # every real token, once
+    with pytest.raises(SozoError, match="k must be"):
+        model.next_word_choices(ids, k=0)
+    assert model.typed_ids("the lion,") == model.vocab.encode(["the", "lion", ","])
+    with pytest.raises(SozoError, match="'zebra' is not in the model's vocabulary"):
+        model.typed_ids("the zebra")
+    assert model.text_of(model.encode_prompt("the fox met")) == "The fox met"
+
+
+def _scripted(monkeypatch, answers):
+    """input() that returns ``answers`` one by one, then raises EOFError (end of standard input)."""
+    it = iter(answers)
+
+    def fake_input(prompt=""):
+        try:
+            return next(it)
+        except StopIteration:
+            raise EOFError from None
+    monkeypatch.setattr("builtins.input", fake_input)
+
+
+def test_cli_write_interactive(book, tmp_path, monkeypatch, capsys):
+    run = sozo.train("text-lstm", str(book), out=tmp_path / "run", set=LSTM, log=lambda m: None, **tiny_options())
+    model = sozo.load(run)
+    ids = model.encode_prompt("The fox")
+    first = model.next_word_choices(ids)
+    ids.append(model.vocab.stoi[first[0][0]])  # Enter: the likeliest
+    second = model.next_word_choices(ids)
+    ids.append(model.vocab.stoi[second[2][0]])  # "3": the third likeliest
+    # then a typed word, an unknown word, a number out of range, an undo (drops the typed word), q
+    _scripted(monkeypatch, ["", "3", "lion", "zebra", "99", "u", "q", "never read"])
+    assert main(["write", str(run.path), "--interactive", "--prompt", "The fox"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == model.text_of(ids)
+    assert f"{first[0][0]}" in err and f"{100 * first[0][1]:.1f}%" in err  # the choices with probabilities
+    assert "'zebra' is not in the model's vocabulary" in err and "no choice 99: pick 1-10" in err
+    assert "(2 tokens added)" in err
+    # end of input finishes too; a typed word is kept; --choices sets how many are offered
+    _scripted(monkeypatch, ["lion", "1"])
+    assert main(["write", str(run.path), "-i", "--prompt", "the fox", "--choices", "4"]) == 0
+    out, err = capsys.readouterr()
+    ids = model.encode_prompt("the fox") + [model.vocab.stoi["lion"]]
+    ids.append(model.vocab.stoi[model.next_word_choices(ids, 4)[0][0]])
+    assert out.strip() == model.text_of(ids) and "[1-4 / word" in err and "   5  " not in err
+
+
+def test_cli_write_interactive_char_level_gpt(book, tmp_path, monkeypatch, capsys):
+    run = sozo.train("text-gpt", str(book), out=tmp_path / "chars", set=GPT + ["level=char"], log=lambda m: None,
+                     **tiny_options())
+    model = sozo.load(run)
+    ids = model.encode_prompt("The f")
+    for pick in (2, 1, 5):
+        ids.append(model.vocab.stoi[model.next_word_choices(ids)[pick - 1][0]])
+    ids += model.vocab.encode(list("ox"))
+    _scripted(monkeypatch, ["2", "", "5", "ox", "q"])
+    assert main(["write", str(run.path), "--interactive", "--prompt", "The f"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == model.text_of(ids).strip() and out.startswith("The f")
+    assert all(len(t) == 1 for t, _ in model.next_word_choices(ids))  # characters offered at char level

@@ -67,7 +67,8 @@ def download(url: str, sha256: str | None, dest: Path | None = None, progress: b
         if want is not None and got != want:
             raise SozoError(f"SHA-256 mismatch for {url}: expected {want}, got {got}",
                             hint="the download was corrupted or the file changed upstream; nothing was kept. "
-                                 "Try again, or check the expected hash")
+                                 "Try again; if the file changed upstream and you trust the new one, give its "
+                                 "hash (sozo data download NAME --sha256 HASH)")
         os.replace(tmp, dest)  # atomic: dest is either the old file or the verified new one
     finally:
         tmp.unlink(missing_ok=True)

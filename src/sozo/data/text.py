@@ -523,6 +523,7 @@ class RemoteCorpus:
     file: str  # the file to train on, inside the archive
     sha256: str | None  # None: the upstream archive is regenerated from time to time (see fetch_corpus)
     about: str
+    archive: bool = True  # False: the download is the training file itself (a plain-text book)
 
 
 CORPORA: dict[str, RemoteCorpus] = {
@@ -530,6 +531,15 @@ CORPORA: dict[str, RemoteCorpus] = {
         url="https://www.manythings.org/anki/jpn-eng.zip", file="jpn.txt", sha256=None,
         about="Japanese-English sentence pairs from Tatoeba (manythings.org Anki export; CC-BY 2.0 FR): "
               "English TAB Japanese TAB attribution"),
+    # the pinned hash is that of the copy in ../shared/data/aesop (the same ebook, with its 2004 Gutenberg
+    # header): it could not be checked against what gutenberg.org serves today (no network where this was
+    # written). If Gutenberg has regenerated the file, the download stops with a SHA-256 mismatch that
+    # names both hashes; `sozo data download aesop --sha256 NEW` accepts the new file.
+    "aesop": RemoteCorpus(
+        url="https://www.gutenberg.org/cache/epub/11339/pg11339.txt", file="aesop_fables.txt",
+        sha256="4cbd6d027830d7c03414973a60dbf04aa784612f3f848c773037caa1b6f18a55", archive=False,
+        about="Aesop's Fables, the V. S. Vernon Jones translation (Project Gutenberg EBook #11339; public "
+              "domain in the USA): a plain-text book for text-lstm / text-gpt"),
 }
 
 
@@ -559,14 +569,17 @@ def fetch_corpus(name: str, url: str | None = None, sha256: str | None = None, f
     if target.exists() and not force and (want is None or recorded == want.lower()):
         log(f"{name}: already in {target}")
         return target
-    archive = download(url or spec.url, want, folder / _archive_name(url or spec.url), progress=progress)
-    digest = sha256_of(archive)
-    extract(archive, folder)
+    if not spec.archive:  # a plain file: checked, then kept as the training file itself
+        digest = sha256_of(download(url or spec.url, want, target, progress=progress))
+    else:
+        archive = download(url or spec.url, want, folder / _archive_name(url or spec.url), progress=progress)
+        digest = sha256_of(archive)
+        extract(archive, folder)
     if not target.exists():
         raise SozoError(f"the {name} archive holds no {spec.file}", hint="check --url")
     from ..runs import write_text
     write_text(folder / "SHA256", digest + "\n")
-    log(f"{name}: {target} (archive sha256 {digest}{'' if want else ', not pinned: recorded'})")
+    log(f"{name}: {target} ({'archive ' if spec.archive else ''}sha256 {digest}{'' if want else ', not pinned: recorded'})")
     return target
 
 

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DataConfig, replace
-from ..data.text import SPECIALS, UNK, Vocab, detokenize_words, normalize, read_text, strip_gutenberg, word_tokens
+from ..data.text import (CORPORA, SPECIALS, UNK, Vocab, detokenize_words, normalize, read_text, resolve_source,
+                         strip_gutenberg, word_tokens)
 from ..errors import SozoError
 from ..registry import register_model
 from .base import GenerativeModel
@@ -145,6 +146,8 @@ def detokenize(tokens: list[str], level: str, truecase: bool = True) -> str:
 def book_tokens(source: str, config: LanguageConfig, log: Callable[[str], Any] = print) -> list[str]:
     """The token stream of a text file (Gutenberg header/footer stripped); SozoError when unusable."""
     path = Path(source).expanduser()
+    if not path.exists() and source in CORPORA:  # a downloaded book (sozo data download aesop)
+        path = resolve_source(source)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix == ".txt")
         if not files:
@@ -152,7 +155,9 @@ def book_tokens(source: str, config: LanguageConfig, log: Callable[[str], Any] =
     elif path.is_file():
         files = [path]
     else:
-        raise SozoError(f"no such file: {source}", hint="give a plain-text UTF-8 file, e.g. --data book.txt")
+        raise SozoError(f"no such file: {source}",
+                        hint="give a plain-text UTF-8 file, e.g. --data book.txt, "
+                             "or a downloaded book: sozo data download aesop, then --data aesop")
     tokens: list[str] = []
     for f in files:
         text, cut = strip_gutenberg(read_text(f))
@@ -370,6 +375,53 @@ class LanguageModel(GenerativeModel):
         new = self.generate_ids(ids, tokens, temperature, top_k, top_p, g)
         toks = [vocab.itos[i] for i in ids + new]
         return detokenize(toks, self.config.level, self.config.lowercase)
+
+    # --- human-led writing (sozo write --interactive) ----------------------------------------
+    @torch.no_grad()
+    def next_word_choices(self, text: str | list[int] = "", k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` likeliest next tokens after ``text`` (a string, or token ids as ``encode_prompt``
+        gives them), most likely first, as (token, probability); the special tokens are never offered.
+        Word level: lowercased words and punctuation; char level: single characters (``\\n``: a new paragraph).
+
+        >>> model.next_word_choices("The Fox and the", k=3)   # doctest: +SKIP
+        [('lion', 0.09), ('ass', 0.05), ('wolf', 0.04)]
+        """
+        vocab = self._need_vocab()
+        if k < 1:
+            raise SozoError(f"k must be at least 1, got {k}")
+        ids = self.encode_prompt(text, log=lambda m: None) if isinstance(text, str) else list(text)
+        if not ids:
+            raise SozoError("no text to continue", hint="give a prompt, or start from encode_prompt('')")
+        was = self.training
+        self.eval()
+        try:
+            logits, _ = self.start(torch.tensor([ids], device=self.device))  # (1, V)
+        finally:
+            self.train(was)
+        logits = logits[0].float().cpu()
+        logits[:len(SPECIALS)] = -math.inf
+        probs = torch.softmax(logits, -1)
+        top = torch.topk(probs, min(k, len(vocab) - len(SPECIALS)))
+        return [(vocab.itos[i], float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+
+    def typed_ids(self, typed: str) -> list[int]:
+        """Token ids of what a person typed to extend the text; a SozoError names any token the model
+        does not know (with the closest one it does), since it could not continue from <unk> sensibly."""
+        from ..errors import closest
+        vocab = self._need_vocab()
+        toks = tokenize(typed, self.config.level, self.config.lowercase)
+        toks = toks[:-1] if toks and toks[-1] == NL else toks
+        unknown = [t for t in toks if t not in vocab]
+        if unknown:
+            near = closest(unknown[0], vocab.itos[len(SPECIALS):])
+            raise SozoError(f"'{unknown[0]}' is not in the model's vocabulary",
+                            hint=(f"did you mean '{near}'? " if near else "") + "or pick a number")
+        return vocab.encode(toks)
+
+    def text_of(self, ids: list[int]) -> str:
+        """Readable text of token ids (as ``write`` prints it)."""
+        vocab = self._need_vocab()
+        return detokenize([vocab.itos[i] for i in ids], self.config.level, self.config.lowercase)
 
     def sample(self, n: int, seed: int = 0, tokens: int = 20, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, prompt: str = "") -> torch.Tensor:
