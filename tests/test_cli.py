@@ -165,3 +165,13 @@ def test_config_file_and_overrides(tmp_path):
     assert saved["model"]["width"] == 8 and saved["model"]["latent_dim"] == 10  # --set wins over the file
     assert saved["model"]["image_size"] == 28 and saved["model"]["channels"] == 1  # resolved from the data
     assert saved["data"]["limit"] == 100 and saved["train"]["batch_size"] == 20
+
+
+def test_sozo_models_lists_families_before_and_after_the_api_loads():
+    # importing sozo.api imports the subpackage sozo.models, which becomes the attribute sozo.models:
+    # the call must answer the same either way (in a fresh interpreter, so import order is real)
+    code = ("import sozo; a = sozo.models(); import sozo.api, sozo.models.base; b = sozo.models(); "
+            "assert a == b and 'dcgan' in a and 'music-lstm' in a, (a, b); print(len(a))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 17

@@ -8,7 +8,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"train", "load", "evaluate", "models", "run_config"}
+_API = {"train", "load", "evaluate", "compose", "apply", "models", "run_config", "stylize"}
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +22,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sozo' has no attribute '{name}'")
 
 
-__all__ = ["train", "load", "evaluate", "models", "run_config", "Run", "SozoError", "__version__"]
+__all__ = ["train", "load", "evaluate", "compose", "apply", "models", "run_config", "stylize", "Run", "SozoError", "__version__"]

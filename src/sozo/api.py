@@ -72,16 +72,30 @@ def _overrides(set_items: list[str] | None, options: dict[str, Any]) -> list[tup
 
 def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int | None = None,
           seed: int | None = None, batch_size: int | None = None, out: str | Path | None = None,
-          resume: str | Path | Run | None = None, config: str | Path | None = None,
+          resume: str | Path | Run | bool | None = None, config: str | Path | None = None,
           set: list[str] | None = None, device: str | None = None, progress: bool | None = None,
           callbacks: list | None = None, log: Callable[[str], None] = print, **options: Any) -> Run:
     """Train a model and return its run folder.
 
     ``options`` are any config keys (``lr_g=1e-4``, ``image_size=64``…); ``set`` takes
     ``["key=value", …]`` strings as on the command line. ``resume`` continues a run exactly where
-    its last checkpoint stopped (``epochs`` may raise the total).
+    its last checkpoint stopped (``epochs`` may raise the total). ``resume=True`` with ``out``
+    continues the run in ``out`` when it has a checkpoint and starts it there otherwise, so the
+    same call can simply be run again after a disconnect (a notebook on Colab).
     """
-    from .training import Trainer
+    from .training import Trainer, distributed
+
+    if not distributed.is_main():  # another process of a torchrun job: rank 0 speaks for all
+        log = lambda message: None  # noqa: E731
+    restart = False  # resume=True on a folder without a checkpoint: (re)start the run there
+    if isinstance(resume, bool):
+        if resume and out is None:
+            raise SozoError("resume=True needs out=: the run folder to continue, or to start when it has no checkpoint",
+                            hint='for example sozo.train("dcgan", out="runs/mine", resume=True)')
+        restart = resume and not Run(out).last_ckpt.exists()
+        resume = out if resume and not restart else None
+        if restart and Run(out).config_yaml.exists():
+            log(f"{out} has no checkpoint yet: starting its run again from the beginning")
 
     named = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "device": device,
              "progress": progress, "source": str(data) if data is not None else None, **options}
@@ -115,15 +129,21 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
         rc = build_run_config(model, cls, merge_overrides(base, overrides, cls))
 
     torch.manual_seed(rc.train.seed)
+    distributed.setup(rc.train.device)  # joins the other processes when torchrun started several
     data_obj, rc, train_t, held_t = prepare_data(rc, log=log)
-    if resume is None:
+    if resume is None and not distributed.is_main():  # rank 0 makes (or refuses) the folder; the others follow
+        run = Run(distributed.broadcast_from_main(None))
+    elif resume is None:
         run = Run(out) if out else Run(_new_run_dir(rc.model_name, data_obj.name))
-        if run.config_yaml.exists() or run.last_ckpt.exists():
+        if restart:
+            run.metrics_file.unlink(missing_ok=True)  # records of a start that never reached a checkpoint
+        elif run.config_yaml.exists() or run.last_ckpt.exists():
             raise SozoError(f"{run.path} already holds a run",
                             hint=f"continue it with --resume {run.path}, or choose another --out")
         run.path.mkdir(parents=True, exist_ok=True)
         write_text(run.config_yaml, rc.dump())
-    else:
+        distributed.broadcast_from_main(str(run.path))
+    elif distributed.is_main():
         write_text(run.config_yaml, rc.dump())  # the (possibly raised) epochs and other train options
     torch.manual_seed(rc.train.seed)  # the weights' init depends on the seed only
     net = cls(rc.model, class_names=getattr(data_obj, "class_names", None))
@@ -204,10 +224,61 @@ def evaluate(runs: list[str | Path | Run] | str | Path | Run, log: Callable[[str
     return results, "\n\n".join(tables)
 
 
+def compose(run: str | Path | Run, out: str | Path | None = None, *, bars: int = 16, seed: int = 0,
+            temperature: float | None = None, duration_temperature: float | None = None,
+            controls: dict[str, int | None] | None = None, device: str = "cpu") -> Any:
+    """Compose a piece of ``bars`` 4/4 bars with a trained music run (music-lstm, musegan); write it to
+    ``out`` when given (.mid, .musicxml, .mxl, .wav or .png, by suffix). Returns the ``sozo.music.Piece``.
+
+    ``controls`` (MuseGAN): seeds per control, e.g. ``{"chords": 1, "style": 2}``; a family without
+    controls raises a SozoError naming them. Temperatures left at None use the run's defaults.
+    """
+    from .music.notes import check_music_path, write_piece
+    if out is not None:
+        check_music_path(out)  # a bad suffix fails before any work, listing the formats
+    if not isinstance(bars, int) or isinstance(bars, bool) or bars < 1:
+        raise SozoError(f"bars must be a whole number at least 1, got {bars!r}")
+    model = load(run, device=device)
+    if not hasattr(model, "compose"):
+        raise SozoError(f"{Path(str(run))} is a '{model.family}' run; compose needs a music run",
+                        hint="train one with sozo train music-lstm (or musegan)")
+    if controls is not None and all(v is None for v in controls.values()):
+        controls = None
+    piece = model.compose(bars=bars, seed=seed, temperature=temperature, duration_temperature=duration_temperature,
+                          controls=controls)
+    if out is not None:
+        write_piece(piece, out)
+    return piece
+
+
+def apply(run: str | Path | Run, images: list[str | Path] | str | Path | None = None, *, out: str | Path,
+          folder: str | Path | None = None, reverse: bool = False, size: int | None = None,
+          device: str = "cpu", log: Callable[[str], None] = print) -> list[Path]:
+    """Translate image files with a pix2pix or CycleGAN run (A -> B; ``reverse``: B -> A, CycleGAN only).
+
+    One image: ``out`` is the file to write. Several, or every image under ``folder``: ``out`` is a
+    folder. Each output has its source's size. Returns the files written.
+    """
+    from .models.img2img.apply import apply_files
+    items = [] if images is None else [images] if isinstance(images, (str, Path)) else list(images)
+    return apply_files(load(run, device=device), items, out, folder=folder, reverse=reverse, size=size, log=log)
+
+
+def stylize(content: Any = None, style: Any = None, out: str | Path | None = "stylized.png", **options: Any) -> Any:
+    """Neural style transfer: ``content`` painted in the style of ``style`` (both None: the bundled demo).
+
+    Returns a ``sozo.style.StyleResult`` (``.image`` (1, 3, H, W) in [0, 1], ``.records``, ``.files``).
+    Options: size, steps, optimizer, style_weight, tv_weight, content_layer, style_layers, init,
+    preserve_colors, features, weights, device, progress_gif… (see ``sozo stylize --help``).
+    """
+    from .style import stylize as _stylize
+    return _stylize(content, style, out, **options)
+
+
 def run_config(run: str | Path | Run) -> dict[str, Any]:
     """The resolved config.yaml of a run as a dict."""
     run = Run(run) if not isinstance(run, Run) else run
     return yaml.safe_load(run.config_yaml.read_text(encoding="utf-8"))
 
 
-__all__ = ["train", "load", "evaluate", "models", "run_config", "Run", "SECTIONS"]
+__all__ = ["train", "load", "evaluate", "compose", "apply", "models", "run_config", "stylize", "Run", "SECTIONS"]

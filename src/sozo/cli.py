@@ -27,8 +27,14 @@ EPILOG = """examples:
   sozo train text-lstm --data ../shared/data/aesop/aesop_fables.txt --epochs 20 --out runs/aesop
   sozo write runs/aesop --prompt "The Fox and the" --words 80 --temperature 0.5 --seed 1
   sozo evaluate runs/aesop
+  sozo train music-lstm --out runs/bach
+  sozo compose runs/bach --bars 16 --temperature 0.5 --seed 3 --out piece.mid   # or .musicxml, .wav, .png
   sozo report runs/faces
   sozo gallery runs/ --port 8765
+  sozo stylize content.jpg style.jpg --out result.png --size 512 --steps 300
+  sozo train pix2pix                          # bundled demo: digit sketch -> digit
+  sozo train cyclegan --data path/to/apple2orange --batch-size 1
+  sozo apply runs/cyclegan-apple2orange photo.jpg --out orange.jpg
 """
 
 
@@ -54,10 +60,21 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .api import train
+    from .training import distributed
+    if args.nproc and args.nproc > 1:  # start torchrun with this same command, less --nproc
+        if distributed.world_size() > 1:
+            raise SozoError("--nproc starts torchrun itself, and this process already is one of a torchrun job",
+                            hint="leave out --nproc under torchrun (--nproc-per-node sets the processes)")
+        code = distributed.launch(args.nproc, distributed.without_nproc(args.argv)[0])
+        if code:
+            raise SystemExit(code)
+        return
     run = train(args.model, args.data, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                 out=args.out, resume=args.resume, config=args.config, set=args.set, device=args.device,
                 progress=False if args.no_progress else None, log=lambda m: print(m, file=sys.stderr),
                 src=args.src, tgt=args.tgt)
+    if not distributed.is_main():
+        return
     print(f"run folder: {run.path}")
     latest = sorted(run.samples_dir.glob("epoch-*")) if run.samples_dir.exists() else []
     if latest:
@@ -191,6 +208,8 @@ def cmd_write(args: argparse.Namespace) -> None:
     if not hasattr(model, "write"):
         raise SozoError(f"{args.run} is a '{model.family}' run; write needs a language-model run",
                         hint="train one with sozo train text-lstm --data book.txt")
+    if args.interactive:
+        return _write_interactive(model, args)
     temps = args.temperature or [1.0]
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     for i, t in enumerate(temps):
@@ -200,6 +219,67 @@ def cmd_write(args: argparse.Namespace) -> None:
             print(f"[temperature {t:g}] " + text.replace("\n\n", " ¶ ").replace("\n", " "))
         else:
             print(text)
+
+
+def _write_interactive(model, args: argparse.Namespace) -> None:  # model: a LanguageModel
+    """Human-led writing: the model offers its likeliest next tokens, the person picks (a number,
+    Enter for the first, or a typed word), 'u' takes the last pick back, 'q' (or end of input) ends.
+    The exchange goes to standard error, the finished text to standard output."""
+    say = lambda m="": print(m, file=sys.stderr, flush=True)  # noqa: E731
+    ids = model.encode_prompt(args.prompt, say)
+    start, marks = len(ids), []  # marks: lengths before each pick (for 'u')
+    shown = {"\n": "¶ (new paragraph)", " ": "␣ (space)", "''": '"'}
+    say("Pick the next word: its number, Enter for 1, or type your own; u takes the last pick back, q ends.")
+    fresh = True
+    while True:
+        if fresh:  # the text so far (a paragraph break just chosen shows as ¶) and the choices after it
+            text = model.text_of(ids) + (" ¶" if model.vocab.itos[ids[-1]] == "\n" and len(ids) > start else "")
+            say("\n" + (text if len(text) <= 400 else "…" + text[-400:]))
+            choices = model.next_word_choices(ids, args.choices)
+            for n, (tok, p) in enumerate(choices, 1):
+                say(f"  {n:>2}  {shown.get(tok, tok):<18} {p:6.1%}")
+        fresh = False
+        print(f"[1-{len(choices)} / word / Enter / u / q] ", end="", file=sys.stderr, flush=True)
+        try:
+            raw = input()
+        except (EOFError, KeyboardInterrupt):
+            break
+        answer = raw.strip()
+        if answer.lower() in ("q", "quit"):
+            break
+        if answer.lower() == "u":
+            ids, fresh = (ids[:marks.pop()], True) if marks else (ids, False)
+            continue
+        if not answer or answer.isdigit():
+            n = int(answer or 1)
+            if not 1 <= n <= len(choices):
+                say(f"  no choice {n}: pick 1-{len(choices)}")
+                continue
+            new = [model.vocab.stoi[choices[n - 1][0]]]
+        else:
+            try:
+                new = model.typed_ids(raw)
+            except SozoError as e:
+                say(f"  {e.message}" + (f"; {e.hint}" if e.hint else ""))
+                continue
+            if not new:
+                continue
+        marks.append(len(ids))
+        ids, fresh = ids + new, True
+    say(f"\n({len(ids) - start} tokens added)")
+    print(model.text_of(ids))
+
+
+def cmd_compose(args: argparse.Namespace) -> None:
+    from .api import compose
+    controls = {k: getattr(args, k) for k in ("chords", "style", "melody", "groove")}
+    given = {k: v for k, v in controls.items() if v is not None}
+    piece = compose(args.run, args.out, bars=args.bars, seed=args.seed, temperature=args.temperature,
+                    duration_temperature=args.duration_temperature, controls=controls if given else None,
+                    device=args.device)
+    extra = "".join(f", {k} {v}" for k, v in given.items())
+    print(f"wrote {args.out} ({args.bars} bars, {len(piece.notes)} notes, {len(piece.parts)} "
+          f"part{'s' if len(piece.parts) != 1 else ''}, seed {args.seed}{extra})")
 
 
 def _read_sentences(name: str) -> list[str]:
@@ -215,7 +295,7 @@ def _read_sentences(name: str) -> list[str]:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    raise SozoError("which action?", hint="sozo data download tatoeba-jpn")
+    raise SozoError("which action?", hint="sozo data download tatoeba-jpn (or aesop)")
 
 
 def cmd_data_download(args: argparse.Namespace) -> None:
@@ -223,6 +303,33 @@ def cmd_data_download(args: argparse.Namespace) -> None:
     path = fetch_corpus(args.name, url=args.url, sha256=args.sha256, force=args.force,
                         progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
     print(path)
+
+
+def cmd_apply(args: argparse.Namespace) -> None:
+    from .api import apply
+    written = apply(args.run, args.images, out=args.out, folder=args.folder, reverse=args.reverse, size=args.size,
+                    device=args.device, log=lambda m: print(m, file=sys.stderr))
+    if len(written) == 1:
+        print(f"wrote {written[0]}")
+    else:
+        print(f"wrote {len(written)} images to {args.out}")
+
+
+def cmd_stylize(args: argparse.Namespace) -> None:
+    from .api import stylize
+    _check_suffix(Path(args.out), (".png", ".jpg", ".jpeg"))
+    res = stylize(args.content, args.style, out=args.out, size=args.size, steps=args.steps, optimizer=args.optimizer,
+                  lr=args.lr, content_weight=args.content_weight, style_weight=args.style_weight,
+                  tv_weight=args.tv_weight, content_layer=args.content_layer, style_layers=args.style_layers,
+                  init=args.init, pool=args.pool, preserve_colors=args.preserve_colors, style_scale=args.style_scale,
+                  features=args.features, weights=args.weights, device=args.device, seed=args.seed,
+                  threads=args.threads, progress_gif=args.progress_gif, log=lambda m: print(m, file=sys.stderr))
+    for key in ("image", "before_after", "plot", "csv", "json", "gif"):
+        if key in res.files:
+            print(f"wrote {res.files[key]}")
+    print(f"{res.features} features, {len(res.records)} steps, {res.seconds_per_step:.3f} s/step")
+    if res.interrupted:
+        raise KeyboardInterrupt
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -272,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--src", metavar="LANG", help="seq2seq: source language (file suffix, e.g. ja)")
     s.add_argument("--tgt", metavar="LANG", help="seq2seq: target language (e.g. en)")
+    s.add_argument("--nproc", type=_positive("--nproc"), metavar="N",
+                   help="train with N processes on this machine (starts torchrun; --batch-size is the global batch)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="write a grid of samples from a trained run")
@@ -378,19 +487,88 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=0, help="sample only among the k most likely tokens (0: all)")
     s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the smallest set with this mass (1: all)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--interactive", "-i", action="store_true",
+                   help="human-led: show the likeliest next words with their probabilities and let you pick each one")
+    s.add_argument("--choices", type=_positive("--choices"), default=10,
+                   help="words offered at each step with --interactive (default 10)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_write)
+
+    s = sub.add_parser("compose", help="music: compose a piece with a music-lstm or musegan run",
+                       description="Compose a piece and write it by the suffix of --out: .mid (MIDI), .musicxml/.mxl "
+                                   "(MuseScore and other notation programs), .wav (audio, rendered by sozo itself), "
+                                   ".png (a piano roll).")
+    s.add_argument("run", help="a music-lstm or musegan run folder")
+    s.add_argument("--bars", type=_positive("--bars"), default=16, help="4/4 bars to compose (default 16)")
+    s.add_argument("--temperature", type=float, metavar="T",
+                   help="pitch sampling temperature (default: the run's, 0.5 for music-lstm; 0: always the likeliest)")
+    s.add_argument("--duration-temperature", type=float, metavar="T",
+                   help="music-lstm: duration sampling temperature (default: the run's, 0.5)")
+    s.add_argument("--seed", type=int, default=0)
+    for control, what in (("chords", "the chords (shared by all tracks, changes bar to bar)"),
+                          ("style", "the style (shared by all tracks, fixed for the piece)"),
+                          ("melody", "each track's line (per track, changes bar to bar)"),
+                          ("groove", "each track's rhythmic feel (per track, fixed for the piece)")):
+        s.add_argument(f"--{control}", type=int, metavar="SEED", help=f"musegan: a seed for {what}")
+    s.add_argument("--out", default="piece.mid", help="piece.mid (default), .musicxml, .mxl, .wav or .png")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_compose)
 
     s = sub.add_parser("data", help="datasets: download a public corpus into the cache")
     data_sub = s.add_subparsers(dest="data_command", metavar="ACTION")
     d = data_sub.add_parser("download", help="download and check a named corpus (e.g. tatoeba-jpn)")
-    d.add_argument("name", help="tatoeba-jpn (Japanese-English pairs from manythings.org)")
-    d.add_argument("--url", help="another address for the same archive (a mirror)")
-    d.add_argument("--sha256", help="the archive's expected SHA-256 (checked before anything is kept)")
+    d.add_argument("name", help="tatoeba-jpn (Japanese-English pairs from manythings.org) or aesop "
+                                "(Aesop's Fables from Project Gutenberg, for text-lstm / text-gpt: --data aesop)")
+    d.add_argument("--url", help="another address for the same file (a mirror)")
+    d.add_argument("--sha256", help="the expected SHA-256 of the download (checked before anything is kept)")
     d.add_argument("--force", action="store_true", help="download again even when cached")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_data_download)
     s.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("apply", help="image-to-image: translate image files with a pix2pix or cyclegan run",
+                       description="Translate images A -> B (--reverse: B -> A, cyclegan only). Each output has "
+                                   "its source's size.")
+    s.add_argument("run", help="a pix2pix or cyclegan run folder")
+    s.add_argument("images", nargs="*", help="image files")
+    s.add_argument("--folder", metavar="DIR", help="translate every image under DIR (then --out is a folder)")
+    s.add_argument("--out", required=True, help="the output file (one image) or folder (several, or --folder)")
+    s.add_argument("--reverse", action="store_true", help="cyclegan: translate B -> A")
+    s.add_argument("--size", type=_positive("--size"),
+                   help="shorter side the model sees (default: the run's training size); output keeps the source size")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_apply)
+
+    s = sub.add_parser("stylize", help="neural style transfer: a photo painted in the style of another image",
+                       description="Gatys et al. style transfer. With no images, a bundled demo (scikit-image photos). "
+                                   "Features: VGG-19 from --weights or torchvision's cache file; otherwise random "
+                                   "multi-scale features (said so). Beside --out goes OUT-stylize/ with the loss "
+                                   "curves (losses.png, .csv, .json) and before-after.png.")
+    s.add_argument("content", nargs="?", help="the content image (default: the bundled demo)")
+    s.add_argument("style", nargs="?", help="the style image")
+    s.add_argument("--out", default="stylized.png", help="the result, .png or .jpg (default stylized.png)")
+    s.add_argument("--size", type=_positive("--size"), default=512, help="longer side of the result in px (default 512)")
+    s.add_argument("--steps", type=_positive("--steps"), default=300, help="optimisation steps (default 300)")
+    s.add_argument("--optimizer", default="lbfgs", help="lbfgs (default) or adam")
+    s.add_argument("--lr", type=float, help="step size (default: 1 for lbfgs, 0.02 for adam)")
+    s.add_argument("--content-weight", type=float, default=1.0)
+    s.add_argument("--style-weight", type=float, help="default 3 (losses are relative: see the README)")
+    s.add_argument("--tv-weight", type=float, help="total-variation weight (default 10)")
+    s.add_argument("--content-layer", help="default relu4_2 (VGG-19) or scale2 (random features)")
+    s.add_argument("--style-layers", metavar="L1,L2:W,...",
+                   help="layers and optional weights (default relu1_1,…,relu5_1; random: colour,scale1,…,scale5)")
+    s.add_argument("--init", default="content", help="start from the content image (default) or noise")
+    s.add_argument("--pool", default="avg", help="VGG-19 pooling: avg (default, smoother) or max")
+    s.add_argument("--preserve-colors", default="none", metavar="MODE",
+                   help="none (default), luminance (transfer brightness only) or histogram (style recoloured first)")
+    s.add_argument("--style-scale", type=float, default=1.0, help="style image size relative to --size (default 1)")
+    s.add_argument("--features", default="auto", help="auto (default: VGG-19 if a weights file is found), vgg19, random")
+    s.add_argument("--weights", metavar="PATH", help="VGG-19 weights in torchvision's format (vgg19-dcbb9e9d.pth)")
+    s.add_argument("--progress-gif", metavar="FILE.gif", help="also write the optimisation as an animation")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=_positive("--threads"), help="CPU threads for torch")
+    s.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    s.set_defaults(func=cmd_stylize)
 
     s = sub.add_parser("report", help="write RUN/report.html: samples by epoch, curves, measures, config",
                        description="Write a self-contained HTML page per run (pictures embedded; no network) "
@@ -415,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (sozo train --nproc relaunches it)
     if extra and getattr(args, "command", None) == "translate" and not any(e.startswith("-") for e in extra):
         args.text += extra  # sentences after options (argparse gives a '*' positional only the first run of words)
     elif extra:
