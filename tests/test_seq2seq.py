@@ -302,6 +302,11 @@ def test_cli_as_a_user_types_it(corpus, trained, tmp_path, capsys):
                  str(tmp_path / "att.png"), "私 は 本 を 読 ん だ 。"]) == 0  # the sentence after the options
     out = capsys.readouterr()
     assert len(out.out.strip().splitlines()) == 1 and (tmp_path / "att.png").stat().st_size > 1000
+    # several sentences of different lengths in one batch: one map each, cropped to its own sentence
+    assert main(["translate", str(trained), "--attention-map", str(tmp_path / "m.png"),
+                 "私 は 本 を 読 ん だ 。", "彼 は 水 を 飲 ん だ 。 私 は 本 を 読 ん だ 。"]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "m-1.png").stat().st_size > 1000 and (tmp_path / "m-2.png").stat().st_size > 1000
     assert main(["translate", str(trained), "私 は 本 を 読 ん だ 。", "--beam", "2", "彼 は 水 を 飲 ん だ 。"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     (tmp_path / "in.txt").write_text("私 は 本 を 読 ん だ 。\n\n彼 は 水 を 飲 ん だ 。\n", encoding="utf-8")

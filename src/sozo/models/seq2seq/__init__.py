@@ -414,6 +414,8 @@ class Seq2Seq(GenerativeModel):
                 with self.autocast():
                     hyps = decode(self, src.to(self.device), src_len, beam, limit, length_penalty)
                 for j, h in zip(chunk, hyps):
+                    if h.attention is not None:  # the batch is padded to its longest sentence: keep this one's columns
+                        h.attention = h.attention[:, :len(ids[j])]
                     out[j] = h
             return out  # type: ignore[return-value]
         finally:
