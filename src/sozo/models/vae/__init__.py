@@ -209,7 +209,7 @@ class VAE(ImageModel):
                 raise SozoError(f"the encoder gives codes {tuple(mu.shape)} instead of ({x.size(0)}, {c.latent_dim})")
             logits = self._decode(mu, y)
             if logits.shape != x.shape:
-                raise SozoError(f"the decoder makes {tuple(logits.shape[1:])} images but the data is {want}")
+                raise SozoError(f"the decoder makes {tuple(logits.shape[1:])} images but the data is {tuple(x.shape[1:])}")
 
     # --- encoding and decoding -----------------------------------------------------------
     @torch.no_grad()
@@ -239,17 +239,20 @@ class VAE(ImageModel):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels: Any = None, batch_size: int = 1024) -> torch.Tensor:
-        """Mean images (N, C, H, W) in [-1, 1] (2 * sigmoid(logits) - 1) from codes (N, L)."""
+        """Mean images (N, C, H, W) in [-1, 1] (2 * sigmoid(logits) - 1 = tanh(logits / 2)) from codes (N, L)."""
         n = z.size(0)
         y_all = self._cond(labels, n)
-        outs = []
+        c = self.config
+        out = torch.empty(n, c.channels, c.image_size, c.image_size)  # filled in place: no concatenation copy
         with self._evaluating():
             for i in range(0, n, batch_size):
                 y = y_all[i:i + batch_size] if y_all is not None else None
-                logits = self._decode(z[i:i + batch_size].to(self.device, torch.float32), y)
-                outs.append(torch.sigmoid(logits).mul_(2).sub_(1).cpu())
-        c = self.config
-        return torch.cat(outs) if outs else torch.empty(0, c.channels, c.image_size, c.image_size)
+                logits = self._decode(z[i:i + batch_size].to(self.device, torch.float32), y).float()
+                if logits.device.type == "cpu":
+                    torch.tanh(logits.mul_(0.5), out=out[i:i + batch_size])  # == 2 * sigmoid(logits) - 1, one pass
+                else:
+                    out[i:i + batch_size] = torch.tanh(logits.mul_(0.5)).cpu()
+        return out
 
     def reconstruct(self, images: torch.Tensor, labels: Any = None) -> torch.Tensor:
         """decode(encode(images)): images in [-1, 1] (the decoder's mean at the posterior mean)."""
