@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sozo-installed
 
-.PHONY: setup demo test test-slow bench clean browser
+.PHONY: setup demo test test-slow bench clean browser docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,5 +52,10 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# the documentation site (MkDocs + mkdocstrings; the CLI page is generated from the parser): no network needed
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict --site-dir site
+	@echo "docs: open site/index.html"
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache site
