@@ -27,6 +27,10 @@ KILL_FAMILIES = {
     "wgan-gp": ["width=8", "latent_dim=8", "limit=120"],
     "vae": ["hidden=[32]", "latent_dim=4", "limit=120"],
     "seq2seq": ["embed_dim=16", "hidden=16", "min_freq=1", "bleu_pairs=8", "sample_every=0"],  # + a toy corpus
+    "music-lstm": ["embed_dim=8", "hidden=16", "layers=1", "seq_len=8", "stride=1", "sample_every=0"],  # + MIDI files
+    "musegan": ["preset=tiny", "sample_every=0"],  # + a JSB-format file
+    "pix2pix": ["g_width=4", "d_width=4", "limit=48", "load_size=36", "sample_every=0"],
+    "cyclegan": ["g_width=4", "d_width=4", "limit=48", "load_size=36", "pool_size=20", "sample_every=0"],
 }
 
 
@@ -39,6 +43,34 @@ def _toy_corpus(folder) -> str:
         (folder / f"{name}.ja").write_text("".join(r[0] + "\n" for r in rows), encoding="utf-8")
         (folder / f"{name}.en").write_text("".join(r[1] + "\n" for r in rows), encoding="utf-8")
     return str(folder)
+
+
+def _midi_folder(folder) -> str:
+    """Six small MIDI melodies (the music-lstm tests' scale walks)."""
+    from sozo.music.notes import write_piece
+
+    from .test_music_lstm import melody
+    folder.mkdir()
+    for i in range(6):
+        write_piece(melody(i), folder / f"piece{i}.mid")
+    return str(folder)
+
+
+def _jsb_file(folder) -> str:
+    """A JSB-format JSON file of random four-voice chorales (the musegan tests' fakes)."""
+    import json
+
+    import numpy as np
+
+    from .test_musegan import fake_chorale
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    doc = {"train": [fake_chorale(rng, 160) for _ in range(8)], "valid": [fake_chorale(rng, 64)], "test": []}
+    (folder / "Jsb16thSeparated.json").write_text(json.dumps(doc))
+    return str(folder / "Jsb16thSeparated.json")
+
+
+KILL_DATA = {"seq2seq": _toy_corpus, "music-lstm": _midi_folder, "musegan": _jsb_file}
 KILL_POINTS = 20
 
 
@@ -63,8 +95,8 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(family, tmp_
     """SIGKILL a training process 20 times at random points (inside steps and checkpoint writes);
     every time the last checkpoint loads, and the run resumed to the end equals an uninterrupted one."""
     sets = list(KILL_FAMILIES[family])
-    if family == "seq2seq":
-        sets.append(f"source={_toy_corpus(tmp_path / 'corpus')}")
+    if family in KILL_DATA:
+        sets.append(f"source={KILL_DATA[family](tmp_path / 'data')}")
     full = tmp_path / "full"
     # the uninterrupted run first: it also warms up imports, data and kernels the forked children inherit
     _train_child(family, str(full), sets, resume=False)
