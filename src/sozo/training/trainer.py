@@ -222,8 +222,11 @@ class Trainer:
         """Batches of ``epoch`` from index ``start``: a permutation seeded by (seed, epoch), drop_last."""
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         order = self.model.epoch_batches(self.n, self.cfg.batch_size, gen)
-        for b in range(start, len(order)):
-            idx = distributed.shard(order[b], self.dist).to(self.device)  # this rank's share of the batch
+        rest = order[start:]
+        if rest and self.device.type != "cpu":  # the epoch's indices in one copy, not a blocking copy a step
+            rest = list(torch.cat(rest).to(self.device).split([len(o) for o in rest]))
+        for b, index in enumerate(rest, start):
+            idx = distributed.shard(index, self.dist)  # this rank's share of the batch
             self._global_rows = (len(order[b]), distributed.shard_offset(order[b], self.dist))
             yield b, {k: v[idx] for k, v in self.data.items()}
 
