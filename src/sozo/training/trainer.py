@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -101,6 +102,9 @@ class Trainer:
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         if self.cfg.deterministic:
+            if self.device.type == "cuda":  # cuBLAS needs this before its first call to be deterministic
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+                torch.backends.cudnn.benchmark = False
             torch.use_deterministic_algorithms(True)
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
