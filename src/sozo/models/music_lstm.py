@@ -184,7 +184,7 @@ class MusicLSTM(GenerativeModel):
 
     # --- training --------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused = self.adam_options()
         self.optimizers = {"model": torch.optim.Adam(self.parameters(), lr=self.config.lr, **fused)}
         return self.optimizers
 

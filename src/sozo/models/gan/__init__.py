@@ -118,7 +118,7 @@ class GAN(ImageModel):
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused = self.adam_options()
 
         def make(params: Any, lr: float) -> torch.optim.Optimizer:
             if c.optimizer == "rmsprop":

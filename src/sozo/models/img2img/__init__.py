@@ -262,7 +262,7 @@ class Img2ImgModel(GenerativeModel):
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused = self.adam_options()
         g_params = [p for g in self.generators() for p in g.parameters()]
         d_params = [p for d in self.discriminators() for p in d.parameters()]
         self.optimizers = {"generator": torch.optim.Adam(g_params, lr=c.lr, betas=(c.beta1, c.beta2), **fused),

@@ -280,7 +280,7 @@ class Seq2Seq(GenerativeModel):
         if c.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(self.parameters(), lr=c.lr)
         else:
-            fused = {"fused": True} if self.device.type == "cuda" else {}
+            fused = self.adam_options()
             opt = torch.optim.Adam(self.parameters(), lr=c.lr, **fused)
         self.optimizers = {"model": opt}
         return self.optimizers

@@ -162,7 +162,7 @@ class VAE(ImageModel):
 
     # --- training ------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused = self.adam_options()
         self.optimizers = {"adam": torch.optim.Adam(self.parameters(), lr=self.config.lr, **fused)}
         return self.optimizers
 
