@@ -367,7 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a model into a run folder",
                        description="Train a model. Options not listed here: --set key=value (see config.yaml of any run).")
     s.add_argument("model", nargs="?", help="model name (sozo models lists them); optional with --resume")
-    s.add_argument("--data", help="mnist-sample (default), digits, a folder of images, a .npy file, MNIST IDX file")
+    s.add_argument("--data", help="what to train on (default: the model's bundled data, where it has one). Images: mnist-sample, "
+                                  "digits, a folder of images, a .npy or MNIST IDX file. pix2pix/cyclegan: a folder "
+                                  "(A|B pairs, A/ B/, or trainA/ trainB/). seq2seq: a parallel folder, a TSV or "
+                                  "tatoeba-jpn. text-lstm/text-gpt: a .txt file or folder, or aesop. music-lstm/musegan: "
+                                  "chorales, a folder of MIDI/MusicXML, or (musegan) a JSB .json")
     s.add_argument("--epochs", type=_positive("--epochs"))
     s.add_argument("--batch-size", type=_positive("--batch-size"))
     s.add_argument("--seed", type=int)
