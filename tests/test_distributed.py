@@ -45,7 +45,19 @@ def _jobs() -> dict[str, dict]:
     jobs["dcgan-rank"] = {"family": "dcgan", "sets": FAMILIES["dcgan"] + COMMON + ["sample_every=1", "n_samples=4"]}
     jobs["dcgan-no-sync-bn"] = {"family": "dcgan", "sets": ["width=8", "latent_dim=16"] + COMMON + ["dist_rng=global"]}
     jobs["odd-batch"] = {"family": "vae", "sets": FAMILIES["vae"] + COMMON, "opts": {"batch_size": 15}}
+    for fam, sets in IN_STEP.items():  # the default (each rank its own noise): the ranks must stay in step
+        jobs[f"{fam}-in-step"] = {"family": fam, "sets": sets + _DATA.get(fam, []) + COMMON, "opts": {"epochs": 3}}
     return jobs
+
+
+# the later families: trained by two processes with their defaults, they must end with the same weights
+IN_STEP = {
+    "music-lstm": ["embed_dim=8", "hidden=16", "layers=1", "seq_len=8", "stride=2"],
+    "musegan": ["preset=tiny"],
+    "pix2pix": ["g_width=4", "d_width=4", "load_size=36"],
+    "cyclegan": ["g_width=4", "d_width=4", "load_size=36", "pool_size=20"],
+}
+_DATA: dict[str, list[str]] = {}  # filled by the fixture before the processes fork
 
 
 def _free_port() -> int:
@@ -103,6 +115,9 @@ def two_process_runs(tmp_path_factory):
     """Every job trained by two gloo processes: ({job: rank 0's view}, {job: rank 1's view}, folder)."""
     out = tmp_path_factory.mktemp("ddp")
     home = os.environ.get("SOZO_HOME", str(out / "home"))
+    from .test_reliability import _jsb_file, _midi_folder
+    _DATA["music-lstm"] = [f"source={_midi_folder(out / 'midi')}"]
+    _DATA["musegan"] = [f"source={_jsb_file(out / 'jsb')}"]
     import torch._dynamo  # noqa: F401 - imported once here (optimizers import it), not in each child
     # fork: the children start with torch imported (spawn would pay ~10 s of imports on this machine)
     ctx = torch.multiprocessing.start_processes(_worker, args=(2, _free_port(), str(out), home), nprocs=2,
@@ -194,6 +209,16 @@ def test_without_sync_bn_or_with_rank_noise_the_runs_differ(two_process_runs):
     ckpt = load_checkpoint(Run(out / "dcgan-rank").last_ckpt)
     a, b = ckpt["rng_ranks"]
     assert not torch.equal(a["cpu"], b["cpu"]) and torch.equal(a["cpu"], ckpt["rng"]["cpu"])
+
+
+@pytest.mark.parametrize("family", sorted(IN_STEP))
+def test_later_families_train_in_step_under_two_processes(family, two_process_runs):
+    r0, r1, out = two_process_runs
+    name = f"{family}-in-step"
+    assert isinstance(r0[name], dict), r0[name]  # not an error message
+    assert load_checkpoint(Run(out / name).last_ckpt)["step"] == STEPS
+    for k, v in r0[name].items():  # each rank's batch-norm statistics (without sync_bn) and fake pool are its own
+        assert "running" in k or "num_batches" in k or k.startswith("pool") or torch.equal(v, r1[name][k]), (name, k)
 
 
 def test_only_rank_0_writes_the_run_folder(two_process_runs):
