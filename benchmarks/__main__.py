@@ -12,7 +12,12 @@ CASES = [  # module, arguments (full), arguments (--quick), takes --device
     ("wgangp", ["--images", "4500", "--repeats", "2"], ["--images", "640"], True),
     ("sampling", ["--n", "10000"], ["--n", "2000", "--repeats", "1"], True),
     ("seq2seq", [], ["--tutorial-pairs", "100", "--sozo-pairs", "1280"], False),
-    ("language", [], ["--steps", "10"], True),
+    ("language", ["--repeats", "2"], ["--steps", "5"], True),
+    ("vae", ["--images", "20000", "--n", "20000", "--repeats", "2"], ["--images", "1280", "--n", "2000", "--repeats", "1"], True),
+    ("time_to_quality", ["--threshold", "15", "--max-seconds", "900"],
+     ["--images", "640", "--n-eval", "500", "--max-seconds", "2", "--lenet-epochs", "1"], True),
+    ("music_lstm", ["--repeats", "2"], ["--limit", "40", "--steps", "10"], True),
+    ("img2img", ["--repeats", "2"], ["--size", "32", "--steps", "1", "--width", "4", "--repeats", "1"], True),
 ]
 
 

@@ -67,23 +67,25 @@ def sozo_gan(family: str, x_uint8: torch.Tensor, images: int, batch_size: int, d
 
 
 def run_cases(bench: str, cases: list[Callable[[], dict]], repeats: int, device: torch.device,
-              extra: dict[str, Any]) -> dict[str, Any]:
-    """Alternate the cases ``repeats`` times, print each result, return a summary of the best
-    per case with the ratio of every sozo case to the plain loop."""
+              extra: dict[str, Any], rate: str = "images_per_s", keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Alternate the cases ``repeats`` times, print each result, return a summary of the best (by the
+    result's ``rate`` field) per case with the ratio of every sozo case to the plain loop, and the best
+    result's ``keep`` fields as ``{case}_{field}``."""
     best: dict[str, dict] = {}
     info = env(device)
     for r in range(repeats):
         for case in cases:
             res = case()
-            res.update(bench=bench, repeat=r, **extra, **info)
+            res.update({"bench": bench, "repeat": r, **info, **extra})
             print(json.dumps(res), flush=True)
-            if res["case"] not in best or res["images_per_s"] > best[res["case"]]["images_per_s"]:
+            if res["case"] not in best or res[rate] > best[res["case"]][rate]:
                 best[res["case"]] = res
     summary: dict[str, Any] = {"bench": bench, "summary": True, **info, **extra}
     base = best.get("plain-loop")
     for name, res in best.items():
-        summary[f"{name}_per_s"] = res["images_per_s"]
+        summary[f"{name}_per_s"] = res[rate]
+        summary.update({f"{name}_{k}": res[k] for k in keep})
         if base and name != "plain-loop":
-            summary[f"ratio_{name}"] = round(res["images_per_s"] / base["images_per_s"], 3)
+            summary[f"ratio_{name}"] = round(res[rate] / base[rate], 3)
     print(json.dumps(summary), flush=True)
     return summary

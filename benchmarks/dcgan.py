@@ -24,57 +24,70 @@ from sozo.training import resolve_device
 from .common import peak_memory_mb, run_cases, sozo_gan, sync
 
 
+class Textbook:
+    """The PyTorch DCGAN tutorial's networks, initialisation, optimisers and training step, re-typed
+    (MNIST-sized networks). ``noise_gen`` lets a caller keep the noise apart from the global RNG."""
+
+    def __init__(self, device: torch.device, noise_gen: torch.Generator | None = None):
+        self.device, self.noise_gen = device, noise_gen
+        self.netG = ConvGenerator(100, 28, 1, 32).to(device)
+        self.netD = nn.Sequential(ConvDiscriminator(28, 1, 32), nn.Sigmoid()).to(device)
+
+        def weights_init(m: nn.Module) -> None:
+            name = m.__class__.__name__
+            if name in ("Conv2d", "ConvTranspose2d"):
+                nn.init.normal_(m.weight.data, 0.0, 0.02)
+            elif name == "BatchNorm2d":
+                nn.init.normal_(m.weight.data, 1.0, 0.02)
+                nn.init.constant_(m.bias.data, 0)
+        self.netG.apply(weights_init)
+        self.netD.apply(weights_init)
+        self.criterion = nn.BCELoss()
+        self.optD = torch.optim.Adam(self.netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.optG = torch.optim.Adam(self.netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+    def step(self, real: torch.Tensor) -> None:
+        netG, netD, criterion, device = self.netG, self.netD, self.criterion, self.device
+        real = real.to(device)
+        b = real.size(0)
+        netD.zero_grad()
+        label = torch.full((b,), 1.0, device=device)
+        output = netD(real).view(-1)
+        errD_real = criterion(output, label)
+        errD_real.backward()
+        D_x = output.mean().item()
+        noise = torch.randn(b, 100, device=device, generator=self.noise_gen)
+        fake = netG(noise)
+        label.fill_(0.0)
+        output = netD(fake.detach()).view(-1)
+        errD_fake = criterion(output, label)
+        errD_fake.backward()
+        D_G_z1 = output.mean().item()
+        errD = errD_real + errD_fake
+        self.optD.step()
+        netG.zero_grad()
+        label.fill_(1.0)
+        output = netD(fake).view(-1)
+        errG = criterion(output, label)
+        errG.backward()
+        D_G_z2 = output.mean().item()
+        self.optG.step()
+        _ = (errD.item(), errG.item(), D_x, D_G_z1, D_G_z2)  # the tutorial's per-step log values
+
+
 def plain_loop(x_uint8: torch.Tensor, images: int, batch_size: int, device: torch.device, seed: int) -> dict:
-    """The textbook loop, re-typed (PyTorch DCGAN tutorial, MNIST-sized networks)."""
+    """The textbook loop: a DataLoader over float tensors, one tutorial step per batch."""
     torch.manual_seed(seed)
     data = torch.utils.data.TensorDataset(to_float(x_uint8))
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True)
-    netG = ConvGenerator(100, 28, 1, 32).to(device)
-    netD = nn.Sequential(ConvDiscriminator(28, 1, 32), nn.Sigmoid()).to(device)
-
-    def weights_init(m: nn.Module) -> None:
-        name = m.__class__.__name__
-        if name in ("Conv2d", "ConvTranspose2d"):
-            nn.init.normal_(m.weight.data, 0.0, 0.02)
-        elif name == "BatchNorm2d":
-            nn.init.normal_(m.weight.data, 1.0, 0.02)
-            nn.init.constant_(m.bias.data, 0)
-    netG.apply(weights_init)
-    netD.apply(weights_init)
-    criterion = nn.BCELoss()
-    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    book = Textbook(device)
     seen, steps = 0, 0
     sync(device)
     t0 = time.perf_counter()
     while seen < images:
         for (real,) in loader:
-            real = real.to(device)
-            b = real.size(0)
-            netD.zero_grad()
-            label = torch.full((b,), 1.0, device=device)
-            output = netD(real).view(-1)
-            errD_real = criterion(output, label)
-            errD_real.backward()
-            D_x = output.mean().item()
-            noise = torch.randn(b, 100, device=device)
-            fake = netG(noise)
-            label.fill_(0.0)
-            output = netD(fake.detach()).view(-1)
-            errD_fake = criterion(output, label)
-            errD_fake.backward()
-            D_G_z1 = output.mean().item()
-            errD = errD_real + errD_fake
-            optD.step()
-            netG.zero_grad()
-            label.fill_(1.0)
-            output = netD(fake).view(-1)
-            errG = criterion(output, label)
-            errG.backward()
-            D_G_z2 = output.mean().item()
-            optG.step()
-            _ = (errD.item(), errG.item(), D_x, D_G_z1, D_G_z2)  # the tutorial's per-step log values
-            seen += b
+            book.step(real)
+            seen += real.size(0)
             steps += 1
             if seen >= images:
                 break
