@@ -66,7 +66,7 @@ from ..errors import SozoError
 from ..registry import register_model
 from ..viz.table import text_table
 from .base import GenerativeModel
-from .gan.objectives import d_loss, g_loss, gradient_penalty
+from .gan.objectives import d_loss, generator_update, gradient_penalty
 
 CONTROLS = ("chords", "style", "melody", "groove")
 BUNDLED_NAMES = ("", "mnist-sample", "chorales", "bach", "bach-chorales")  # mnist-sample: --data not given
@@ -432,14 +432,7 @@ class MuseGAN(GenerativeModel):
 
         # --- generator: the critic's weights need no gradient, only its input
         if update_g:
-            D.requires_grad_(False)
-            with self.autocast():
-                loss_g = g_loss("wasserstein-gp", D(fake).float())
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            D.requires_grad_(True)
-            out["loss_g"] = loss_g.detach()
+            out["loss_g"] = generator_update(D, lambda: D(fake), opt_g, "wasserstein-gp", self.autocast())
         return out
 
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:

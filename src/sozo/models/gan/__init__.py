@@ -23,7 +23,7 @@ from ...registry import register_variant
 from ...viz.grid import make_grid, save_gif, save_grid, save_image
 from ..images import ImageModel, fit_image_config
 from .networks import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, conv_sizes, conv_start
-from .objectives import clip_weights, d_loss, g_loss, gradient_penalty
+from .objectives import clip_weights, d_loss, generator_update, gradient_penalty
 
 
 @dataclass
@@ -165,14 +165,7 @@ class GAN(ImageModel):
 
         # --- generator: D's weights need no gradient here, only its input does
         if update_g:
-            D.requires_grad_(False)
-            with self.autocast():
-                loss_g = g_loss(c.objective, D(fake, y).float())
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            D.requires_grad_(True)
-            out["loss_g"] = loss_g.detach()
+            out["loss_g"] = generator_update(D, lambda: D(fake, y), opt_g, c.objective, self.autocast())
         return out
 
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:

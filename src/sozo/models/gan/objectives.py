@@ -61,3 +61,19 @@ def clip_weights(module: nn.Module, c: float) -> None:
     """WGAN weight clipping: every parameter of the critic into [-c, c]."""
     for p in module.parameters():
         p.clamp_(-c, c)
+
+
+def generator_update(critic: nn.Module, score_fakes, opt_g: torch.optim.Optimizer, kind: str,
+                     autocast) -> torch.Tensor:
+    """One generator step: ``score_fakes()`` runs the critic on the fakes (with their graph), the
+    critic's own weights need no gradient meanwhile; returns the detached generator loss."""
+    critic.requires_grad_(False)
+    try:
+        with autocast:
+            loss_g = g_loss(kind, score_fakes().float())
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+    finally:
+        critic.requires_grad_(True)
+    return loss_g.detach()
