@@ -98,8 +98,8 @@ def test_ema_setting_is_checked():
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs"
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), f"{k} differs"
 
 
 def test_ema_is_in_last_pt_and_resume_is_bit_identical(tmp_path, monkeypatch):

@@ -7,9 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import SozoError
+
+if TYPE_CHECKING:
+    from .models.base import GenerativeModel
 
 EPILOG = """examples:
   sozo models
@@ -350,7 +353,7 @@ def _add_raw(parser: argparse.ArgumentParser) -> None:
                         help="use the live weights, not their EMA (runs trained with --set ema=...)")
 
 
-def _load(args: argparse.Namespace):  # -> GenerativeModel
+def _load(args: argparse.Namespace) -> "GenerativeModel":
     """The model of ``args.run`` on ``args.device``: its EMA weights when it has them, unless --raw."""
     from .api import load
     return load(args.run, device=args.device, raw=args.raw)
