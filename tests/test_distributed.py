@@ -44,6 +44,7 @@ def _jobs() -> dict[str, dict]:
     # the default: each rank its own noise (not one process's run, but the ranks stay in step)
     jobs["dcgan-rank"] = {"family": "dcgan", "sets": FAMILIES["dcgan"] + COMMON + ["sample_every=1", "n_samples=4"]}
     jobs["dcgan-no-sync-bn"] = {"family": "dcgan", "sets": ["width=8", "latent_dim=16"] + COMMON + ["dist_rng=global"]}
+    jobs["dcgan-ema"] = {"family": "dcgan", "sets": FAMILIES["dcgan"] + COMMON + ["ema=0.9"]}
     jobs["odd-batch"] = {"family": "vae", "sets": FAMILIES["vae"] + COMMON, "opts": {"batch_size": 15}}
     for fam, sets in IN_STEP.items():  # the default (each rank its own noise): the ranks must stay in step
         jobs[f"{fam}-in-step"] = {"family": fam, "sets": sets + _DATA.get(fam, []) + COMMON, "opts": {"epochs": 3}}
@@ -93,6 +94,8 @@ def _worker(rank: int, world: int, port: int, out: str, home: str) -> None:
         pos = fit(self, resume)
         final.clear()
         final.update({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        if self.ema is not None:  # and its own EMA of them
+            final.update({f"ema:{k}": v.detach().clone() for k, v in self.ema.tensors().items()})
         return pos
     trainer_mod.Trainer.fit = keep_weights
     adam = torch.optim.Adam
@@ -229,6 +232,17 @@ def test_only_rank_0_writes_the_run_folder(two_process_runs):
     steps = [r["step"] for r in run.metrics() if r["kind"] == "step"]
     assert steps == sorted(set(steps)) and steps  # each step once
     assert sorted(p.name for p in run.samples_dir.iterdir()) == ["epoch-0001.png"]
+
+
+def test_every_rank_keeps_the_same_ema(two_process_runs):
+    """Each rank updates its EMA after every step from the same weights; rank 0's is the checkpoint's."""
+    r0, r1, out = two_process_runs
+    ema = {k: v for k, v in r0["dcgan-ema"].items() if k.startswith("ema:")}
+    assert ema and all(torch.equal(v, r1["dcgan-ema"][k]) for k, v in ema.items())
+    ckpt = load_checkpoint(Run(out / "dcgan-ema").last_ckpt)
+    assert ckpt["ema"]["updates"] == STEPS
+    assert all(torch.equal(ckpt["ema"]["tensors"][k[4:]], v) for k, v in ema.items())
+    assert not torch.equal(ckpt["ema"]["tensors"]["generator.net.0.weight"], ckpt["model"]["generator.net.0.weight"])
 
 
 def test_a_batch_that_does_not_divide_is_a_clear_error(two_process_runs):

@@ -162,8 +162,13 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     return run
 
 
-def load(run: str | Path | Run, device: str | torch.device = "cpu") -> GenerativeModel:
-    """The trained model of a run folder (weights from model/*.safetensors), in eval mode."""
+def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = False) -> GenerativeModel:
+    """The trained model of a run folder (weights from model/*.safetensors), in eval mode.
+
+    A run trained with ``ema`` > 0 loads its EMA weights (model/ema.safetensors, over the averaged
+    networks: a GAN's generator) unless ``raw=True`` asks for the live weights; ``model.uses_ema``
+    says which. Runs without EMA load their weights either way.
+    """
     run = Run(run) if not isinstance(run, Run) else run
     run.require("model")
     info = read_model_json(run)
@@ -179,11 +184,34 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu") -> Generativ
         raise SozoError(f"{run.model_dir / 'model.safetensors'} does not match its config.json "
                         f"({len(missing)} missing, {len(unexpected)} unexpected tensors)",
                         hint="the model/ folder is damaged; `sozo train --resume` rewrites it")
+    if info.get("ema") and not raw:
+        _load_ema(net, run.model_dir, info["ema"])
     if info.get("files"):  # JSON documents beside the weights (vocabularies…), parsed without pickle
         net.load_model_files({name: _read_json(run.model_dir, name) for name in info["files"]})
     from .training import resolve_device
     net.to(resolve_device(str(device)) if not isinstance(device, torch.device) else device).eval()
     return net
+
+
+def _load_ema(net: GenerativeModel, folder: Path, ema: Any) -> None:
+    """Put the EMA tensors that config.json's ``ema`` entry names over ``net``'s live weights."""
+    name = ema.get("file") if isinstance(ema, dict) else None
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors") or name.startswith("."):
+        raise SozoError(f"{folder / 'config.json'} names {name!r} as its EMA weights, which is not a "
+                        "safetensors file inside model/")
+    path = folder / name
+    if not path.exists():
+        raise SozoError(f"missing {path} (the EMA weights config.json lists)",
+                        hint="load the live weights with raw=True (--raw), or `sozo train --resume` to rewrite model/")
+    tensors = load_weights(path)
+    own = net.state_dict()
+    bad = sorted(k for k, t in tensors.items() if k not in own or own[k].shape != t.shape)
+    if bad:
+        raise SozoError(f"{path} does not match its config.json ({len(bad)} tensors do not fit, e.g. {bad[0]})",
+                        hint="the model/ folder is damaged; load the live weights with raw=True (--raw), "
+                             "or `sozo train --resume` to rewrite it")
+    net.load_state_dict(tensors, strict=False)
+    net.uses_ema = True
 
 
 def _read_json(folder: Path, name: str) -> Any:
@@ -226,19 +254,20 @@ def evaluate(runs: list[str | Path | Run] | str | Path | Run, log: Callable[[str
 
 def compose(run: str | Path | Run, out: str | Path | None = None, *, bars: int = 16, seed: int = 0,
             temperature: float | None = None, duration_temperature: float | None = None,
-            controls: dict[str, int | None] | None = None, device: str = "cpu") -> Any:
+            controls: dict[str, int | None] | None = None, device: str = "cpu", raw: bool = False) -> Any:
     """Compose a piece of ``bars`` 4/4 bars with a trained music run (music-lstm, musegan); write it to
     ``out`` when given (.mid, .musicxml, .mxl, .wav or .png, by suffix). Returns the ``sozo.music.Piece``.
 
     ``controls`` (MuseGAN): seeds per control, e.g. ``{"chords": 1, "style": 2}``; a family without
     controls raises a SozoError naming them. Temperatures left at None use the run's defaults.
+    ``raw``: the live weights, not their EMA (see :func:`load`).
     """
     from .music.notes import check_music_path, write_piece
     if out is not None:
         check_music_path(out)  # a bad suffix fails before any work, listing the formats
     if not isinstance(bars, int) or isinstance(bars, bool) or bars < 1:
         raise SozoError(f"bars must be a whole number at least 1, got {bars!r}")
-    model = load(run, device=device)
+    model = load(run, device=device, raw=raw)
     if not hasattr(model, "compose"):
         raise SozoError(f"{Path(str(run))} is a '{model.family}' run; compose needs a music run",
                         hint="train one with sozo train music-lstm (or musegan)")
@@ -253,15 +282,16 @@ def compose(run: str | Path | Run, out: str | Path | None = None, *, bars: int =
 
 def apply(run: str | Path | Run, images: list[str | Path] | str | Path | None = None, *, out: str | Path,
           folder: str | Path | None = None, reverse: bool = False, size: int | None = None,
-          device: str = "cpu", log: Callable[[str], None] = print) -> list[Path]:
+          device: str = "cpu", raw: bool = False, log: Callable[[str], None] = print) -> list[Path]:
     """Translate image files with a pix2pix or CycleGAN run (A -> B; ``reverse``: B -> A, CycleGAN only).
 
     One image: ``out`` is the file to write. Several, or every image under ``folder``: ``out`` is a
-    folder. Each output has its source's size. Returns the files written.
+    folder. Each output has its source's size. Returns the files written. ``raw``: the live weights,
+    not their EMA (see :func:`load`).
     """
     from .models.img2img.apply import apply_files
     items = [] if images is None else [images] if isinstance(images, (str, Path)) else list(images)
-    return apply_files(load(run, device=device), items, out, folder=folder, reverse=reverse, size=size, log=log)
+    return apply_files(load(run, device=device, raw=raw), items, out, folder=folder, reverse=reverse, size=size, log=log)
 
 
 def stylize(content: Any = None, style: Any = None, out: str | Path | None = "stylized.png", **options: Any) -> Any:

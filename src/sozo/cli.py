@@ -7,9 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import SozoError
+
+if TYPE_CHECKING:
+    from .models.base import GenerativeModel
 
 EPILOG = """examples:
   sozo models
@@ -82,9 +85,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    from .api import load
     from .viz.grid import save_grid
-    model = load(args.run, device=args.device)
+    model = _load(args)
     images = model.sample(args.n, seed=args.seed, labels=args.label)
     out = Path(args.out)
     _check_suffix(out, (".png", ".jpg", ".jpeg"))
@@ -96,8 +98,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
-    from .api import load
-    model = load(args.run, device=args.device)
+    model = _load(args)
     out = Path(args.out)
     _check_suffix(out, (".gif", ".png"))
     if args.from_ is not None or args.to is not None:  # between two real images (autoencoders)
@@ -111,7 +112,8 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
         if args.label is not None:
             raise SozoError("--label does not apply with --from/--to: the walk takes the two images' own labels")
         from .models.vae.tools import interpolate_between
-        res = interpolate_between(args.run, args.from_, args.to, steps=args.steps, out=out, device=args.device)
+        res = interpolate_between(args.run, args.from_, args.to, steps=args.steps, out=out, device=args.device,
+                                  raw=args.raw)
         print(f"wrote {out} ({res['description']}, {args.steps} steps)")
         return
     if not hasattr(model, "write_interpolation"):
@@ -125,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     results, table = evaluate(args.runs, n=args.n, seed=args.seed, device=args.device,
                               inception_weights=args.inception_weights, k=args.k, split=args.split,
                               beam=args.beam, length_penalty=args.length_penalty, bleu_tokenize=args.bleu_tokenize,
-                              log=lambda m: print(m, file=sys.stderr))
+                              raw=args.raw, log=lambda m: print(m, file=sys.stderr))
     print(table)
     for path in results:
         extra = " and modes.png" if "modes" in results[path] else ""
@@ -136,7 +138,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     from .models.vae.tools import reconstruct_grid
     out = Path(args.out)
     _check_suffix(out, (".png", ".jpg", ".jpeg"))
-    res = reconstruct_grid(args.run, out, n=args.n, split=args.split, nrow=args.nrow, device=args.device)
+    res = reconstruct_grid(args.run, out, n=args.n, split=args.split, nrow=args.nrow, device=args.device,
+                           raw=args.raw)
     print(f"wrote {out} ({res['n']} {args.split} images, originals above their reconstructions; "
           f"mean BCE {res['bce']:.1f} nats per image)")
 
@@ -145,7 +148,7 @@ def cmd_latent_map(args: argparse.Namespace) -> None:
     from .models.vae.tools import latent_map
     out = Path(args.out)
     _check_suffix(out, (".png",))
-    res = latent_map(args.run, out, n=args.n, split=args.split, grid=args.grid, device=args.device)
+    res = latent_map(args.run, out, n=args.n, split=args.split, grid=args.grid, device=args.device, raw=args.raw)
     how = " (PCA to 2-D)" if res["pca"] else ""
     print(f"wrote {out} ({res['n']} codes{how}{', with decoded codes beside' if res['manifold'] else ''})")
 
@@ -156,13 +159,12 @@ def cmd_latent_arith(args: argparse.Namespace) -> None:
     _check_suffix(out, (".png", ".gif"))
     res = latent_arithmetic(args.run, add=args.add, subtract=args.subtract, out=out, attributes=args.attributes,
                             images=args.images, n=args.n, steps=args.steps, strength=args.strength,
-                            seed=args.seed, device=args.device)
+                            seed=args.seed, device=args.device, raw=args.raw)
     print(f"wrote {out} ({res['n']} images, a row each: the original, then code + s * vector "
           f"for s = {', '.join(map(str, res['scales']))})")
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    from .api import load
     texts = list(args.text)
     if args.file is not None:
         if texts:
@@ -174,7 +176,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
         raise SozoError("nothing to translate: an argument is empty", hint='quote the sentence: sozo translate RUN "…"')
     if args.attention_map:
         _check_suffix(Path(args.attention_map), (".png", ".pdf", ".svg"))
-    model = load(args.run, device=args.device)
+    model = _load(args)
     if not hasattr(model, "translate"):
         raise SozoError(f"{args.run} is a '{model.family}' run; translate needs a seq2seq run",
                         hint="train one with sozo train seq2seq --data …")
@@ -203,8 +205,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
 
 def cmd_write(args: argparse.Namespace) -> None:
-    from .api import load
-    model = load(args.run, device=args.device)
+    model = _load(args)
     if not hasattr(model, "write"):
         raise SozoError(f"{args.run} is a '{model.family}' run; write needs a language-model run",
                         hint="train one with sozo train text-lstm --data book.txt")
@@ -276,7 +277,7 @@ def cmd_compose(args: argparse.Namespace) -> None:
     given = {k: v for k, v in controls.items() if v is not None}
     piece = compose(args.run, args.out, bars=args.bars, seed=args.seed, temperature=args.temperature,
                     duration_temperature=args.duration_temperature, controls=controls if given else None,
-                    device=args.device)
+                    device=args.device, raw=args.raw)
     extra = "".join(f", {k} {v}" for k, v in given.items())
     print(f"wrote {args.out} ({args.bars} bars, {len(piece.notes)} notes, {len(piece.parts)} "
           f"part{'s' if len(piece.parts) != 1 else ''}, seed {args.seed}{extra})")
@@ -308,7 +309,7 @@ def cmd_data_download(args: argparse.Namespace) -> None:
 def cmd_apply(args: argparse.Namespace) -> None:
     from .api import apply
     written = apply(args.run, args.images, out=args.out, folder=args.folder, reverse=args.reverse, size=args.size,
-                    device=args.device, log=lambda m: print(m, file=sys.stderr))
+                    device=args.device, raw=args.raw, log=lambda m: print(m, file=sys.stderr))
     if len(written) == 1:
         print(f"wrote {written[0]}")
     else:
@@ -344,6 +345,18 @@ def cmd_gallery(args: argparse.Namespace) -> None:
     from .gallery import serve
     serve(args.root, host=args.host, port=args.port, device=args.device, open_browser=args.open,
           log=lambda m: print(m, file=sys.stderr))
+
+
+def _add_raw(parser: argparse.ArgumentParser) -> None:
+    """--raw on a command that loads a trained model to make something."""
+    parser.add_argument("--raw", action="store_true",
+                        help="use the live weights, not their EMA (runs trained with --set ema=...)")
+
+
+def _load(args: argparse.Namespace) -> "GenerativeModel":
+    """The model of ``args.run`` on ``args.device``: its EMA weights when it has them, unless --raw."""
+    from .api import load
+    return load(args.run, device=args.device, raw=args.raw)
 
 
 def _check_suffix(path: Path, allowed: tuple[str, ...]) -> None:
@@ -395,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=_positive("--nrow"), help="images per row")
     s.add_argument("--out", default="samples.png")
     s.add_argument("--device", default="cpu")
+    _add_raw(s)
     s.set_defaults(func=cmd_sample)
 
     s = sub.add_parser("evaluate", help="FD, KID, precision/recall and mode coverage beside the real-data floor")
@@ -412,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--length-penalty", type=float, default=0.6, help="seq2seq: beam length penalty alpha (default 0.6)")
     s.add_argument("--bleu-tokenize", default="none",
                    help="seq2seq: sacrebleu tokenizer (default none: the corpus's own tokens; 13a for raw text)")
+    _add_raw(s)
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("interpolate", help="a latent walk as an animated GIF or a PNG strip")
@@ -425,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="autoencoders: walk from this held-out image (its index, or label=C for the first of class C)")
     s.add_argument("--to", metavar="IMAGE", help="autoencoders: ... to this held-out image")
     s.add_argument("--device", default="cpu")
+    _add_raw(s)
     s.set_defaults(func=cmd_interpolate)
 
     s = sub.add_parser("reconstruct", help="autoencoders: real images with their reconstructions below them")
@@ -434,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=_positive("--nrow"), help="images per row (default up to 16)")
     s.add_argument("--out", default="recon.png")
     s.add_argument("--device", default="cpu")
+    _add_raw(s)
     s.set_defaults(func=cmd_reconstruct)
 
     s = sub.add_parser("latent-map", help="autoencoders: a 2-D scatter of codes coloured by label (PCA when larger)")
@@ -444,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="2-D latents: decoded codes on a GRID x GRID lattice beside the scatter (0: none)")
     s.add_argument("--out", default="latent.png")
     s.add_argument("--device", default="cpu")
+    _add_raw(s)
     s.set_defaults(func=cmd_latent_map)
 
     s = sub.add_parser("latent-arith",
@@ -463,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="which images the vectors are averaged over")
     s.add_argument("--out", default="arith.png", help=".png (a row per image) or .gif")
     s.add_argument("--device", default="cpu")
+    _add_raw(s)
     s.set_defaults(func=cmd_latent_arith)
 
     s = sub.add_parser("translate", help="seq2seq: translate sentences with a trained run",
@@ -477,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--attention-map", metavar="FILE.png", help="draw the attention weights (one file a sentence)")
     s.add_argument("--show-tokens", action="store_true", help="print the segmentation and unknown words to stderr")
     s.add_argument("--device", default="cpu")
+    _add_raw(s)
     s.set_defaults(func=cmd_translate)
 
     s = sub.add_parser("write", help="language models: continue a prompt in the style of the training text",
@@ -496,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--choices", type=_positive("--choices"), default=10,
                    help="words offered at each step with --interactive (default 10)")
     s.add_argument("--device", default="cpu")
+    _add_raw(s)
     s.set_defaults(func=cmd_write)
 
     s = sub.add_parser("compose", help="music: compose a piece with a music-lstm or musegan run",
@@ -516,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{control}", type=int, metavar="SEED", help=f"musegan: a seed for {what}")
     s.add_argument("--out", default="piece.mid", help="piece.mid (default), .musicxml, .mxl, .wav or .png")
     s.add_argument("--device", default="cpu")
+    _add_raw(s)
     s.set_defaults(func=cmd_compose)
 
     s = sub.add_parser("data", help="datasets: download a public corpus into the cache")
@@ -541,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=_positive("--size"),
                    help="shorter side the model sees (default: the run's training size); output keeps the source size")
     s.add_argument("--device", default="cpu")
+    _add_raw(s)
     s.set_defaults(func=cmd_apply)
 
     s = sub.add_parser("stylize", help="neural style transfer: a photo painted in the style of another image",

@@ -44,6 +44,9 @@ class TrainConfig:
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile the networks (auto: on CUDA); falls back to eager
     deterministic: bool = False  # torch.use_deterministic_algorithms for bit-exact reruns
     threads: int = 0  # CPU threads for torch (0: torch's default)
+    # EMA of the weights (0: off), e.g. 0.999: sampling, evaluation and `sozo.load` use it (--raw: the live weights)
+    ema: float = 0.0
+    ema_warmup: bool = True  # decay of update t: min(ema, (1 + t) / (10 + t)), so early weights fade fast
     # several processes (torchrun / --nproc): batch_size is the global batch, shared out over them
     sync_bn: bool = False  # batch norm statistics over the global batch, not each process's share
     dist_rng: Literal["rank", "global"] = "rank"  # rank: each process its own noise; global: one process's noise, shared out
@@ -52,6 +55,9 @@ class TrainConfig:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
         _at_least(self, 2, "eval_samples")
         _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads")
+        if not 0.0 <= self.ema < 1.0:
+            raise SozoError(f"'ema' (the decay of the weights' moving average) must be in [0, 1), got {self.ema}",
+                            hint="for example --set ema=0.999 (0: no EMA)")
 
 
 @dataclass

@@ -38,6 +38,7 @@ class GenerativeModel(nn.Module):
         # steps the whole run takes, set by the trainer: a family derives learning-rate schedules
         # from (step, total_steps) inside training_step, so they resume exactly with no extra state
         self.total_steps: int = 0
+        self.uses_ema: bool = False  # set by sozo.load: the weights are training's EMA (model/ema.safetensors)
 
     # --- configuration ---------------------------------------------------------------------
     @classmethod
@@ -100,6 +101,11 @@ class GenerativeModel(nn.Module):
         """The networks ``torch.compile`` may speed up (default: every child module). A family leaves
         out networks that see a double backward (a gradient penalty), which compile cannot trace."""
         return list(self.children())
+
+    def ema_networks(self) -> list[nn.Module]:
+        """The networks whose weights the trainer averages when ``ema`` is set (default: the whole
+        model). A GAN averages only its generator: the critic is never used to make anything."""
+        return [self]
 
     def epoch_batches(self, n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
         """Index tensors of one epoch's batches, drawn only from ``generator`` (exact resume needs that).

@@ -6,6 +6,11 @@ Exact resume: the batch order of epoch ``e`` is a permutation drawn from a gener
 (seed, e), and a checkpoint stores the position inside the epoch plus the global RNG states, so a
 resumed run draws the same batches and the same noise as one that never stopped.
 
+EMA (``ema > 0``): after every step the trainer moves a shadow copy of the family's
+``ema_networks()`` towards the live weights (:mod:`.ema`); the shadow is part of last.pt (exact on
+resume and rollback), is what the epoch's samples and the callbacks see, and is written to
+model/ema.safetensors, which ``sozo.load`` uses unless ``raw=True``.
+
 Under torchrun (several processes) the same loop runs in every process: see :mod:`.distributed`
 for how batches, gradients, batch norm, noise, metrics, files and resume are shared out.
 """
@@ -18,17 +23,19 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from . import distributed
+from .ema import EMA
 from ..config import TrainConfig
 from ..errors import SozoError
 from ..models.base import GenerativeModel
 from ..runs import Run, load_checkpoint, save_checkpoint, save_weights, write_json
 
 CKPT_VERSION = 1
+EMA_FILE = "ema.safetensors"  # model/EMA_FILE: the EMA weights beside model.safetensors (ema > 0)
 MAX_ROLLBACKS = 3
 
 
@@ -140,12 +147,28 @@ class Trainer:
         use_bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
         self.model.amp_dtype = torch.bfloat16 if use_bf16 else None
         self.model.configure_optimizers()
+        # the EMA of the weights (ema > 0): on every rank alike, as the ranks' weights are equal
+        self.ema = self._new_ema() if self.cfg.ema > 0 else None
         self._stop = False
         self._tb = None
         if self.is_main:  # temporaries of writes a killed process never finished
             for folder in (self.run.last_ckpt.parent, self.run.model_dir):
                 for tmp in folder.glob(".*.tmp") if folder.exists() else ():
                     tmp.unlink(missing_ok=True)
+
+    def _new_ema(self) -> EMA:
+        """Shadow weights of the family's ``ema_networks()``, starting from the weights now."""
+        try:
+            return EMA(self.model, self.model.ema_networks(), self.cfg.ema, self.cfg.ema_warmup)
+        except ValueError as e:
+            raise SozoError(f"'{self.model.family}' cannot keep an EMA of its weights: {e}",
+                            hint="train it with --set ema=0") from None
+
+    @contextlib.contextmanager
+    def ema_weights(self) -> Iterator[None]:
+        """Inside the block the model holds the EMA weights (when EMA is on); its live ones after it."""
+        with self.ema.swapped() if self.ema is not None else contextlib.nullcontext():
+            yield
 
     # --- checkpoints ---------------------------------------------------------------------
     def state_dict(self, rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -157,6 +180,8 @@ class Trainer:
             "step": self.pos.step, "epoch": self.pos.epoch, "batch": self.pos.batch,
             "rng": rng_state(),
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         if rng_ranks is not None:  # several processes: each rank's own stream, for an exact resume
             state["rng_ranks"] = rng_ranks
         return state
@@ -190,11 +215,20 @@ class Trainer:
     def save_model(self) -> None:
         save_weights(self.run.model_dir / "model.safetensors", self.model.state_dict(),
                      metadata={"family": self.model.family, "step": str(self.pos.step)})
+        ema_file = self.run.model_dir / EMA_FILE
+        ema_info = {}
+        if self.ema is not None:  # the averaged networks' tensors, keyed as in model.safetensors
+            save_weights(ema_file, self.ema.tensors(), metadata={"family": self.model.family, "step": str(self.pos.step),
+                                                                  "decay": str(self.ema.decay)})
+            ema_info = {"ema": {"decay": self.ema.decay, "warmup": self.ema.warmup, "updates": self.ema.updates,
+                                "file": EMA_FILE}}
+        else:  # a run resumed with ema=0: no stale average beside the new weights
+            ema_file.unlink(missing_ok=True)
         files = self.model.model_files()  # e.g. vocabularies: JSON beside the weights, listed in config.json
         for name, doc in files.items():
             write_json(self.run.model_dir / name, doc)
         write_json(self.run.model_dir / "config.json", {**self.model_info, "step": self.pos.step,
-                                                        "epoch": self.pos.epoch,
+                                                        "epoch": self.pos.epoch, **ema_info,
                                                         **({"files": sorted(files)} if files else {})})
 
     def load(self) -> None:
@@ -206,6 +240,11 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             for k, opt in self.model.optimizers.items():
                 opt.load_state_dict(state["optimizers"][k])
+            if self.ema is not None and "ema" in state:
+                self.ema.load_state_dict(state["ema"])
+            elif self.ema is not None:  # ema switched on when resuming: the average starts from these weights
+                self.ema = self._new_ema()
+                self.log(f"the checkpoint has no EMA of the weights: it starts now, at step {int(state['step'])}")
         except (KeyError, RuntimeError, ValueError) as e:
             raise SozoError(f"{self.run.last_ckpt} does not fit this model: {str(e).splitlines()[0]}",
                             hint="was the run's config.yaml edited after training started?") from None
@@ -357,6 +396,8 @@ class Trainer:
                 else:
                     with self._global_draws(batch):
                         losses = model.training_step(batch, self.pos.step)
+                if self.ema is not None:
+                    self.ema.update()  # one fused lerp on the device, no host sync
                 for k, v in losses.items():  # accumulate on the device: no host sync per step
                     sums[k] = sums[k] + v if k in sums else v.clone()
                     counts[k] = counts.get(k, 0) + 1
@@ -426,12 +467,14 @@ class Trainer:
         if self.is_main and cfg.sample_every and (e % cfg.sample_every == 0 or e == cfg.epochs):
             # the RNG state is saved and restored so samples never change the training noise
             state = rng_state()
-            self.model.write_samples(self.run.sample_path(e, self.model.sample_ext()), cfg.n_samples, seed=cfg.seed)
+            with self.ema_weights():  # samples and measures show the EMA weights when EMA is on
+                self.model.write_samples(self.run.sample_path(e, self.model.sample_ext()), cfg.n_samples, seed=cfg.seed)
             set_rng_state(state)
             self.model.train()
         for cb in self.callbacks if self.is_main else ():  # measures: rank 0's (identical) weights suffice
             state = rng_state()
-            extra = cb(self, e)
+            with self.ema_weights():
+                extra = cb(self, e)
             set_rng_state(state)
             self.model.train()
             if extra:

@@ -116,6 +116,9 @@ class GAN(ImageModel):
         # the WGAN-GP critic sees the penalty's double backward: it stays eager
         return [self.generator] if self.config.objective == "wasserstein-gp" else [self.generator, self.discriminator]
 
+    def ema_networks(self) -> list[nn.Module]:
+        return [self.generator]  # samples come from the generator; the critic's average is never used
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         fused = self.adam_options()

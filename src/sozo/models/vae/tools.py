@@ -73,13 +73,15 @@ def require_encoder(model: Any, what: str) -> VAE:
     return model
 
 
-def open_run(run: str | Path | Run, what: str, device: str = "cpu") -> RunData:
-    """The run's model (an autoencoder, else a SozoError naming ``what``) with its train / held-out data."""
+def open_run(run: str | Path | Run, what: str, device: str = "cpu", raw: bool = False) -> RunData:
+    """The run's model (an autoencoder, else a SozoError naming ``what``) with its train / held-out data.
+
+    ``raw``: the live weights, not their EMA (``sozo.load``'s ``raw``)."""
     from ...api import load, prepare_data, run_config
     from ...config import build_run_config
     from ...registry import get_model
 
-    model = require_encoder(load(run, device=device), what)
+    model = require_encoder(load(run, device=device, raw=raw), what)
     cfg = run_config(run)
     name = cfg["model"]["name"]
     rc = build_run_config(name, get_model(name), cfg)
@@ -94,10 +96,10 @@ def open_run(run: str | Path | Run, what: str, device: str = "cpu") -> RunData:
 # --- reconstructions ---------------------------------------------------------------------------
 
 def reconstruct_grid(run: str | Path | Run, out: str | Path, n: int = 16, split: str = "heldout",
-                     nrow: int | None = None, device: str = "cpu") -> dict[str, Any]:
+                     nrow: int | None = None, device: str = "cpu", raw: bool = False) -> dict[str, Any]:
     """The first ``n`` images of ``split`` with their reconstructions directly below them (a row of
     originals, then a row of reconstructions, repeated). Returns {"path", "n", "bce"}."""
-    rd = open_run(run, "reconstruct", device)
+    rd = open_run(run, "reconstruct", device, raw)
     part = rd.split(split)
     n = min(n, len(part["images"]))
     x, y = part["images"][:n], rd.labels_for(part, slice(0, n))
@@ -131,11 +133,11 @@ def _to_plane(codes: torch.Tensor) -> tuple[np.ndarray, tuple[str, str], torch.T
 
 
 def latent_map(run: str | Path | Run, out: str | Path, n: int = 5000, split: str = "all",
-               grid: int = 15, device: str = "cpu") -> dict[str, Any]:
+               grid: int = 15, device: str = "cpu", raw: bool = False) -> dict[str, Any]:
     """A scatter of the codes of up to ``n`` images of ``split``, coloured by label; PCA to 2-D when
     the latent has more dimensions. With a 2-D latent (not a cvae) a second panel shows the images the
     decoder makes on a ``grid`` x ``grid`` lattice over the same square. Returns {"path", "n", ...}."""
-    rd = open_run(run, "latent-map", device)
+    rd = open_run(run, "latent-map", device, raw)
     part = rd.split(split)
     n = min(n, len(part["images"]))
     labels = part.get("labels")
@@ -194,12 +196,12 @@ def pick_image(rd: RunData, token: str | int, flag: str = "--from") -> int:
 
 
 def interpolate_between(run: str | Path | Run, start: str | int, end: str | int, steps: int, out: str | Path,
-                        device: str = "cpu") -> dict[str, Any]:
+                        device: str = "cpu", raw: bool = False) -> dict[str, Any]:
     """Decode the straight line between the codes of held-out images ``start`` and ``end``.
 
     PNG: one row, the real image, the ``steps`` decoded codes, the other real image. GIF: a frame per step.
     """
-    rd = open_run(run, "interpolation between real images (--from/--to)", device)
+    rd = open_run(run, "interpolation between real images (--from/--to)", device, raw)
     i, j = pick_image(rd, start, "--from"), pick_image(rd, end, "--to")
     held = rd.heldout
     a, b = held["images"][i:i + 1], held["images"][j:j + 1]
@@ -286,7 +288,7 @@ def _attribute_images(rd: RunData, attrs: Any, folder: Path, rows: np.ndarray) -
 def latent_arithmetic(run: str | Path | Run, add: list[str], subtract: list[str], out: str | Path, *,
                       attributes: str | Path | None = None, images: str | Path | None = None, n: int = 8,
                       steps: int = 5, strength: float = 1.5, pool: int = 2000, seed: int = 0,
-                      device: str = "cpu") -> dict[str, Any]:
+                      device: str = "cpu", raw: bool = False) -> dict[str, Any]:
     """Add and subtract attribute vectors in latent space and decode.
 
     A class's vector (``label=C``) is mean(code | class C) - mean(code), over the training split; an
@@ -303,7 +305,7 @@ def latent_arithmetic(run: str | Path | Run, add: list[str], subtract: list[str]
                         hint='e.g. --add "label=8" --subtract "label=3", or --add Smiling')
     if steps < 2:
         raise SozoError(f"--steps must be at least 2, got {steps}")
-    rd = open_run(run, "latent arithmetic", device)
+    rd = open_run(run, "latent arithmetic", device, raw)
     model = rd.model
     attrs = None
     if attributes is not None:
