@@ -55,7 +55,8 @@ def softplus(x: float) -> float:
 @pytest.mark.parametrize("name,d,g", [
     # bce: -log sigmoid(r) = softplus(-r); -log(1 - sigmoid(f)) = softplus(f); G (non-saturating): softplus(-f)
     ("bce", (softplus(-2) + softplus(1)) / 2 + (softplus(0.5) + softplus(-3)) / 2, (softplus(-0.5) + softplus(3)) / 2),
-    ("least-squares", ((2 - 1) ** 2 + (-1 - 1) ** 2) / 2 + (0.5 ** 2 + 3 ** 2) / 2, ((0.5 - 1) ** 2 + (-3 - 1) ** 2) / 2),
+    ("least-squares", ((2 - 1) ** 2 + (-1 - 1) ** 2) / 2 + (0.5 ** 2 + 3 ** 2) / 2,
+     ((0.5 - 1) ** 2 + (-3 - 1) ** 2) / 2),
     ("wasserstein-clip", (0.5 - 3) / 2 - (2 - 1) / 2, -(0.5 - 3) / 2),
     ("wasserstein-gp", (0.5 - 3) / 2 - (2 - 1) / 2, -(0.5 - 3) / 2),
     # hinge: relu(1 - 2) = 0, relu(1 + 1) = 2; relu(1 + 0.5) = 1.5, relu(1 - 3) = 0
@@ -99,7 +100,8 @@ def test_gradient_penalty_zero_for_unit_gradient_critic():
     # any rank: (B, K, N, S, P) music rolls get one eps per example too
     w5 = torch.randn(1, 2, 2, 3, 4)
     unit5 = lambda x: (x * w5).flatten(1).sum(1) / w5.norm()  # noqa: E731
-    assert gradient_penalty(unit5, torch.randn(3, 2, 2, 3, 4), torch.randn(3, 2, 2, 3, 4)).item() == pytest.approx(0, abs=1e-10)
+    real5, fake5 = torch.randn(3, 2, 2, 3, 4), torch.randn(3, 2, 2, 3, 4)
+    assert gradient_penalty(unit5, real5, fake5).item() == pytest.approx(0, abs=1e-10)
 
 
 def test_r1_by_hand():
@@ -235,19 +237,35 @@ def test_run_folders_without_the_new_options_still_load(tmp_path):
     run = sozo.train("wgan-gp", out=tmp_path / "r", set=["width=8", "latent_dim=16", "limit=64"], **tiny_options())
     want = sozo.load(run).sample(4, seed=1)
     # strip what the current main does not write: penalty, penalty_weight, spectral_norm
+    new = ("penalty", "penalty_weight", "spectral_norm")
     info_path = run.model_dir / "config.json"
     info = json.loads(info_path.read_text())
-    text = json.dumps(info)
-    for key in ("penalty", "penalty_weight", "spectral_norm"):
-        assert key in text
+    assert all(key in json.dumps(info) for key in new)
+
     def strip(obj):
-        if isinstance(obj, dict):
-            return {k: strip(v) for k, v in obj.items() if k not in ("penalty", "penalty_weight", "spectral_norm")}
-        return obj
+        return {k: strip(v) for k, v in obj.items() if k not in new} if isinstance(obj, dict) else obj
     info_path.write_text(json.dumps(strip(info)))
-    yaml_lines = run.config_yaml.read_text().splitlines()
-    run.config_yaml.write_text("\n".join(ln for ln in yaml_lines
-                                         if ln.strip().split(":")[0] not in ("penalty", "penalty_weight", "spectral_norm")) + "\n")
+    lines = run.config_yaml.read_text().splitlines()
+    run.config_yaml.write_text("\n".join(ln for ln in lines if ln.strip().split(":")[0] not in new) + "\n")
+    assert "penalty" not in run.config_yaml.read_text() and "spectral_norm" not in info_path.read_text()
     model = sozo.load(run)
     assert model.adversary.penalty is PENALTIES["gp"] and model.adversary.penalty_weight == 10.0
     assert torch.equal(model.sample(4, seed=1), want)
+
+
+# --- the image-to-image families take every objective -----------------------------------------------
+
+I2I = ["g_width=4", "d_width=4", "limit=64", "load_size=36", "flip=true"]
+
+
+def test_pix2pix_hinge_and_cyclegan_clipping():
+    model, train = build("pix2pix", I2I + ["objective=hinge"])
+    losses = check_step_changes(model, first_batch(train, 4), step=0, expect={"generator": True, "discriminator": True})
+    assert {"loss_d", "loss_g", "loss_g_gan", "l1"} <= set(losses) and "wdist" not in losses
+    model, train = build("cyclegan", I2I + ["pool_size=4", "objective=wasserstein-clip"])
+    nets = {n: True for n in model.generator_names + model.discriminator_names}
+    losses = check_step_changes(model, first_batch(train, 4), step=0, expect=nets)
+    assert "wdist" in losses and "gp" not in losses
+    for d in model.discriminators():  # one optimiser step for both critics, then both clipped
+        assert max(p.abs().max().item() for p in d.parameters()) <= 0.01 + 1e-7
+    assert model.compiled_networks() == model.generators() + model.discriminators()

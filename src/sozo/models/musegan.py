@@ -427,7 +427,8 @@ class MuseGAN(GenerativeModel):
 
         # --- generator: the critic's weights need no gradient, only its input
         if update_g:
-            out["loss_g"] = generator_update(D, opt_g, lambda: generator_loss(self.adversary, lambda: D(fake), self.autocast()))
+            out["loss_g"] = generator_update(D, opt_g, lambda: generator_loss(self.adversary, lambda: D(fake),
+                                                                              self.autocast()))
         return out
 
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:

@@ -298,15 +298,16 @@ def adversary(objective: str, penalty: str = "auto", penalty_weight: Optional[fl
     obj = get_objective(objective)
     name = obj.default_penalty if penalty == "auto" else (None if penalty == "none" else penalty)
     if obj.default_penalty is not None and name != obj.default_penalty:
-        raise SozoError(f"objective {obj.name} is defined with the {obj.default_penalty} penalty, not "
-                        f"{penalty!r}", hint=f"leave out 'penalty', or choose another objective "
-                                             f"(e.g. --set objective=wasserstein-clip)")
+        raise SozoError(f"objective {obj.name} is defined with the {obj.default_penalty} penalty, not {penalty!r}",
+                        hint="leave out 'penalty', or choose another objective (e.g. --set objective=wasserstein-clip)")
     pen = get_penalty(name) if name is not None else None
     if penalty_weight is not None and penalty_weight < 0:
         raise SozoError(f"'penalty_weight' must be at least 0, got {penalty_weight}")
     weight = 0.0
-    if pen is not None:
-        weight = penalty_weight if penalty_weight is not None else (gp_lambda if pen.name == "gp" else pen.default_weight)
+    if pen is not None and penalty_weight is not None:
+        weight = penalty_weight
+    elif pen is not None:
+        weight = gp_lambda if pen.name == "gp" else pen.default_weight
     if obj.clips_weights and not clip > 0:
         raise SozoError(f"'clip' must be positive, got {clip}", hint="for example --set clip=0.01")
     return Adversary(obj, pen, float(weight), clip)
