@@ -14,7 +14,7 @@ For each track and bar, a bar generator (its own per track) turns [chords_b, sty
 groove_k] into a (steps, pitches) grid in [-1, 1] (dense -> transposed convs along time, then along
 pitch: an octave factor, then the 12 semitones). The critic (3-D convs over bars x steps x pitches,
 tracks as channels) is trained with WGAN-GP, the objective shared with the image GANs
-(``sozo.models.gan.objectives``): a critic update every batch, a generator update every
+(``sozo.nn.adversarial``): a critic update every batch, a generator update every
 ``n_critic``-th batch.
 
 Sampling takes, per track and step, the highest pitch (argmax: one note per voice; with
@@ -63,10 +63,10 @@ from torch import nn
 from ..config import DataConfig, replace
 from ..data import pianoroll as pr
 from ..errors import SozoError
+from ..nn.adversarial import Adversary, adversary, compiled_networks, critic_update, generator_loss, generator_update
 from ..registry import register_model
 from ..viz.table import text_table
 from .base import GenerativeModel
-from .gan.objectives import d_loss, generator_update, gradient_penalty
 
 CONTROLS = ("chords", "style", "melody", "groove")
 BUNDLED_NAMES = ("", "mnist-sample", "chorales", "bach", "bach-chorales")  # mnist-sample: --data not given
@@ -136,6 +136,10 @@ class MuseGANConfig:
     @property
     def steps(self) -> int:
         return self.n_bars * self.steps_per_bar
+
+    def adversary(self) -> Adversary:
+        """WGAN-GP with this lambda."""
+        return adversary("wasserstein-gp", gp_lambda=self.gp_lambda)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,6 +326,7 @@ class MuseGAN(GenerativeModel):
         super().__init__(config, class_names)
         self.generator = Generator(config)
         self.critic = Critic(config)
+        self.adversary = config.adversary()
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         w = state_dict.get("critic.bars1.weight")
@@ -371,7 +376,7 @@ class MuseGAN(GenerativeModel):
 
     # --- training --------------------------------------------------------------------------
     def compiled_networks(self) -> list[nn.Module]:
-        return [self.generator]  # the critic sees the gradient penalty's double backward
+        return compiled_networks(self.adversary, self.generator, self.critic)  # WGAN-GP: the generator only
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
@@ -414,25 +419,16 @@ class MuseGAN(GenerativeModel):
         real = self.to_roll(self.augment(batch["pitches"]))  # (B, K, N, S, P)
         B = real.size(0)
         update_g = step % c.n_critic == 0
-        out: dict[str, torch.Tensor] = {}
         with torch.set_grad_enabled(update_g), self.autocast():
             fake = G(**self.latents(B, device=self.device))  # (B, K, N, S, P)
 
-        # --- critic: WGAN-GP (the penalty's interpolates are 4-D for the shared helper: tracks x bars merged)
-        with self.autocast():
-            real_out, fake_out = D(real), D(fake.detach())
-            loss_d = d_loss("wasserstein-gp", real_out.float(), fake_out.float())
-        shape = real.shape[1:]
-        gp = gradient_penalty(lambda x: D(x.view(-1, *shape)), real.flatten(1, 2), fake.detach().flatten(1, 2))
-        loss_d = loss_d + c.gp_lambda * gp
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        out.update(loss_d=loss_d.detach(), gp=gp.detach(), wdist=(real_out.mean() - fake_out.mean()).detach().float())
+        # --- critic: WGAN-GP (loss_d, gp, wdist)
+        out = critic_update(self.adversary, D, real, fake.detach(), opt_d, self.autocast())
 
         # --- generator: the critic's weights need no gradient, only its input
         if update_g:
-            out["loss_g"] = generator_update(D, lambda: D(fake), opt_g, "wasserstein-gp", self.autocast())
+            out["loss_g"] = generator_update(D, opt_g, lambda: generator_loss(self.adversary, lambda: D(fake),
+                                                                              self.autocast()))
         return out
 
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:

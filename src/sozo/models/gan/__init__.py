@@ -1,6 +1,7 @@
 """The GAN family: gan (MLP), dcgan, wgan, wgan-gp, cgan.
 
 One class does the work; the registered names are presets of networks + objective + optimiser.
+Objectives, penalties, spectral norm and the update helpers are ``sozo.nn.adversarial``'s.
 The step: a critic update on every batch, a generator update on every ``n_critic``-th batch.
 The discriminator sees real and fake batches in separate forward passes (with batch norm, a
 mixed batch gives a different, worse gradient).
@@ -18,12 +19,13 @@ from torch import nn
 from ...config import replace
 from ...data.images import to_float
 from ...errors import SozoError
+from ...nn.adversarial import (Adversary, ObjectiveName, PenaltyChoice, add_spectral_norm, adversary,
+                               compiled_networks, critic_update, generator_loss, generator_update)
 from ...nn.init import normal_init
 from ...registry import register_variant
 from ...viz.grid import make_grid, save_gif, save_grid, save_image
 from ..images import ImageModel, fit_image_config
 from .networks import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, conv_sizes, conv_start
-from .objectives import clip_weights, d_loss, generator_update, gradient_penalty
 
 
 @dataclass
@@ -49,11 +51,14 @@ class GANConfig:
     g_norm: Literal["batch", "none"] = "batch"
     d_norm: Literal["batch", "instance", "layer", "none"] = "batch"
     init_std: float = 0.02  # N(0, std) weights as in the DCGAN paper (0: PyTorch's default init)
-    # objective
-    objective: Literal["bce", "wasserstein-clip", "wasserstein-gp", "least-squares"] = "bce"
+    spectral_norm: bool = False  # spectral normalisation of every conv / linear weight of the critic (SNGAN)
+    # objective (sozo.nn.adversarial): bce, least-squares, wasserstein-clip, wasserstein-gp, hinge
+    objective: ObjectiveName = "bce"
+    penalty: PenaltyChoice = "auto"  # auto: the objective's own (gp for wasserstein-gp, else none); none, gp, r1
+    penalty_weight: Optional[float] = None  # None: gp_lambda for gp, gamma 10 for r1
     n_critic: int = 1  # critic updates per generator update
     clip: float = 0.01  # wasserstein-clip
-    gp_lambda: float = 10.0  # wasserstein-gp
+    gp_lambda: float = 10.0  # the gradient penalty's lambda (wasserstein-gp, penalty=gp)
     # optimiser
     optimizer: Literal["adam", "rmsprop"] = "adam"
     lr_g: float = 2e-4
@@ -75,9 +80,13 @@ class GANConfig:
             raise SozoError(f"'image_size' must be at least 4, got {self.image_size}")
         if self.channels not in (None, 1, 3):
             raise SozoError(f"'channels' must be 1 or 3, got {self.channels}")
-        if self.objective == "wasserstein-gp" and self.d_norm == "batch":
-            raise SozoError("a gradient penalty is per sample, so the WGAN-GP critic cannot use batch norm",
-                            hint="--set d_norm=instance (or layer, none)")
+        adv = self.adversary()
+        if self.arch == "conv":
+            adv.check_norm(self.d_norm, "d_norm")
+
+    def adversary(self) -> Adversary:
+        """The objective, penalty and clipping these options choose (checked)."""
+        return adversary(self.objective, self.penalty, self.penalty_weight, self.clip, self.gp_lambda)
 
 
 class GAN(ImageModel):
@@ -99,6 +108,9 @@ class GAN(ImageModel):
             self.discriminator = ConvDiscriminator(c.image_size, c.channels, c.width, c.d_norm, k)
         if c.init_std > 0:
             normal_init(self, c.init_std)
+        if c.spectral_norm:  # after the init: the normalised weight starts from the initialised one
+            add_spectral_norm(self.discriminator)
+        self.adversary = c.adversary()
 
     # --- config --------------------------------------------------------------------------
     @classmethod
@@ -113,8 +125,8 @@ class GAN(ImageModel):
         return torch.channels_last if self.config.arch == "conv" else torch.contiguous_format
 
     def compiled_networks(self) -> list[nn.Module]:
-        # the WGAN-GP critic sees the penalty's double backward: it stays eager
-        return [self.generator] if self.config.objective == "wasserstein-gp" else [self.generator, self.discriminator]
+        # a critic under a gradient penalty sees its double backward: it stays eager
+        return compiled_networks(self.adversary, self.generator, self.discriminator)
 
     def ema_networks(self) -> list[nn.Module]:
         return [self.generator]  # samples come from the generator; the critic's average is never used
@@ -142,33 +154,18 @@ class GAN(ImageModel):
         real = to_float(batch["images"])  # (B, C, H, W) in [-1, 1]
         y = batch["labels"] if c.conditional else None
         update_g = step % c.n_critic == 0
-        out: dict[str, torch.Tensor] = {}
 
         # fakes: with a graph when this step also updates G (reused there), else without
         with torch.set_grad_enabled(update_g), self.autocast():
             fake = G(self._noise(real.size(0)), y)  # (B, C, H, W)
 
-        # --- discriminator / critic: real and fake in separate passes
-        with self.autocast():
-            real_logits = D(real, y)
-            fake_logits = D(fake.detach(), y)
-            loss_d = d_loss(c.objective, real_logits.float(), fake_logits.float())
-        if c.objective == "wasserstein-gp":
-            gp = gradient_penalty(lambda x: D(x, y), real, fake.detach())
-            out["gp"] = gp.detach()
-            loss_d = loss_d + c.gp_lambda * gp
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        if c.objective == "wasserstein-clip":
-            clip_weights(D, c.clip)
-        out["loss_d"] = loss_d.detach()
-        if c.objective.startswith("wasserstein"):
-            out["wdist"] = (real_logits.mean() - fake_logits.mean()).detach().float()
+        # --- discriminator / critic: real and fake in separate passes, then any penalty and clipping
+        out = critic_update(self.adversary, D, real, fake.detach(), opt_d, self.autocast(), cond=(y,))
 
         # --- generator: D's weights need no gradient here, only its input does
         if update_g:
-            out["loss_g"] = generator_update(D, lambda: D(fake, y), opt_g, c.objective, self.autocast())
+            out["loss_g"] = generator_update(D, opt_g, lambda: generator_loss(self.adversary, lambda: D(fake, y),
+                                                                              self.autocast()))
         return out
 
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:

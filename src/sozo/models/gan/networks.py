@@ -1,7 +1,7 @@
 """GAN networks: the textbook MLPs and the DCGAN conv stacks, optionally label-conditioned.
 
-Objectives (BCE, Wasserstein with clipping, Wasserstein-GP) live in objectives.py and work on
-any of these: WGAN and WGAN-GP are the DCGAN networks with another loss.
+Objectives (BCE, least squares, Wasserstein with clipping or a gradient penalty, hinge) live in
+``sozo.nn.adversarial`` and work on any of these: WGAN and WGAN-GP are the DCGAN networks with another loss.
 """
 from __future__ import annotations
 

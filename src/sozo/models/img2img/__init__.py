@@ -10,8 +10,8 @@
 Both use Adam (2e-4, beta1 0.5) with a learning rate that is constant for the first half of the
 steps and falls linearly to 0 over the second (computed from (step, total_steps) inside the step,
 so resume is exact). Random jitter (resize to ``load_size``, random ``image_size`` crop) and flips
-draw from torch's global RNG inside the step (the trainer saves it). Objectives come from the GAN
-family's objectives module (least-squares, bce, wasserstein-gp).
+draw from torch's global RNG inside the step (the trainer saves it). Objectives come from the shared
+adversarial toolkit, ``sozo.nn.adversarial`` (least-squares, bce, hinge, wasserstein-clip, wasserstein-gp).
 """
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ from torch import nn
 from ...config import DataConfig, replace
 from ...data.images import to_float, to_uint8
 from ...errors import SozoError
+from ...nn.adversarial import (Adversary, ObjectiveName, adversary, compiled_networks, critic_loss, critic_step,
+                               critic_update, generator_loss, generator_update)
 from ...nn.init import normal_init
 from ...registry import register_model
 from ..base import GenerativeModel
-from ..gan.objectives import d_loss, g_loss, gradient_penalty
 from .networks import (PatchDiscriminator, ResnetGenerator, UnetGenerator, patch_output_size,
                        patch_receptive_field, unet_depth)
 
@@ -54,8 +55,8 @@ class Img2ImgConfig:
     d_layers: int = 3  # PatchGAN stride-2 layers: 3 sees 70x70 patches
     norm: Literal["instance", "batch"] = "instance"
     dropout: float = 0.0  # in the generator (pix2pix: 0.5 in the U-Net's 8w levels)
-    objective: Literal["least-squares", "bce", "wasserstein-gp"] = "least-squares"
-    gp_lambda: float = 10.0
+    objective: ObjectiveName = "least-squares"  # any of sozo.nn.adversarial's
+    gp_lambda: float = 10.0  # the gradient penalty's lambda (wasserstein-gp)
     lr: float = 2e-4
     lr_d: Optional[float] = None  # None: as lr
     beta1: float = 0.5
@@ -87,11 +88,13 @@ class Img2ImgConfig:
             raise SozoError(f"'blocks' must be at least 0, got {self.blocks}")
         if self.image_size is not None and self.image_size < 8:
             raise SozoError(f"'image_size' must be at least 8, got {self.image_size}")
-        if self.objective == "wasserstein-gp" and self.norm == "batch":
-            raise SozoError("a gradient penalty is per sample, so the WGAN-GP critic cannot use batch norm",
-                            hint="--set norm=instance")
+        self.adversary().check_norm(self.norm, "norm")
         if self.image_size is not None:  # checked before any data is loaded
             check_size(self, self.image_size)
+
+    def adversary(self) -> Adversary:
+        """The objective (and the gradient penalty of wasserstein-gp) these options choose."""
+        return adversary(self.objective, gp_lambda=self.gp_lambda)
 
     @property
     def stride(self) -> int:
@@ -175,6 +178,7 @@ class Img2ImgModel(GenerativeModel):
         k = c.n_examples
         self.register_buffer("examples_a", torch.zeros(k, c.channels_a, c.image_size, c.image_size, dtype=torch.uint8))
         self.register_buffer("examples_b", torch.zeros(k, c.channels_b, c.image_size, c.image_size, dtype=torch.uint8))
+        self.adversary = c.adversary()
 
     # --- data and config -----------------------------------------------------------------
     @classmethod
@@ -258,7 +262,7 @@ class Img2ImgModel(GenerativeModel):
 
     def compiled_networks(self) -> list[nn.Module]:
         # critics under a gradient penalty see a double backward: they stay eager
-        return self.generators() + ([] if self.config.objective == "wasserstein-gp" else self.discriminators())
+        return compiled_networks(self.adversary, self.generators(), self.discriminators())
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
@@ -278,24 +282,13 @@ class Img2ImgModel(GenerativeModel):
                 group["lr"] = base * f
         return f
 
-    def _d_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Half the discriminator loss on a real and a fake batch (as the papers), plus any penalty."""
-        c = self.config
-        with self.autocast():
-            loss = d_loss(c.objective, D(real).float(), D(fake).float())
-        gp = None
-        if c.objective == "wasserstein-gp":
-            gp = gradient_penalty(D, real, fake)
-            return loss + c.gp_lambda * gp, gp.detach()
-        return 0.5 * loss, None
+    @property
+    def _d_scale(self) -> float:
+        """The papers halve the discriminator's loss (it learns slower than G); not under a penalty."""
+        return 1.0 if self.adversary.penalty is not None else 0.5
 
     def _adv(self, D: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            return g_loss(self.config.objective, D(fake).float())
-
-    def _set_d_grad(self, on: bool) -> None:
-        for d in self.discriminators():
-            d.requires_grad_(on)
+        return generator_loss(self.adversary, lambda: D(fake), self.autocast())
 
     def _crop(self, batch: dict[str, torch.Tensor], paired: bool) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
@@ -446,7 +439,7 @@ class Pix2Pix(Img2ImgModel):
 
     @dataclass
     class Config(Img2ImgConfig):
-        objective: Literal["least-squares", "bce", "wasserstein-gp"] = "bce"  # the paper's (vanilla) GAN loss
+        objective: ObjectiveName = "bce"  # the paper's (vanilla) GAN loss
         dropout: float = 0.5  # the paper's noise: dropout in the U-Net's 8w levels
         l1_lambda: float = 100.0
         direction: Literal["AtoB", "BtoA"] = "AtoB"  # BtoA: learn right half -> left half (facades labels -> photo)
@@ -484,22 +477,16 @@ class Pix2Pix(Img2ImgModel):
         with self.autocast():
             fake = G(a).float()  # (B, Cb, S, S)
         # --- D on (A, real B) and (A, fake B)
-        loss_d, gp = self._d_loss(D, torch.cat([a, b], 1), torch.cat([a, fake.detach()], 1))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        out = critic_update(self.adversary, D, torch.cat([a, b], 1), torch.cat([a, fake.detach()], 1), opt_d,
+                            self.autocast(), scale=self._d_scale)
+
         # --- G: fool D, stay near B (L1)
-        self._set_d_grad(False)
-        adv = self._adv(D, torch.cat([a, fake], 1))
-        l1 = (fake - b).abs().mean()
-        loss_g = adv + c.l1_lambda * l1
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        self._set_d_grad(True)
-        out = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "loss_g_gan": adv.detach(), "l1": l1.detach()}
-        if gp is not None:
-            out["gp"] = gp
+        def g_loss() -> torch.Tensor:
+            adv = self._adv(D, torch.cat([a, fake], 1))
+            l1 = (fake - b).abs().mean()
+            out.update(loss_g_gan=adv.detach(), l1=l1.detach())
+            return adv + c.l1_lambda * l1
+        out["loss_g"] = generator_update(D, opt_g, g_loss)
         return out
 
     def _net(self, reverse: bool) -> nn.Module:
@@ -581,37 +568,37 @@ class CycleGAN(Img2ImgModel):
         opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
         self._schedule(step)
         a, b = self._crop(batch, paired=False)  # (B, Ca, S, S), (B, Cb, S, S)
-        # --- generators: fool both discriminators, come back by the cycle, leave a target-domain image alone
-        self._set_d_grad(False)
-        with self.autocast():
-            fake_b = self.g_ab(a).float()
-            rec_a = self.g_ba(fake_b).float()
-            fake_a = self.g_ba(b).float()
-            rec_b = self.g_ab(fake_a).float()
-        adv = self._adv(self.d_b, fake_b) + self._adv(self.d_a, fake_a)
-        cycle = (rec_a - a).abs().mean() + (rec_b - b).abs().mean()
-        loss_g = adv + c.cycle_lambda * cycle
         out: dict[str, torch.Tensor] = {}
-        if c.identity > 0 and c.channels_a == c.channels_b:
+        fakes: dict[str, torch.Tensor] = {}
+
+        # --- generators: fool both discriminators, come back by the cycle, leave a target-domain image alone
+        def g_loss() -> torch.Tensor:
             with self.autocast():
-                idt = (self.g_ab(b).float() - b).abs().mean() + (self.g_ba(a).float() - a).abs().mean()
-            loss_g = loss_g + c.identity * c.cycle_lambda * idt
-            out["identity"] = idt.detach()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        self._set_d_grad(True)
-        # --- discriminators: real vs a pool of past fakes, each domain on its own
-        la, gpa = self._d_loss(self.d_a, a, self._pool("a", fake_a))
-        lb, gpb = self._d_loss(self.d_b, b, self._pool("b", fake_b))
-        loss_d = la + lb
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        out.update(loss_g=loss_g.detach(), loss_g_gan=adv.detach(), cycle=cycle.detach(),
-                   loss_d_a=la.detach(), loss_d_b=lb.detach())
-        if gpa is not None:
-            out["gp"] = (gpa + gpb) / 2
+                fake_b = self.g_ab(a).float()
+                rec_a = self.g_ba(fake_b).float()
+                fake_a = self.g_ba(b).float()
+                rec_b = self.g_ab(fake_a).float()
+            fakes.update(a=fake_a, b=fake_b)
+            adv = self._adv(self.d_b, fake_b) + self._adv(self.d_a, fake_a)
+            cycle = (rec_a - a).abs().mean() + (rec_b - b).abs().mean()
+            loss_g = adv + c.cycle_lambda * cycle
+            if c.identity > 0 and c.channels_a == c.channels_b:
+                with self.autocast():
+                    idt = (self.g_ab(b).float() - b).abs().mean() + (self.g_ba(a).float() - a).abs().mean()
+                loss_g = loss_g + c.identity * c.cycle_lambda * idt
+                out["identity"] = idt.detach()
+            out.update(loss_g_gan=adv.detach(), cycle=cycle.detach())
+            return loss_g
+        out["loss_g"] = generator_update(self.discriminators(), opt_g, g_loss)
+
+        # --- discriminators: real vs a pool of past fakes, each domain on its own, one optimiser step
+        adv, scale = self.adversary, self._d_scale
+        la, pa = critic_loss(adv, self.d_a, a, self._pool("a", fakes["a"]), self.autocast(), scale=scale)
+        lb, pb = critic_loss(adv, self.d_b, b, self._pool("b", fakes["b"]), self.autocast(), scale=scale)
+        critic_step(adv, opt_d, la + lb, self.discriminators())
+        out.update(loss_d_a=pa["loss_d"], loss_d_b=pb["loss_d"])
+        for key in pa.keys() - {"loss_d"}:  # the penalty and wdist: the mean of the two critics'
+            out[key] = (pa[key] + pb[key]) / 2
         return out
 
     def _net(self, reverse: bool) -> nn.Module:
