@@ -593,4 +593,64 @@ class TextGPT(LanguageModel):
         return self.start(torch.cat([state, token.unsqueeze(0)], 1))
 
 
-__all__ = ["TextLSTM", "TextGPT", "LSTMConfig", "GPTConfig", "LanguageModel", "tokenize", "detokenize", "pick_token"]
+
+def write_interactively(model: LanguageModel, prompt: str = "", choices: int = 10,
+                        read: Callable[[], str] | None = None, say: Callable[[str], Any] | None = None) -> str:
+    """Human-led writing: the model offers its ``choices`` likeliest next tokens, the person picks (a number,
+    Enter for the first, or a typed word), 'u' takes the last pick back, 'q' (or end of input) ends.
+
+    The exchange goes through ``say`` (default: standard error) and ``read`` (default: ``input``);
+    returns the finished text.
+    """
+    if say is None:
+        def say(message: str = "") -> None:
+            print(message, file=sys.stderr, flush=True)
+    if read is None:
+        def read() -> str:
+            return input()  # looked up at each call (tests script builtins.input)
+    ids = model.encode_prompt(prompt, say)
+    start, marks = len(ids), []  # marks: lengths before each pick (for 'u')
+    shown = {"\n": "¶ (new paragraph)", " ": "␣ (space)", "''": '"'}
+    say("Pick the next word: its number, Enter for 1, or type your own; u takes the last pick back, q ends.")
+    fresh = True
+    offered: list[tuple[str, float]] = []
+    while True:
+        if fresh:  # the text so far (a paragraph break just chosen shows as ¶) and the choices after it
+            text = model.text_of(ids) + (" ¶" if model.vocab.itos[ids[-1]] == "\n" and len(ids) > start else "")
+            say("\n" + (text if len(text) <= 400 else "…" + text[-400:]))
+            offered = model.next_word_choices(ids, choices)
+            for n, (tok, p) in enumerate(offered, 1):
+                say(f"  {n:>2}  {shown.get(tok, tok):<18} {p:6.1%}")
+        fresh = False
+        print(f"[1-{len(offered)} / word / Enter / u / q] ", end="", file=sys.stderr, flush=True)
+        try:
+            raw = read()
+        except (EOFError, KeyboardInterrupt):
+            break
+        answer = raw.strip()
+        if answer.lower() in ("q", "quit"):
+            break
+        if answer.lower() == "u":
+            ids, fresh = (ids[:marks.pop()], True) if marks else (ids, False)
+            continue
+        if not answer or answer.isdigit():
+            n = int(answer or 1)
+            if not 1 <= n <= len(offered):
+                say(f"  no choice {n}: pick 1-{len(offered)}")
+                continue
+            new = [model.vocab.stoi[offered[n - 1][0]]]
+        else:
+            try:
+                new = model.typed_ids(raw)
+            except SozoError as e:
+                say(f"  {e.message}" + (f"; {e.hint}" if e.hint else ""))
+                continue
+            if not new:
+                continue
+        marks.append(len(ids))
+        ids, fresh = ids + new, True
+    say(f"\n({len(ids) - start} tokens added)")
+    return model.text_of(ids)
+
+__all__ = ["TextLSTM", "TextGPT", "LSTMConfig", "GPTConfig", "LanguageModel", "tokenize", "detokenize", "pick_token",
+           "write_interactively"]

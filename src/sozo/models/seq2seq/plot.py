@@ -63,3 +63,17 @@ def save_attention_map(source: list[str], output: list[str], weights: torch.Tens
             fig.savefig(tmp, format=path.suffix.lower().lstrip("."))
         plt.close(fig)
     return path
+
+
+def save_attention_maps(translations: list, path: str | Path) -> list[Path]:
+    """One map per translation (``Translation`` objects with their attention): ``path`` for a single
+    sentence, ``STEM-N.SUFFIX`` for several. Returns the files written."""
+    base = Path(path)
+    written = []
+    for n, tr in enumerate(translations, 1):
+        if tr.attention is None:
+            raise SozoError("this model has no attention (attention=none), so there is no map to draw")
+        out = base if len(translations) == 1 else base.with_name(f"{base.stem}-{n}{base.suffix}")
+        rows = tr.tokens + (["</s>"] if tr.finished else [])  # the end token the model attended for, when it ended
+        written.append(save_attention_map(tr.source_tokens, rows, tr.attention, out, title=tr.text))
+    return written

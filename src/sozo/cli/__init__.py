@@ -1,0 +1,73 @@
+"""The ``sozo`` command: parses, calls the API, prints. No model logic lives here.
+
+The package is laid out like the library: :mod:`.core` holds the commands every family shares
+(models, train, sample, evaluate, interpolate); each family group has its own module that registers
+its subcommands and what it adds to the shared ones (``--data`` help, ``sozo train --src``,
+``sozo evaluate --beam``…) through :mod:`.common`. Adding a family's command touches its module and
+``MODULES`` below, nothing else.
+
+User mistakes (SozoError) print one clear message and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import SozoError
+from .common import COMMANDS, Command
+
+# command modules, in the order their subcommands appear in `sozo --help`
+MODULES = ("core", "images", "seq2seq", "language", "music", "img2img", "style", "viewing")
+
+
+def commands() -> list[Command]:
+    """Every registered subcommand (importing the command modules registers them; none imports torch)."""
+    for name in MODULES:
+        importlib.import_module(f"{__name__}.{name}")
+    return list(COMMANDS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``sozo`` parser: every subcommand with its flags and the families' additions."""
+    from .. import __version__
+    cmds = commands()
+    examples = [line for c in cmds for line in c.examples]
+    p = argparse.ArgumentParser(prog="sozo", description="Train, sample and evaluate generative models.",
+                                epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"sozo {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in cmds:
+        s = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description)
+        cmd.arguments(s)
+        s.set_defaults(func=cmd.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (sozo train --nproc relaunches it)
+    rest = next((c.rest for c in COMMANDS if c.name == getattr(args, "command", None)), None)
+    if extra and rest is not None and not any(e.startswith("-") for e in extra):
+        getattr(args, rest).extend(extra)  # words after options (argparse gives a '*' positional only the first run)
+    elif extra:
+        parser.error("unrecognized arguments: " + " ".join(extra))
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        args.func(args)
+    except SozoError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  hint: {e.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+__all__ = ["main", "build_parser", "commands", "MODULES"]

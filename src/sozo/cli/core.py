@@ -1,0 +1,142 @@
+"""The commands every family shares: models, train, sample, evaluate, interpolate."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import SozoError
+from .common import (add_model_options, add_family_arguments, check_suffix, command, family_keywords, load_model, log,
+                     options_of, positive, taken_over)
+
+
+def _models_args(s: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("models", "list every model with a one-line description", arguments=_models_args,
+         examples=("sozo models",))
+def cmd_models(args: argparse.Namespace) -> None:
+    from ..api import models
+    items = models()
+    width = max(map(len, items))
+    for name, desc in items.items():
+        print(f"{name:<{width}}  {desc}")
+
+
+def _train_args(s: argparse.ArgumentParser) -> None:
+    data = "; ".join(f"{o.families}: {o.data_help}" for o in options_of("train") if o.data_help)
+    s.add_argument("model", nargs="?", help="model name (sozo models lists them); optional with --resume")
+    s.add_argument("--data", help="what to train on (default: the model's bundled data, where it has one). " + data)
+    s.add_argument("--epochs", type=positive("--epochs"))
+    s.add_argument("--batch-size", type=positive("--batch-size"))
+    s.add_argument("--seed", type=int)
+    s.add_argument("--out", help="run folder to create (default runs/MODEL-DATA)")
+    s.add_argument("--resume", metavar="RUN", help="continue a run exactly where its last checkpoint stopped")
+    s.add_argument("--config", metavar="FILE.yaml", help="a config file (sections model, data, train)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any option; repeatable")
+    s.add_argument("--device", help="auto (default: cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--nproc", type=positive("--nproc"), metavar="N",
+                   help="train with N processes on this machine (starts torchrun; --batch-size is the global batch)")
+    add_family_arguments(s, "train")
+
+
+@command("train", "train a model into a run folder", arguments=_train_args,
+         description="Train a model. Options not listed here: --set key=value (see config.yaml of any run).",
+         examples=("sozo train dcgan --epochs 20 --seed 7",
+                   "sozo train wgan-gp --data path/to/images/ --epochs 50 --out runs/faces",
+                   "sozo train dcgan --resume runs/faces"))
+def cmd_train(args: argparse.Namespace) -> None:
+    from ..api import train
+    from ..training import distributed
+    if args.nproc and args.nproc > 1:  # start torchrun with this same command, less --nproc
+        if distributed.world_size() > 1:
+            raise SozoError("--nproc starts torchrun itself, and this process already is one of a torchrun job",
+                            hint="leave out --nproc under torchrun (--nproc-per-node sets the processes)")
+        code = distributed.launch(args.nproc, distributed.without_nproc(args.argv)[0])
+        if code:
+            raise SystemExit(code)
+        return
+    run = train(args.model, args.data, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                out=args.out, resume=args.resume, config=args.config, set=args.set, device=args.device,
+                progress=False if args.no_progress else None, log=log, **family_keywords(args, "train"))
+    if not distributed.is_main():
+        return
+    print(f"run folder: {run.path}")
+    latest = sorted(run.samples_dir.glob("epoch-*")) if run.samples_dir.exists() else []
+    if latest:
+        print(f"latest samples: {latest[-1]}")
+
+
+def _sample_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("run", help="a run folder")
+    s.add_argument("--n", type=positive("--n"), default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--label", help="class id or name (conditional models)")
+    s.add_argument("--nrow", type=positive("--nrow"), help="images per row")
+    s.add_argument("--out", default="samples.png")
+    add_model_options(s)
+
+
+@command("sample", "write a grid of samples from a trained run", arguments=_sample_args,
+         examples=("sozo sample runs/faces --n 64 --seed 1 --out grid.png",))
+def cmd_sample(args: argparse.Namespace) -> None:
+    from ..viz.grid import save_grid
+    model = load_model(args)
+    images = model.sample(args.n, seed=args.seed, labels=args.label)
+    out = Path(args.out)
+    check_suffix(out, (".png", ".jpg", ".jpeg"))
+    nrow = args.nrow
+    if nrow is None and args.label is None and getattr(model.config, "conditional", False):
+        nrow = model.config.num_classes
+    save_grid(images, out, nrow=nrow)
+    print(f"wrote {out} ({args.n} samples, seed {args.seed})")
+
+
+def _evaluate_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("runs", nargs="+", metavar="RUN", help="one or more run folders (compared side by side)")
+    s.add_argument("--n", type=positive("--n"), default=10000, help="generated samples (default 10000)")
+    s.add_argument("--seed", type=int, default=0)
+    add_model_options(s, device="auto")
+    s.add_argument("--inception-weights", metavar="PATH",
+                   help="Inception-v3 weights file for the standard FID (needs torch-fidelity); "
+                        "default: a LeNet trained on the data ($SOZO_INCEPTION_WEIGHTS also works)")
+    add_family_arguments(s, "evaluate")
+
+
+@command("evaluate", "FD, KID, precision/recall and mode coverage beside the real-data floor",
+         arguments=_evaluate_args, examples=("sozo evaluate runs/a runs/b",))
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from ..api import evaluate
+    results, table = evaluate(args.runs, n=args.n, seed=args.seed, device=args.device,
+                              inception_weights=args.inception_weights, raw=args.raw, log=log,
+                              **family_keywords(args, "evaluate"))
+    print(table)
+    for path in results:
+        extra = " and modes.png" if "modes" in results[path] else ""
+        print(f"wrote {Path(path) / 'eval.json'}{extra}")
+
+
+def _interpolate_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("run", help="a run folder")
+    s.add_argument("--steps", type=positive("--steps"), default=10)
+    s.add_argument("--paths", type=positive("--paths"), default=8, help="how many walks side by side")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--label", help="class id or name (conditional models)")
+    s.add_argument("--out", default="walk.gif", help=".gif (animated) or .png (a strip, a row per walk)")
+    add_model_options(s)
+    add_family_arguments(s, "interpolate")
+
+
+@command("interpolate", "a latent walk as an animated GIF or a PNG strip", arguments=_interpolate_args,
+         examples=("sozo interpolate runs/faces --steps 10 --out walk.gif",))
+def cmd_interpolate(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    check_suffix(out, (".gif", ".png"))
+    if taken_over(args, "interpolate"):  # e.g. autoencoders' --from/--to: between two real images
+        return
+    model = load_model(args)
+    if not hasattr(model, "write_interpolation"):
+        raise SozoError(f"'{model.family}' models do not support interpolation")
+    model.write_interpolation(out, steps=args.steps, paths=args.paths, seed=args.seed, labels=args.label)
+    print(f"wrote {out} ({args.paths} walks of {args.steps} steps, seed {args.seed})")
