@@ -51,8 +51,8 @@ def _positive(name: str) -> Callable[[str], int]:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from .api import models
-    items = models()
+    from .api import list_models
+    items = list_models()
     width = max(map(len, items))
     for name, desc in items.items():
         print(f"{name:<{width}}  {desc}")
@@ -357,7 +357,7 @@ def _check_suffix(path: Path, allowed: tuple[str, ...]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sozo", description="Train, sample and evaluate generative models.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import __version__
+    from ._version import __version__
     p.add_argument("--version", action="version", version=f"sozo {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
