@@ -43,10 +43,12 @@ class ImageModel(GenerativeModel):
 
     @classmethod
     def info_from_data(cls, data: Any) -> dict[str, Any]:
+        """The data's class names (None for unlabelled data), kept in model/config.json."""
         return {"class_names": getattr(data, "class_names", None)}
 
     @classmethod
     def from_info(cls, config: Any, info: dict[str, Any]) -> ImageModel:
+        """The model with the class names its run saved (``--label`` by name needs them)."""
         return cls(config, class_names=info.get("class_names"))
 
     @classmethod
