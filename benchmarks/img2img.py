@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         p.error(f"--cases: unknown {unknown or 'none given'}; choose from {', '.join(CASES)}")
     if args.steps < 1 or args.repeats < 1:
         p.error("--steps and --repeats must be at least 1")
-    from sozo.training import resolve_device
+    from sozo.devices import resolve_device
 
     device = resolve_device(args.device)
     if args.threads:

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if not args.data.exists():
         print(json.dumps({"bench": "language", "skipped": f"{args.data} is absent"}))
         return None
-    from sozo.training import resolve_device
+    from sozo.devices import resolve_device
     args.device = str(resolve_device(args.device))
     torch.set_num_threads(args.threads)
     ids, vocab = book_ids(args.data)

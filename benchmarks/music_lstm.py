@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    from sozo.training import resolve_device
+    from sozo.devices import resolve_device
     args.device = str(resolve_device(args.device))
     torch.set_num_threads(args.threads)
     notes, durs, n_notes, n_durs, windows = token_ids(args.limit)

@@ -12,8 +12,8 @@ import argparse
 import torch
 
 from sozo.config import build_run_config
+from sozo.devices import resolve_device
 from sozo.registry import get_model
-from sozo.training import resolve_device
 
 from .common import peak_memory_mb, run_cases, timed
 

@@ -27,12 +27,13 @@ from torch import nn
 
 from sozo.config import TrainConfig, build_run_config
 from sozo.data.images import load_images, to_float
+from sozo.devices import resolve_device
 from sozo.metrics.evaluate import Evaluator
 from sozo.metrics.features import DEFAULT_LENET_EPOCHS, extract_features, get_extractor
 from sozo.metrics.frechet import feature_stats, frechet_distance
 from sozo.registry import get_model
 from sozo.runs import Run
-from sozo.training import Trainer, resolve_device
+from sozo.training import Trainer
 
 from .common import env, sync
 from .dcgan import Textbook

@@ -24,8 +24,8 @@ from torch import nn
 
 from sozo.config import build_run_config
 from sozo.data.images import load_images
+from sozo.devices import resolve_device
 from sozo.registry import get_model
-from sozo.training import resolve_device
 
 from .common import env, peak_memory_mb, run_cases, sozo_gan, sync, timed
 

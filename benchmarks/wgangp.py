@@ -16,8 +16,8 @@ import time
 import torch
 
 from sozo.data.images import load_images, to_float
+from sozo.devices import resolve_device
 from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator
-from sozo.training import resolve_device
 
 from .common import peak_memory_mb, run_cases, sozo_gan, sync
 

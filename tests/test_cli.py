@@ -167,11 +167,16 @@ def test_config_file_and_overrides(tmp_path):
     assert saved["data"]["limit"] == 100 and saved["train"]["batch_size"] == 20
 
 
-def test_sozo_models_lists_families_before_and_after_the_api_loads():
-    # importing sozo.api imports the subpackage sozo.models, which becomes the attribute sozo.models:
-    # the call must answer the same either way (in a fresh interpreter, so import order is real)
-    code = ("import sozo; a = sozo.models(); import sozo.api, sozo.models.base; b = sozo.models(); "
-            "assert a == b and 'dcgan' in a and 'music-lstm' in a, (a, b); print(len(a))")
+def test_sozo_list_models_lists_families_and_the_old_name_says_the_new_one():
+    # in a fresh interpreter, so import order is real: the old call sozo.models() (before the
+    # subpackage loads) names sozo.list_models(); afterwards sozo.models is the subpackage
+    code = ("import sozo\n"
+            "try:\n    sozo.models()\nexcept AttributeError as e:\n    assert 'sozo.list_models()' in str(e), e\n"
+            "else:\n    raise SystemExit('sozo.models() answered')\n"
+            "a = sozo.list_models(); import sozo.models.base; b = sozo.list_models()\n"
+            "assert a == b and 'dcgan' in a and 'music-lstm' in a, (a, b)\n"
+            "assert sozo.models.__name__ == 'sozo.models' and not callable(sozo.models)\n"
+            "print(len(a))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) >= 17

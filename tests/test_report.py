@@ -221,7 +221,7 @@ def test_report_refuses_what_is_not_a_run(runs_root, tmp_path, capsys):
 
 
 def test_charts_and_numbers():
-    from sozo.viz.report import fmt, line_chart, ticks
+    from sozo.viz.charts import bar_chart, finite, fmt, line_chart, ticks
     assert fmt(164.71845) == "164.7" and fmt(2.0971575) == "2.097" and fmt(0.0) == "0" and fmt(1234.5) == "1,234"
     assert fmt(12) == "12" and fmt(7.0) == "7" and fmt(1.1) == "1.100" and fmt(31.6) == "31.60"
     assert fmt(float("nan")) == "nan" and fmt(0.00001234) == "1.23e-05" and fmt(-104.25) == "-104.2"
@@ -231,6 +231,9 @@ def test_charts_and_numbers():
     svg = line_chart([{"label": "a", "x": [1, 2], "y": [0.5, float("nan")]}], cursor={1: 1})
     assert "<circle" in svg and "data-cursor" in svg  # one finite point still draws
     assert "no finite values" in line_chart([{"label": "a", "x": [1], "y": [float("inf")]}])
+    svg = bar_chart([3, 1], ["cat", "dog"], floor=[1, 1])
+    assert svg.count("<rect") == 2 and "cat: 75.0% (3)" in svg and svg.count('class="floorbar"') == 2
+    assert finite(1) and finite(2.5) and not finite(True) and not finite(float("nan")) and not finite("1")
 
 
 def test_import_sozo_stays_light():

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import sozo
+from sozo.devices import resolve_device
 from sozo.errors import SozoError
 from sozo.runs import Run, load_checkpoint
-from sozo.training import resolve_device
 
 from .test_gan import DATA, TINY
 from .helpers import tiny_options

@@ -54,9 +54,9 @@ def cli_reference() -> str:
 
 def models_table() -> str:
     """Every model name `sozo models` lists, with its one-line description, as a markdown table."""
-    from sozo.api import models
+    from sozo.api import list_models
     rows = ["| name | what it is |", "|---|---|"]
-    rows += [f"| `{name}` | {desc.replace('|', '&#124;')} |" for name, desc in models().items()]
+    rows += [f"| `{name}` | {desc.replace('|', '&#124;')} |" for name, desc in list_models().items()]
     return "\n".join(rows)
 
 

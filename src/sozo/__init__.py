@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
-_API = {"train", "load", "evaluate", "compose", "apply", "models", "run_config", "stylize"}
+_API = {"train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize"}
 
 
 def __getattr__(name: str) -> Any:
@@ -19,7 +19,12 @@ def __getattr__(name: str) -> Any:
         from .errors import SozoError
         from .runs import Run
         return {"Run": Run, "SozoError": SozoError}[name]
+    if name == "models":  # the subpackage, not imported yet: most likely the old call sozo.models()
+        raise AttributeError("module 'sozo' has no attribute 'models': the model families are listed by "
+                             "sozo.list_models() (it was sozo.models() before); the subpackage is "
+                             "`import sozo.models`")
     raise AttributeError(f"module 'sozo' has no attribute '{name}'")
 
 
-__all__ = ["train", "load", "evaluate", "compose", "apply", "models", "run_config", "stylize", "Run", "SozoError", "__version__"]
+__all__ = ["train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "Run", "SozoError",
+           "__version__"]

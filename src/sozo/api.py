@@ -1,4 +1,4 @@
-"""The Python API: ``sozo.train``, ``sozo.load``, ``sozo.models``.
+"""The Python API: ``sozo.train``, ``sozo.load``, ``sozo.evaluate``, ``sozo.list_models``…
 
 ```python
 import sozo
@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 import yaml
 
-from . import __version__
+from ._version import __version__
 from .config import (SECTIONS, RunConfig, build_run_config, from_dict, load_yaml, merge_overrides, parse_set,
                      to_dict)
 from .errors import SozoError
@@ -26,7 +26,7 @@ from .runs import Run, load_weights, read_model_json, write_text
 HOLDOUT_SEED = 0  # the train/held-out split is the same for every run on the same data
 
 
-def models() -> dict[str, str]:
+def list_models() -> dict[str, str]:
     """Every model name with its one-line description."""
     return {name: get_model(name).description for name in model_names()}
 
@@ -146,9 +146,10 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     elif distributed.is_main():
         write_text(run.config_yaml, rc.dump())  # the (possibly raised) epochs and other train options
     torch.manual_seed(rc.train.seed)  # the weights' init depends on the seed only
-    net = cls(rc.model, class_names=getattr(data_obj, "class_names", None))
+    kept = cls.info_from_data(data_obj)  # what model/config.json keeps of the data (image families: class names)
+    net = cls.from_info(rc.model, kept)
     net.use_data(data_obj)  # what the family keeps of the data (vocabularies, dev sentences)
-    info = {"family": rc.model_name, "config": to_dict(rc.model), "class_names": net.class_names,
+    info = {"family": rc.model_name, "config": to_dict(rc.model), **kept,
             "data": {"source": rc.data.source, "name": data_obj.name}, "sozo_version": __version__}
     callbacks = list(callbacks or [])
     own = net.train_callbacks(rc.train, log=log)  # a family's own measures (seq2seq: dev BLEU)
@@ -177,7 +178,7 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = 
         cfg = from_dict(cls.Config, info["config"], "model")
     except SozoError as e:
         raise SozoError(f"{run.model_dir / 'config.json'} does not fit this sozo version: {e.message}") from None
-    net = cls(cfg, class_names=info.get("class_names"))
+    net = cls.from_info(cfg, info)  # folders of every sozo version: a family ignores keys it does not use
     weights = load_weights(run.model_dir / "model.safetensors")
     missing, unexpected = net.load_state_dict(weights, strict=False)
     if missing or unexpected:
@@ -188,7 +189,7 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = 
         _load_ema(net, run.model_dir, info["ema"])
     if info.get("files"):  # JSON documents beside the weights (vocabularies…), parsed without pickle
         net.load_model_files({name: _read_json(run.model_dir, name) for name in info["files"]})
-    from .training import resolve_device
+    from .devices import resolve_device
     net.to(resolve_device(str(device)) if not isinstance(device, torch.device) else device).eval()
     return net
 
@@ -311,4 +312,4 @@ def run_config(run: str | Path | Run) -> dict[str, Any]:
     return yaml.safe_load(run.config_yaml.read_text(encoding="utf-8"))
 
 
-__all__ = ["train", "load", "evaluate", "compose", "apply", "models", "run_config", "stylize", "Run", "SECTIONS"]
+__all__ = ["train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "Run", "SECTIONS"]

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import SozoError
-from .viz.report import (PALETTE, _finite, _jinja, _read_text, eval_rows, fmt, line_chart, loss_title,
-                         metric_keys, render_report, summarize)
+from .viz.charts import PALETTE, fmt, line_chart
+from .viz.charts import finite as _finite
+from .viz.report import _jinja, _read_text, eval_rows, loss_title, metric_keys, render_report, summarize
 
 SERVED_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                 ".webp": "image/webp", ".txt": "text/plain; charset=utf-8", ".json": "application/json",

@@ -1,7 +1,8 @@
 """Name -> model family registry, filled by the ``@register_model`` decorator.
 
-Adding a family touches one file: its module registers itself, and ``FAMILY_MODULES`` lists the
-modules imported (lazily, on first lookup) so ``import sozo`` stays fast.
+A family registers itself from its own module (or package) with the decorator. The registry
+imports those modules lazily, on the first lookup, so ``import sozo`` stays fast; to know which,
+it reads ``FAMILY_MODULES``, so a new family also adds its module's name there.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def commands() -> list[Command]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``sozo`` parser: every subcommand with its flags and the families' additions."""
-    from .. import __version__
+    from .._version import __version__
     cmds = commands()
     examples = [line for c in cmds for line in c.examples]
     p = argparse.ArgumentParser(prog="sozo", description="Train, sample and evaluate generative models.",

@@ -16,8 +16,8 @@ def _models_args(s: argparse.ArgumentParser) -> None:
 @command("models", "list every model with a one-line description", arguments=_models_args,
          examples=("sozo models",))
 def cmd_models(args: argparse.Namespace) -> None:
-    from ..api import models
-    items = models()
+    from ..api import list_models
+    items = list_models()
     width = max(map(len, items))
     for name, desc in items.items():
         print(f"{name:<{width}}  {desc}")

@@ -130,7 +130,7 @@ def _fetch(url: str, out, dest: Path, progress: bool) -> str:
     """Stream ``url`` into the open file ``out`` with a tqdm bar; return the hex SHA-256."""
     from tqdm import tqdm  # lazy: only downloads need it; plain bar (tqdm.auto wants ipywidgets)
 
-    from sozo import __version__
+    from .._version import __version__
 
     digest, received = hashlib.sha256(), 0
     request = urllib.request.Request(url, headers={"User-Agent": f"sozo/{__version__}"})

@@ -1,7 +1,8 @@
 """Text: normalisation, tokenisers, vocabularies and parallel-corpus readers.
 
-Shared by the text families (seq2seq translation now, language models later). Nothing here
-imports fugashi at module level: Japanese segmentation loads it on first use.
+Shared by the text families (seq2seq translation, the LSTM and Transformer language models) and
+the decoders of :mod:`sozo.decoding`. Nothing here imports fugashi at module level: Japanese
+segmentation loads it on first use.
 
 ```python
 from sozo.data.text import Tokenizer, Vocab, read_parallel

@@ -125,7 +125,7 @@ def evaluate(runs: list[str | Path] | str | Path, n: int = 10000, seed: int = 0,
     Runs trained on the same data share one extractor and one floor.
     """
     from ..api import load
-    from ..training import resolve_device
+    from ..devices import resolve_device
 
     dev = resolve_device(device)
     paths = [runs] if isinstance(runs, (str, Path)) else list(runs)

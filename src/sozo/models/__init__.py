@@ -1,18 +1,2 @@
-"""The model families (one module or package per family).
-
-``sozo.models()`` is also the API call that lists them: importing this package sets the attribute
-``sozo.models`` to the package, so the package itself answers that call.
-"""
-from __future__ import annotations
-
-import sys
-import types
-
-
-class _ListsModels(types.ModuleType):
-    def __call__(self) -> dict[str, str]:
-        from ..api import models
-        return models()
-
-
-sys.modules[__name__].__class__ = _ListsModels
+"""The model families: one module or package per family, each registered by name (see
+:mod:`sozo.registry`). ``sozo.list_models()`` lists them."""

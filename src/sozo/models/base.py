@@ -1,8 +1,11 @@
 """What every model family provides to the one trainer.
 
 The family owns its networks, its config, its ``training_step`` (a GAN alternates critic and
-generator updates; a VAE does one) and its sampling. The trainer owns the loop, devices,
-precision, checkpoints and resume, and never imports a family.
+generator updates; a VAE does one) and its sampling, and names its own fields to the trainer
+(``progress_keys``, ``divergence_hint``). The trainer owns the loop, devices, precision,
+checkpoints and resume, and never imports a family. ``sozo.train`` and ``sozo.load`` build every
+family through ``from_info``. What only image families have (class names, ``--label``, the size to
+load folders at) is on :class:`sozo.models.images.ImageModel`.
 """
 from __future__ import annotations
 
@@ -28,17 +31,30 @@ class GenerativeModel(nn.Module):
     description: ClassVar[str] = ""
     Config: ClassVar[type]
     train_defaults: ClassVar[dict[str, Any]] = {}  # trainer settings this family prefers (the user's win)
+    lr_options: ClassVar[tuple[str, ...]] = ("lr",)  # the config's learning rates (named in the divergence hint)
 
-    def __init__(self, config: Any, class_names: list[str] | None = None):
+    def __init__(self, config: Any):
         super().__init__()
         self.config = config
-        self.class_names = class_names
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.amp_dtype: torch.dtype | None = None  # set by the trainer (bf16 autocast on CUDA)
         # steps the whole run takes, set by the trainer: a family derives learning-rate schedules
         # from (step, total_steps) inside training_step, so they resume exactly with no extra state
         self.total_steps: int = 0
         self.uses_ema: bool = False  # set by sozo.load: the weights are training's EMA (model/ema.safetensors)
+
+    # --- construction (sozo.train and sozo.load build every family this way) ----------------
+    @classmethod
+    def info_from_data(cls, data: Any) -> dict[str, Any]:
+        """What model/config.json keeps of the training data beside the config (image families:
+        the class names). ``from_info`` gets it back, so a run folder rebuilds its model."""
+        return {}
+
+    @classmethod
+    def from_info(cls, config: Any, info: dict[str, Any]) -> GenerativeModel:
+        """The model for a resolved ``config`` and its model info: the parsed model/config.json of a
+        run, or at training time what ``info_from_data`` gave. Keys a family does not use are ignored."""
+        return cls(config)
 
     # --- configuration ---------------------------------------------------------------------
     @classmethod
@@ -60,11 +76,6 @@ class GenerativeModel(nn.Module):
     def fit_tensors(cls, tensors: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
         """Adapt loaded tensors to the resolved config (e.g. resize images)."""
         return tensors
-
-    @classmethod
-    def preferred_image_size(cls, config: Any) -> int | None:
-        """The size to load folders of images at (None: the data's own / a default)."""
-        return getattr(config, "image_size", None)
 
     # --- training --------------------------------------------------------------------------
     def memory_format(self) -> torch.memory_format:
@@ -128,6 +139,18 @@ class GenerativeModel(nn.Module):
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
         """Run one batch forward before the long job; raise SozoError naming what does not fit."""
 
+    def progress_keys(self) -> tuple[str, ...]:
+        """Prefixes of the logged values the progress bar shows (default: the losses, ``loss*``)."""
+        return ("loss",)
+
+    def divergence_hint(self) -> str:
+        """What to do when a loss becomes NaN or infinite, as the trainer's hint says it (default:
+        lower the learning rates named in ``lr_options``)."""
+        names = [n for n in self.lr_options if hasattr(self.config, n)]
+        if not names:
+            return "lower the learning rate"
+        return "lower the learning rate (--set " + ", ".join(f"{n}=…" for n in names) + ")"
+
     def train_callbacks(self, train: Any, log: Any = print) -> list | None:
         """Trainer callbacks measuring this family during training (seq2seq: dev BLEU each epoch).
 
@@ -153,35 +176,3 @@ class GenerativeModel(nn.Module):
 
     def sample_ext(self) -> str:
         return "png"
-
-    def label_ids(self, labels: Any, n: int) -> torch.Tensor | None:
-        """Class ids for ``n`` samples from an int, a class name, a list, or None (cycle classes)."""
-        k = int(getattr(self.config, "num_classes", 0) or 0)
-        if not getattr(self.config, "conditional", False):
-            if labels is not None:
-                raise SozoError(f"'{self.family}' is not conditioned on labels, so --label does not apply",
-                                hint="train a conditional model such as cgan to choose the class")
-            return None
-        if labels is None:
-            return torch.arange(n) % k
-        if isinstance(labels, torch.Tensor):
-            ids = labels.long().flatten()
-            if ids.numel() != n:
-                raise SozoError(f"{ids.numel()} labels given for {n} samples")
-        else:
-            ids = torch.full((n,), self._label_id(labels, k), dtype=torch.long)
-        if ids.min() < 0 or ids.max() >= k:
-            raise SozoError(f"labels must be in 0..{k - 1}")
-        return ids
-
-    def _label_id(self, label: Any, k: int) -> int:
-        names = self.class_names or [str(i) for i in range(k)]
-        if str(label) in names:
-            return names.index(str(label))
-        try:
-            idx = int(label)
-        except (TypeError, ValueError):
-            idx = -1
-        if 0 <= idx < k:
-            return idx
-        raise SozoError(f"unknown label '{label}'", hint="valid labels: " + ", ".join(names))

@@ -1,4 +1,5 @@
-"""What the image families share: loading image data and fitting it to the model's size."""
+"""What the image families share: loading image data, fitting it to the model's size, and the
+data's classes (their names kept in model/config.json, ``--label`` by id or name)."""
 from __future__ import annotations
 
 import warnings
@@ -36,6 +37,25 @@ class ImageModel(GenerativeModel):
 
     default_folder_size = 64  # a folder of photos of any sizes is loaded at this size unless set
 
+    def __init__(self, config: Any, class_names: list[str] | None = None):
+        super().__init__(config)
+        self.class_names = class_names  # the data's class names (labels and --label by name), or None
+
+    @classmethod
+    def info_from_data(cls, data: Any) -> dict[str, Any]:
+        """The data's class names (None for unlabelled data), kept in model/config.json."""
+        return {"class_names": getattr(data, "class_names", None)}
+
+    @classmethod
+    def from_info(cls, config: Any, info: dict[str, Any]) -> ImageModel:
+        """The model with the class names its run saved (``--label`` by name needs them)."""
+        return cls(config, class_names=info.get("class_names"))
+
+    @classmethod
+    def preferred_image_size(cls, config: Any) -> int | None:
+        """The size to load folders of images at (None: the data's own / a default)."""
+        return getattr(config, "image_size", None)
+
     @classmethod
     def load_data(cls, data: DataConfig, config: Any, log: Callable[[str], None] = print) -> tuple[ImageData, dict[str, torch.Tensor]]:
         size = cls.preferred_image_size(config)
@@ -61,6 +81,38 @@ class ImageModel(GenerativeModel):
         if c.conditional and batch.get("labels") is None:
             raise SozoError(f"{self.family} needs labels, and the data has none")
         return x
+
+    def label_ids(self, labels: Any, n: int) -> torch.Tensor | None:
+        """Class ids for ``n`` samples from an int, a class name, a list, or None (cycle classes)."""
+        k = int(getattr(self.config, "num_classes", 0) or 0)
+        if not getattr(self.config, "conditional", False):
+            if labels is not None:
+                raise SozoError(f"'{self.family}' is not conditioned on labels, so --label does not apply",
+                                hint="train a conditional model such as cgan to choose the class")
+            return None
+        if labels is None:
+            return torch.arange(n) % k
+        if isinstance(labels, torch.Tensor):
+            ids = labels.long().flatten()
+            if ids.numel() != n:
+                raise SozoError(f"{ids.numel()} labels given for {n} samples")
+        else:
+            ids = torch.full((n,), self._label_id(labels, k), dtype=torch.long)
+        if ids.min() < 0 or ids.max() >= k:
+            raise SozoError(f"labels must be in 0..{k - 1}")
+        return ids
+
+    def _label_id(self, label: Any, k: int) -> int:
+        names = self.class_names or [str(i) for i in range(k)]
+        if str(label) in names:
+            return names.index(str(label))
+        try:
+            idx = int(label)
+        except (TypeError, ValueError):
+            idx = -1
+        if 0 <= idx < k:
+            return idx
+        raise SozoError(f"unknown label '{label}'", hint="valid labels: " + ", ".join(names))
 
     @classmethod
     def fit_tensors(cls, tensors: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:

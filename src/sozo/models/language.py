@@ -203,8 +203,8 @@ class LanguageModel(GenerativeModel):
     Config = LanguageConfig
     train_defaults = {"batch_size": 32, "log_every": 20}
 
-    def __init__(self, config: LanguageConfig, class_names: list[str] | None = None):
-        super().__init__(config, class_names)
+    def __init__(self, config: LanguageConfig):
+        super().__init__(config)
         if config.vocab_size < len(SPECIALS) + 1:
             raise SozoError("a language model is sized by its vocabulary, which comes from the data",
                             hint=f"train it with sozo train {self.family or 'text-lstm'} --data book.txt, "
@@ -531,8 +531,8 @@ class TextLSTM(LanguageModel):
     description = ("Language model: word- or char-level LSTM that writes in a book's style "
                    "(--data book.txt; --set level=char; sozo write RUN --prompt …)")
 
-    def __init__(self, config: LSTMConfig, class_names: list[str] | None = None):
-        super().__init__(config, class_names)
+    def __init__(self, config: LSTMConfig):
+        super().__init__(config)
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim)
         self.rnn = nn.LSTM(c.embed_dim, c.hidden, c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0)
@@ -563,8 +563,8 @@ class TextGPT(LanguageModel):
     description = ("Language model: small causal Transformer (GPT-style) on the same data, vocabulary, sampling "
                    "and run folder as text-lstm")
 
-    def __init__(self, config: GPTConfig, class_names: list[str] | None = None):
-        super().__init__(config, class_names)
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
         self.pos = nn.Embedding(c.seq_len, c.d_model)  # the context is seq_len tokens

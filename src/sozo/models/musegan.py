@@ -321,9 +321,13 @@ class MuseGAN(GenerativeModel):
     description = ("MuseGAN: 4-voice chorales from chords/style/melody/groove latents, bar generator per track, "
                    "WGAN-GP critic (default data: music21's Bach chorales; --data Jsb16thSeparated.json)")
     train_defaults = {"batch_size": 64, "log_every": 20, "n_samples": 4}
+    lr_options = ("lr_g", "lr_d")
 
-    def __init__(self, config: MuseGANConfig, class_names: list[str] | None = None):
-        super().__init__(config, class_names)
+    def progress_keys(self) -> tuple[str, ...]:
+        return ("loss", "wdist")  # and the critic's Wasserstein estimate
+
+    def __init__(self, config: MuseGANConfig):
+        super().__init__(config)
         self.generator = Generator(config)
         self.critic = Critic(config)
         self.adversary = config.adversary()

@@ -107,8 +107,8 @@ class MusicLSTM(GenerativeModel):
         return {"book": {"embed_dim": 100, "hidden": 256, "layers": 2, "seq_len": 32, "dropout": 0.0},
                 "small": {"embed_dim": 32, "hidden": 128, "layers": 2, "seq_len": 32}}
 
-    def __init__(self, config: MusicLSTMConfig, class_names: list[str] | None = None):
-        super().__init__(config, class_names)
+    def __init__(self, config: MusicLSTMConfig):
+        super().__init__(config)
         c = config
         if c.note_vocab <= len(SPECIALS) or c.duration_vocab <= len(SPECIALS):
             raise SozoError("music-lstm is sized by its vocabularies, which come from the data",

@@ -109,7 +109,7 @@ def stylize(content: ImageLike | None = None, style: ImageLike | None = None, ou
     ``losses.csv``, ``losses.json`` (settings, seconds per step, every step's losses), ``losses.png``
     and ``before-after.png``. ``out=None`` writes nothing.
     """
-    from ..training.trainer import resolve_device
+    from ..devices import resolve_device
     _check(size=size, steps=steps, content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
            style_scale=style_scale, init=init, optimizer=optimizer, preserve_colors=preserve_colors, lr=lr)
     if threads is not None and threads < 1:

@@ -1,4 +1,4 @@
 """The one trainer shared by every family."""
-from .trainer import Position, Trainer, resolve_device
+from .trainer import Position, Trainer
 
-__all__ = ["Trainer", "Position", "resolve_device"]
+__all__ = ["Trainer", "Position"]

@@ -50,6 +50,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..devices import resolve_device
 from ..errors import SozoError
 
 TIMEOUT = datetime.timedelta(minutes=30)  # a collective waits this long for a stuck (not dead) peer
@@ -146,8 +147,6 @@ def setup(device: str = "auto") -> Context | None:
     world = world_size()
     if world <= 1:
         return None
-    from .trainer import resolve_device
-
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
     dev = resolve_device(device)
     if dev.type == "cuda":

@@ -1,4 +1,5 @@
-"""The one trainer: loop, device, precision, logging, progress, samples, checkpoints, exact resume.
+"""The one trainer: loop, logging, progress, samples, checkpoints, exact resume (the device and
+precision are chosen in :mod:`sozo.devices`).
 
 It serves every family through the GenerativeModel interface and imports none of them.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import threading
 import time
@@ -30,6 +30,7 @@ import torch
 from . import distributed
 from .ema import EMA
 from ..config import TrainConfig
+from ..devices import autocast_dtype, configure_backends, resolve_device
 from ..errors import SozoError
 from ..models.base import GenerativeModel
 from ..runs import Run, load_checkpoint, save_checkpoint, save_weights, write_json
@@ -41,26 +42,6 @@ MAX_ROLLBACKS = 3
 
 class Diverged(SozoError):
     """A loss became NaN or infinite."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto: cuda > mps > cpu; or exactly what was asked, if it exists."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise SozoError(f"unknown device '{name}'", hint="use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SozoError("--device cuda was asked for, but this PyTorch sees no CUDA GPU",
-                        hint="use --device cpu, or install a CUDA build of torch (make setup TORCH_SPEC=torch)")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SozoError("--device mps was asked for, but MPS is not available", hint="use --device cpu")
-    return dev
 
 
 def rng_state() -> dict[str, Any]:
@@ -106,15 +87,7 @@ class Trainer:
         if not self.is_main:
             self.log = lambda message: None  # rank 0 speaks for the job
         self.device = self.dist.device if self.dist else resolve_device(self.cfg.device)
-        if self.cfg.threads:
-            torch.set_num_threads(self.cfg.threads)
-        if self.cfg.deterministic:
-            if self.device.type == "cuda":  # cuBLAS needs this before its first call to be deterministic
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-                torch.backends.cudnn.benchmark = False
-            torch.use_deterministic_algorithms(True)
-        elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        configure_backends(self.device, threads=self.cfg.threads, deterministic=self.cfg.deterministic)
         self.n = next(iter(self.data.values())).size(0)
         # batches an epoch, as the family cuts them (the default drops the last partial batch)
         self.steps_per_epoch = len(self.model.epoch_batches(self.n, self.cfg.batch_size, torch.Generator().manual_seed(0)))
@@ -144,8 +117,7 @@ class Trainer:
                 self._draws = distributed.GlobalDraws()
             else:  # each rank its own noise from here on (the weights' init above was the same)
                 torch.manual_seed(distributed.seed_for_rank(self.cfg.seed, self.dist.rank))
-        use_bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
-        self.model.amp_dtype = torch.bfloat16 if use_bf16 else None
+        self.model.amp_dtype = autocast_dtype(self.cfg.precision, self.device)
         self.model.configure_optimizers()
         # the EMA of the weights (ema > 0): on every rank alike, as the ranks' weights are equal
         self.ema = self._new_ema() if self.cfg.ema > 0 else None
@@ -496,7 +468,7 @@ class Trainer:
         if bad:
             raise Diverged(f"training diverged: {', '.join(bad)} became {rec[bad[0]]} by step {self.pos.step}",
                             hint=f"the last good checkpoint is in {self.run.last_ckpt}; "
-                                 "lower the learning rate (--set lr_g=…, lr_d=…) and resume or retrain, "
+                                 f"{self.model.divergence_hint()} and resume or retrain, "
                                  "or train with --set on_divergence=rollback")
 
     def _emit(self, rec: dict[str, Any], bar: Any) -> None:
@@ -504,7 +476,7 @@ class Trainer:
             return
         self.run.log(rec)
         if bar is not None:
-            shown = {k: f"{v:.3g}" for k, v in rec.items() if k.startswith(("loss", "wdist"))}
+            shown = {k: f"{v:.3g}" for k, v in rec.items() if k.startswith(self.model.progress_keys())}
             bar.set_postfix(shown, refresh=False)
         elif rec.get("kind") == "epoch":  # without a bar, one line per epoch
             values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()

@@ -58,3 +58,18 @@ def save_gif(frames: list[np.ndarray], path: str | Path, duration_ms: int = 120,
     with atomic_path(path) as tmp:
         imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=duration_ms, loop=0)
     return path
+
+
+def save_walk(walk: torch.Tensor, path: str | Path, first: torch.Tensor | None = None,
+              last: torch.Tensor | None = None) -> Path:
+    """(S, P, C, H, W) walks -> a PNG (a row per walk, optionally framed by the real images ``first``
+    and ``last`` (P, C, H, W)) or an animated GIF (a frame per step)."""
+    path = Path(path)
+    steps, paths = walk.shape[:2]
+    if path.suffix.lower() == ".gif":
+        nrow = max(1, int(math.ceil(math.sqrt(paths))))
+        return save_gif([make_grid(frame, nrow=nrow) for frame in walk], path)
+    cols = ([first[None]] if first is not None else []) + [walk] + ([last[None]] if last is not None else [])
+    full = torch.cat(cols)  # (S', P, C, H, W)
+    rows = full.transpose(0, 1).reshape(-1, *walk.shape[2:])  # a row per walk
+    return save_image(make_grid(rows, nrow=full.size(0)), path)

@@ -6,9 +6,9 @@ path = write_report("runs/dcgan")          # RUN/report.html, self-contained (im
 ```
 
 The page shows the samples of each epoch on a timeline with a slider, the loss curves (every
-numeric key of metrics.jsonl, drawn as inline SVG), the evaluation measures beside their
-real-data floors (eval.json), the mode histogram (modes.png), the resolved config and the
-environment. It is generic over families: text samples (``samples/epoch-NNNN.txt``) show as
+numeric key of metrics.jsonl, drawn as inline SVG by :mod:`sozo.viz.charts`), the evaluation
+measures beside their real-data floors (eval.json), the mode histogram (modes.png), the resolved
+config and the environment. It is generic over families: text samples (``samples/epoch-NNNN.txt``) show as
 text, and an eval.json of any shape shows as a table of its scalar values.
 
 Nothing on the page refers to the network: no CDN, no fonts, no remote images, and a
@@ -19,7 +19,6 @@ Reading a run never imports torch; only :func:`environment` does, for the torch 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 import mimetypes
@@ -32,6 +31,8 @@ from typing import Any, Callable, Iterable
 
 from ..errors import SozoError
 from ..runs import Run, write_text
+from .charts import PALETTE, bar_chart, fmt, line_chart
+from .charts import finite as _finite
 
 TEMPLATES = Path(__file__).parent / "templates"
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
@@ -39,8 +40,6 @@ IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
 TEXT_TYPES = {".txt", ".md"}
 SAMPLE_RE = re.compile(r"^epoch-(\d+)\.([A-Za-z0-9]+)$")
 NOT_PLOTTED = {"kind", "step", "epoch", "seconds", "examples_per_s"}  # bookkeeping, not curves
-PALETTE = ["#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
-           "#9c755f", "#7f7f7f"]
 MAX_TEXT = 20_000  # characters of a text sample shown in the page
 
 # How each known measure is labelled and which way is better (+1 higher, -1 lower, 0 neither).
@@ -98,10 +97,6 @@ def _read_yaml(path: Path, problems: list[str]) -> tuple[dict | None, str]:
         problems.append("config.yaml is not a mapping of sections")
         return None, text
     return data, text
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def list_samples(run: Run) -> list[dict[str, Any]]:
@@ -178,27 +173,7 @@ def summarize(path: str | Path | Run) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------
-# numbers
-
-
-def fmt(v: Any) -> str:
-    """A number as a person reads it: whole numbers as such, else about four significant digits."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if not math.isfinite(v):
-        return str(v)
-    a = abs(v)
-    if a >= 1000 or (v.is_integer() and a < 1e6):
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.1f}"
-    if a >= 10:
-        return f"{v:.2f}"
-    if a >= 0.001:
-        return f"{v:.3f}"
-    return f"{v:.2e}"
+# numbers (``fmt``, which the charts share, is in :mod:`.charts`)
 
 
 def duration(seconds: float) -> str:
@@ -294,148 +269,6 @@ def headline(summary: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-# ------------------------------------------------------------------------------------------------
-# charts: inline SVG (no JavaScript library, nothing fetched)
-
-
-def _nice_step(span: float, n: int) -> float:
-    raw = span / max(n, 1)
-    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
-    for m in (1, 2, 2.5, 5, 10):
-        if raw <= m * mag:
-            return m * mag
-    return 10 * mag
-
-
-def ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi]."""
-    if hi <= lo:
-        return [lo]
-    step = _nice_step(hi - lo, n)
-    first = math.ceil(lo / step - 1e-9) * step
-    out, t = [], first
-    while t <= hi + step * 1e-9:
-        out.append(round(t, 12))
-        t += step
-    return out
-
-
-def _tick_text(v: float) -> str:
-    a = abs(v)
-    if a == 0:
-        return "0"
-    if a >= 10000 or a < 0.001:
-        return f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-")
-    if a >= 100:
-        return f"{v:.0f}"
-    return f"{v:.3g}"
-
-
-def line_chart(series: list[dict[str, Any]], *, xlabel: str = "step", width: int = 440, height: int = 230,
-               cursor: dict[int, float] | None = None, log_y: bool | None = None) -> str:
-    """An inline <svg> line chart. ``series``: [{label, x: [...], y: [...], color, thin, markers,
-    tips: [...]}]. ``cursor`` maps an epoch to an x value: the page's slider moves a line there.
-
-    The y axis turns logarithmic when every value is positive and they span more than 50x.
-    """
-    pts = [(x, y) for s in series for x, y in zip(s["x"], s["y"]) if _finite(x) and _finite(y)]
-    if not pts:
-        return '<p class="muted">no finite values</p>'
-    ml, mr, mt, mb = 54, 14, 12, 34
-    pw, ph = width - ml - mr, height - mt - mb
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    x0, x1 = min(xs), max(xs)
-    if x1 == x0:
-        x0, x1 = x0 - 1, x1 + 1
-    y0, y1 = min(ys), max(ys)
-    if log_y is None:
-        log_y = y0 > 0 and y1 / y0 > 50
-    if log_y:
-        ty = math.log10
-        ly0, ly1 = math.floor(math.log10(y0)), math.ceil(math.log10(y1))
-        y0t, y1t = float(ly0), float(max(ly1, ly0 + 1))
-        yticks = [float(e) for e in range(int(y0t), int(y1t) + 1)]
-    else:
-        ty = float
-        pad = (y1 - y0) * 0.06 or (abs(y0) * 0.1 or 1.0)
-        y0t, y1t = y0 - pad, y1 + pad
-        if y0 >= 0 and y0t < 0:
-            y0t = 0.0
-        yticks = ticks(y0t, y1t, 5)
-
-    def px(x: float) -> float:
-        return ml + (x - x0) / (x1 - x0) * pw
-
-    def py(y: float) -> float:
-        return mt + ph - (ty(y) - y0t) / (y1t - y0t) * ph
-
-    o = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" preserveAspectRatio="xMidYMid meet"']
-    if cursor:
-        o.append(f" data-cursor='{json.dumps({str(k): round(px(v), 1) for k, v in cursor.items()})}'")
-    o.append(">")
-    for t in yticks:  # horizontal grid and y labels
-        yy = mt + ph - (t - y0t) / (y1t - y0t) * ph
-        if mt - 0.5 <= yy <= mt + ph + 0.5:
-            label = _tick_text(10 ** t) if log_y else _tick_text(t)
-            o.append(f'<line class="grid" x1="{ml}" x2="{ml + pw}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
-                     f'<text class="tick" x="{ml - 6}" y="{yy + 3.5:.1f}" text-anchor="end">{label}</text>')
-    for t in ticks(x0, x1, 6):
-        if float(t).is_integer() or xlabel != "epoch":
-            xx = px(t)
-            o.append(f'<line class="xtick" x1="{xx:.1f}" x2="{xx:.1f}" y1="{mt + ph}" y2="{mt + ph + 4}"/>'
-                     f'<text class="tick" x="{xx:.1f}" y="{mt + ph + 16}" text-anchor="middle">{_tick_text(t)}</text>')
-    o.append(f'<line class="axis" x1="{ml}" x2="{ml + pw}" y1="{mt + ph}" y2="{mt + ph}"/>'
-             f'<text class="axlabel" x="{ml + pw / 2:.1f}" y="{height - 3}" text-anchor="middle">{xlabel}</text>')
-    if log_y:
-        o.append(f'<text class="axlabel" x="{ml}" y="{mt - 2}" text-anchor="start">log scale</text>')
-    if cursor:
-        o.append(f'<line class="cursor" x1="-10" x2="-10" y1="{mt}" y2="{mt + ph}"/>')
-    for s in series:
-        xy = [(px(x), py(y)) for x, y in zip(s["x"], s["y"]) if _finite(x) and _finite(y)]
-        if not xy:
-            continue
-        color, cls = s.get("color", PALETTE[0]), "thin" if s.get("thin") else "line"
-        if len(xy) > 1:
-            o.append(f'<polyline class="{cls}" stroke="{color}" points="'
-                     + " ".join(f"{a:.1f},{b:.1f}" for a, b in xy) + '"/>')
-        if s.get("markers") or len(xy) == 1:
-            tips = s.get("tips") or [""] * len(xy)
-            for (a, b), tip in zip(xy, tips):
-                o.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3.2" fill="{color}">'
-                         + (f"<title>{html.escape(tip)}</title>" if tip else "") + "</circle>")
-    o.append("</svg>")
-    return "".join(o)
-
-
-def bar_chart(values: list[float], labels: list[str], floor: list[float] | None = None, *,
-              width: int = 440, height: int = 200) -> str:
-    """Class histogram (shares) as inline SVG; ``floor`` draws the real data's shares as ticks."""
-    total = sum(values) or 1
-    shares = [v / total for v in values]
-    fshares = [v / (sum(floor) or 1) for v in floor] if floor else None
-    top = max(shares + (fshares or []) + [1e-9])
-    ml, mr, mt, mb = 40, 10, 10, 30
-    pw, ph = width - ml - mr, height - mt - mb
-    bw = pw / max(len(values), 1)
-    o = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img">']
-    for t in ticks(0, top, 4):
-        yy = mt + ph - t / top * ph
-        o.append(f'<line class="grid" x1="{ml}" x2="{ml + pw}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
-                 f'<text class="tick" x="{ml - 5}" y="{yy + 3.5:.1f}" text-anchor="end">{t:.0%}</text>')
-    for i, (s, lab) in enumerate(zip(shares, labels)):
-        h = s / top * ph
-        x = ml + i * bw + bw * 0.15
-        o.append(f'<rect x="{x:.1f}" y="{mt + ph - h:.1f}" width="{bw * 0.7:.1f}" height="{h:.1f}" '
-                 f'fill="{PALETTE[0]}"><title>{html.escape(lab)}: {s:.1%} ({fmt(values[i])})</title></rect>'
-                 f'<text class="tick" x="{x + bw * 0.35:.1f}" y="{mt + ph + 14}" text-anchor="middle">'
-                 f"{html.escape(lab[:6])}</text>")
-        if fshares:
-            fy = mt + ph - fshares[i] / top * ph
-            o.append(f'<line class="floorbar" x1="{x - 2:.1f}" x2="{x + bw * 0.7 + 2:.1f}" y1="{fy:.1f}" y2="{fy:.1f}"/>')
-    o.append(f'<line class="axis" x1="{ml}" x2="{ml + pw}" y1="{mt + ph}" y2="{mt + ph}"/></svg>')
-    return "".join(o)
-
-
 def metric_keys(records: Iterable[dict[str, Any]]) -> list[str]:
     """Numeric keys of the records in first-seen order, losses before eval_* measures."""
     seen: dict[str, None] = {}
@@ -495,7 +328,7 @@ def run_charts(records: list[dict[str, Any]]) -> list[dict[str, str]]:
 def environment(info: dict[str, Any] | None, config: dict[str, Any] | None) -> list[tuple[str, str]]:
     """(label, value) rows: sozo and torch versions, Python, the device the run asked for and
     what it resolves to on this machine."""
-    from .. import __version__
+    from .._version import __version__
     train = (config or {}).get("train") or {}
     rows = [("sozo (this report)", __version__)]
     if info and info.get("sozo_version"):
@@ -660,5 +493,4 @@ def write_report(path: str | Path | Run, out: str | Path | None = None, *, embed
     return out
 
 
-__all__ = ["write_report", "render_report", "summarize", "eval_rows", "headline", "line_chart", "bar_chart",
-           "run_charts", "environment", "fmt", "PALETTE"]
+__all__ = ["write_report", "render_report", "summarize", "eval_rows", "headline", "run_charts", "environment"]

@@ -93,6 +93,10 @@ class GAN(ImageModel):
     """Generator + discriminator (critic) trained with one of the objectives."""
 
     Config = GANConfig
+    lr_options = ("lr_g", "lr_d")
+
+    def progress_keys(self) -> tuple[str, ...]:
+        return ("loss", "wdist")  # and the critic's Wasserstein estimate (the WGAN objectives log it)
 
     def __init__(self, config: GANConfig, class_names: list[str] | None = None):
         super().__init__(config, class_names)

@@ -171,9 +171,10 @@ class Img2ImgModel(GenerativeModel):
     demo = ""
     generator_names: tuple[str, ...] = ()
     discriminator_names: tuple[str, ...] = ()
+    lr_options = ("lr", "lr_d")
 
-    def __init__(self, config: Img2ImgConfig, class_names: list[str] | None = None):
-        super().__init__(config, class_names)
+    def __init__(self, config: Img2ImgConfig):
+        super().__init__(config)
         c = config
         k = c.n_examples
         self.register_buffer("examples_a", torch.zeros(k, c.channels_a, c.image_size, c.image_size, dtype=torch.uint8))
@@ -346,7 +347,9 @@ class Img2ImgModel(GenerativeModel):
         """Translations (A -> B) of ``n`` of the stored example images, picked at random by ``seed``."""
         if n < 1:
             raise SozoError(f"the number of samples must be at least 1, got {n}")
-        self.label_ids(labels, n)  # --label does not apply: a clear error
+        if labels is not None:
+            raise SozoError(f"'{self.family}' is not conditioned on labels, so --label does not apply",
+                            hint="train a conditional model such as cgan to choose the class")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         idx = torch.randint(len(self.examples_a), (n,), generator=gen)
         return self.translate(to_float(self.examples_a[idx].cpu()))
@@ -449,8 +452,8 @@ class Pix2Pix(Img2ImgModel):
             if self.l1_lambda < 0:
                 raise SozoError(f"'l1_lambda' must be at least 0, got {self.l1_lambda}")
 
-    def __init__(self, config: Any, class_names: list[str] | None = None):
-        super().__init__(config, class_names)
+    def __init__(self, config: Any):
+        super().__init__(config)
         c = config
         self.generator = _g(c, c.channels_a, c.channels_b)
         self.discriminator = PatchDiscriminator(c.channels_a + c.channels_b, c.d_layers, c.d_width, c.norm)
@@ -524,8 +527,8 @@ class CycleGAN(Img2ImgModel):
                 if getattr(self, name) < 0:
                     raise SozoError(f"'{name}' must be at least 0, got {getattr(self, name)}")
 
-    def __init__(self, config: Any, class_names: list[str] | None = None):
-        super().__init__(config, class_names)
+    def __init__(self, config: Any):
+        super().__init__(config)
         c = config
         self.g_ab = _g(c, c.channels_a, c.channels_b)  # G: A -> B
         self.g_ba = _g(c, c.channels_b, c.channels_a)  # F: B -> A

@@ -118,7 +118,7 @@ def cyclegan_scores(model: Any, data: Any, device: Any = "cpu", inception_weight
 
 def evaluate_runs(runs: list[Any], options: dict[str, Any], log: Callable[[str], None] = print
                   ) -> tuple[dict[str, dict], str]:
-    from ...training import resolve_device
+    from ...devices import resolve_device
     dev = resolve_device(options.get("device", "auto"))
     results: dict[str, dict] = {}
     for r in runs:

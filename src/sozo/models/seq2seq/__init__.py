@@ -159,8 +159,8 @@ class Seq2Seq(GenerativeModel):
     description = ("Translation: GRU/LSTM encoder-decoder, additive or multiplicative attention, beam search "
                    "(--src ja --tgt en; preset=article: the PyTorch tutorial's settings, plain: no attention)")
 
-    def __init__(self, config: Seq2SeqConfig, class_names: list[str] | None = None):
-        super().__init__(config, class_names)
+    def __init__(self, config: Seq2SeqConfig):
+        super().__init__(config)
         c = config
         if c.src_vocab_size < 5 or c.tgt_vocab_size < 5:
             raise SozoError("a seq2seq model is sized by its vocabularies, which come from the data",

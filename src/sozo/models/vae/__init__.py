@@ -27,14 +27,10 @@ import torch.nn.functional as F
 from ...config import replace
 from ...errors import SozoError
 from ...registry import register_variant
-from ...viz.grid import make_grid, save_gif, save_grid, save_image
+from ...viz.grid import save_grid, save_walk
 from ..images import ImageModel, fit_image_config
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_plan, conv_sizes
 from .objectives import bernoulli_nll, gaussian_kl, iw_nll, log_weights
-
-LIKELIHOOD_NOTE = ("Bernoulli decoder; targets are grey levels x/255 as in the PyTorch example "
-                   "(not binarised MNIST), so figures compare with other sozo runs, not with papers")
-
 
 @dataclass
 class VAEConfig:
@@ -392,21 +388,6 @@ class VAE(ImageModel):
         image measures of samples (FD, KID, precision/recall, class histogram)."""
         from .tools import evaluate_runs
         return evaluate_runs(runs, options, log)
-
-
-def save_walk(walk: torch.Tensor, path: str | Path, first: torch.Tensor | None = None,
-              last: torch.Tensor | None = None) -> Path:
-    """(S, P, C, H, W) walks -> a PNG (a row per walk, optionally framed by the real images ``first``
-    and ``last`` (P, C, H, W)) or an animated GIF (a frame per step)."""
-    path = Path(path)
-    steps, paths = walk.shape[:2]
-    if path.suffix.lower() == ".gif":
-        nrow = max(1, int(math.ceil(math.sqrt(paths))))
-        return save_gif([make_grid(frame, nrow=nrow) for frame in walk], path)
-    cols = ([first[None]] if first is not None else []) + [walk] + ([last[None]] if last is not None else [])
-    full = torch.cat(cols)  # (S', P, C, H, W)
-    rows = full.transpose(0, 1).reshape(-1, *walk.shape[2:])  # a row per walk
-    return save_image(make_grid(rows, nrow=full.size(0)), path)
 
 
 def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | None = None, **defaults: Any) -> type:

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
+# what the likelihood figures of sozo's VAEs are (eval.json says it beside them)
+LIKELIHOOD_NOTE = ("Bernoulli decoder; targets are grey levels x/255 as in the PyTorch example "
+                   "(not binarised MNIST), so figures compare with other sozo runs, not with papers")
 
 
 def bernoulli_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -27,9 +27,12 @@ import torch
 from ...data.images import to_float
 from ...errors import SozoError
 from ...runs import Run, write_json
-from ...viz.grid import make_grid, save_grid
-from . import LIKELIHOOD_NOTE, VAE, save_walk
+from ...viz.grid import make_grid, save_grid, save_walk
 from ...viz.table import text_table
+from .objectives import LIKELIHOOD_NOTE
+
+if TYPE_CHECKING:  # the family imports these tools, so they name it for type checkers only
+    from . import VAE
 
 FAMILY_NAMES = "ae, vae, conv-vae, beta-vae, cvae"
 SPLITS = ("heldout", "train", "all")
@@ -67,7 +70,7 @@ class RunData:
 
 
 def require_encoder(model: Any, what: str) -> VAE:
-    if not isinstance(model, VAE):
+    if not hasattr(model, "encode"):  # the autoencoder families (as the CLI checks)
         raise SozoError(f"'{model.family}' has no encoder, so {what} does not apply",
                         hint=f"{what} works on autoencoder runs: {FAMILY_NAMES}")
     return model
@@ -444,7 +447,7 @@ def evaluate_runs(runs: list[Any], options: dict[str, Any],
     """`sozo evaluate` for autoencoders: the held-out likelihood table, then the image measures of
     samples (sozo.metrics.evaluate), merged into each RUN/eval.json."""
     from ..images import ImageModel
-    from ...training import resolve_device
+    from ...devices import resolve_device
 
     k = int(options.get("k") or 100)
     if k < 1:
