@@ -11,8 +11,8 @@ import types
 
 class _ListsModels(types.ModuleType):
     def __call__(self) -> dict[str, str]:
-        from ..api import models
-        return models()
+        from ..registry import get_model, model_names  # what sozo.api.models() returns, without the API
+        return {name: get_model(name).description for name in model_names()}
 
 
 sys.modules[__name__].__class__ = _ListsModels
