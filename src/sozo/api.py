@@ -9,6 +9,7 @@ images = model.sample(16, seed=0)            # (16, 1, 28, 28) floats in [-1, 1]
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -187,7 +188,7 @@ def evaluate(runs: list[str | Path | Run] | str | Path | Run, options: EvalOptio
                     hint="evaluate runs trained on the same data together (one `sozo evaluate` per dataset), "
                          "or give --inception-weights so that every run is measured with the same network")
 
-        ctx = EvalContext(run, rc, device, lambda rc=rc: _open_split(rc), shared, say, check)
+        ctx = EvalContext(run, rc, device, partial(_open_split, rc), shared, say, check)
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):  # a fixed seed for anything drawn from the global generator
             torch.manual_seed(opts.seed)

@@ -312,9 +312,9 @@ def render_table(entries: list[Entry]) -> str:
             if fn in done:
                 continue
             done.append(fn)
-            for line in fn([x.result for x in entries if fn in x.table.notes]):
-                if line not in notes:
-                    notes.append(line)
+            for note in fn([x.result for x in entries if fn in x.table.notes]):
+                if note not in notes:
+                    notes.append(note)
     best = _best_line(base, rows, entries)
     return "\n".join(out + notes + ([best] if best else []))
 
