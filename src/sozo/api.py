@@ -9,6 +9,7 @@ images = model.sample(16, seed=0)            # (16, 1, 28, 28) floats in [-1, 1]
 """
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -153,8 +154,6 @@ def evaluate(runs: list[str | Path | Run] | str | Path | Run, options: EvalOptio
     ``seed``, ``device``, ``inception_weights``, ``k``, ``split``, ``beam``, ``length_penalty``,
     ``bleu_tokenize``, ``raw``). Returns ({run path: results}, the printed tables).
     """
-    import time
-
     from .training import resolve_device
 
     opts = EvalOptions.build(options, **keywords)
