@@ -8,7 +8,6 @@ import pytest
 import sozo
 from sozo.cli import main
 from sozo.errors import SozoError
-from sozo.metrics.evaluate import evaluate, format_table
 
 from .helpers import tiny_options
 
@@ -44,16 +43,17 @@ def test_evaluate_writes_eval_json_and_modes(two_runs, capsys):
 
 def test_same_seed_same_figures(two_runs):
     trained, _ = two_runs
-    a = evaluate(trained.path, n=200, seed=4, log=None)[str(trained.path)]
-    b = evaluate(trained.path, n=200, seed=4, log=None)[str(trained.path)]
+    a, table = sozo.evaluate(trained.path, n=200, seed=4, log=None)
+    b, _ = sozo.evaluate(trained.path, n=200, seed=4, log=None)
+    a, b = a[str(trained.path)], b[str(trained.path)]
     assert a["fd"] == b["fd"] and a["precision"] == b["precision"]
-    assert "FD-LeNet" in format_table({"x": a})
+    assert "FD-LeNet" in table
 
 
 def test_too_few_samples_for_the_features(two_runs):
     trained, _ = two_runs
     with pytest.raises(SozoError, match="more samples than feature dimensions"):
-        evaluate(trained.path, n=50, log=None)
+        sozo.evaluate(trained.path, n=50, log=None)
 
 
 def test_eval_every_logs_measures_during_training(tmp_path):

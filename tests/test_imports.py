@@ -14,18 +14,6 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# Cycles through sozo.api from a family or from metrics: each family's evaluate_runs loads runs
-# through the API. The evaluation rewrite (issue 20, item 1) moves that loop into the API and
-# removes exactly these edges; the lead empties this set when that branch is merged.
-PENDING_EVALUATION_REWRITE: set[tuple[str, str]] = {
-    ("sozo.metrics.evaluate", "sozo.api"),
-    ("sozo.models.img2img.evaluate", "sozo.api"),
-    ("sozo.models.language", "sozo.api"),
-    ("sozo.models.musegan", "sozo.api"),
-    ("sozo.models.music_lstm", "sozo.api"),
-    ("sozo.models.seq2seq", "sozo.api"),
-    ("sozo.models.vae.tools", "sozo.api"),
-}
 
 
 def module_files(root: Path, package: str) -> dict[str, Path]:
@@ -161,24 +149,19 @@ def _describe(graph: dict[str, set[str]], comps: list[list[str]]) -> str:
 def test_sozo_has_no_import_cycles():
     graph = import_graph(SRC, "sozo")
     assert len(graph) > 50 and "sozo.training.trainer" in graph  # the walk found the package
-    stale = sorted(p for p in PENDING_EVALUATION_REWRITE if p[1] not in graph.get(p[0], set()))
-    assert not stale, f"these imports are gone, remove them from PENDING_EVALUATION_REWRITE: {stale}"
-    for a, b in PENDING_EVALUATION_REWRITE:
-        graph[a].discard(b)
     comps = cycles(graph)
     assert not comps, "import cycles in src/sozo:\n" + _describe(graph, comps)
 
 
 def test_the_layers_point_one_way():
-    """The trainer imports no family; no family imports the CLI; nothing below the API imports it
-    (apart from the pending evaluation edges)."""
+    """The trainer imports no family; no family imports the CLI; no family or measure imports the API."""
     graph = import_graph(SRC, "sozo")
     for mod, deps in graph.items():
         if mod.startswith("sozo.training"):
             assert not {d for d in deps if d.startswith("sozo.models.") and d != "sozo.models.base"}, mod
-        if mod.startswith("sozo.models"):
+        if mod.startswith(("sozo.models", "sozo.metrics")):
             assert "sozo.cli" not in deps, mod
-            assert "sozo.api" not in deps or (mod, "sozo.api") in PENDING_EVALUATION_REWRITE, mod
+            assert "sozo.api" not in deps, mod
 
 
 def test_the_graph_sees_lazy_relative_and_submodule_imports(tmp_path):

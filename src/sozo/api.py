@@ -9,52 +9,27 @@ images = model.sample(16, seed=0)            # (16, 1, 28, 28) floats in [-1, 1]
 """
 from __future__ import annotations
 
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 
 from ._version import __version__
-from .config import (SECTIONS, RunConfig, build_run_config, from_dict, load_yaml, merge_overrides, parse_set,
-                     to_dict)
+from .config import SECTIONS, build_run_config, load_yaml, merge_overrides, parse_set, to_dict
 from .errors import SozoError
-from .models.base import GenerativeModel
+from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, render_table
+# loading a run lives below the API (a family's tools open runs too); re-exported here as the API
+from .loading import (HOLDOUT_SEED, _split, load, load_fitted, prepare_data, rebuild_run_config,  # noqa: F401
+                      run_config, split_data)
 from .registry import get_model, model_names
-from .runs import Run, load_weights, read_model_json, write_text
-
-HOLDOUT_SEED = 0  # the train/held-out split is the same for every run on the same data
+from .runs import Run, read_model_json, write_json, write_text
 
 
 def list_models() -> dict[str, str]:
     """Every model name with its one-line description."""
     return {name: get_model(name).description for name in model_names()}
-
-
-def _split(tensors: dict[str, torch.Tensor], holdout: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A seeded train / held-out split of a dict of tensors sharing their first dimension."""
-    n = next(iter(tensors.values())).size(0)
-    n_hold = int(round(n * holdout))
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
-    hold, keep = perm[:n_hold], perm[n_hold:]
-    return {k: v[keep] for k, v in tensors.items()}, {k: v[hold] for k, v in tensors.items()}
-
-
-def prepare_data(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict, dict]:
-    """Load the data the run config names, let the family fit its config to it, split it.
-
-    Returns (data object, resolved run config, train tensors, held-out tensors).
-    """
-    cls = get_model(rc.model_name)
-    data, tensors = cls.load_data(rc.data, rc.model, log=log)
-    model_cfg = cls.resolve_config(rc.model, data)
-    tensors = cls.fit_tensors(tensors, model_cfg)
-    rc = RunConfig(rc.model_name, model_cfg, rc.data, rc.train)
-    held = getattr(data, "heldout", None)  # a family that holds out its own split (a corpus's dev set)
-    if held is not None:
-        return data, rc, tensors, held
-    train, held = _split(tensors, rc.data.holdout)
-    return data, rc, train, held
 
 
 def _new_run_dir(model: str, data_name: str) -> Path:
@@ -157,100 +132,110 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
         callbacks.extend(own)
     elif rc.train.eval_every:
         from .metrics.evaluate import eval_callback
-        callbacks.append(eval_callback(rc.train.eval_samples, log=log))
+        callbacks.append(eval_callback(rc.train.eval_samples, reference=lambda: load_fitted(rc, log=lambda m: None),
+                                       log=log))
     trainer = Trainer(net, train_t, rc.train, run, info, callbacks=callbacks, log=log, heldout=held_t)
     trainer.fit(resume=resume is not None)
     return run
 
 
-def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = False) -> GenerativeModel:
-    """The trained model of a run folder (weights from model/*.safetensors), in eval mode.
+def evaluate(runs: list[str | Path | Run] | str | Path | Run, options: EvalOptions | None = None, *,
+             log: Callable[[str], None] | None = print, **keywords: Any) -> tuple[dict[str, dict], str]:
+    """Measure one or more runs, write each RUN/eval.json, and compare them in tables.
 
-    A run trained with ``ema`` > 0 loads its EMA weights (model/ema.safetensors, over the averaged
-    networks: a GAN's generator) unless ``raw=True`` asks for the live weights; ``model.uses_ema``
-    says which. Runs without EMA load their weights either way.
+    The loop every family shares: each run is loaded, its config and data rebuilt (the run's own
+    held-out split, as training made it) and measured by its family (``model.measure``) under the
+    fixed ``seed``; eval.json records the results with their provenance (feature extractor and its
+    hash, generated and reference counts, the reference split, the sozo version, seed and step).
+    Runs whose families share a table kind are compared in one table (every image family: the
+    league table). Runs measured with different feature extractors (trained on different data) are
+    refused in one table, before anything is written.
+
+    ``options`` is an :class:`~sozo.evaluation.EvalOptions`; keywords set its fields (``n``,
+    ``seed``, ``device``, ``inception_weights``, ``k``, ``split``, ``beam``, ``length_penalty``,
+    ``bleu_tokenize``, ``raw``). Returns ({run path: results}, the printed tables).
     """
-    run = Run(run) if not isinstance(run, Run) else run
-    run.require("model")
-    info = read_model_json(run)
-    cls = get_model(info["family"])
-    try:
-        cfg = from_dict(cls.Config, info["config"], "model")
-    except SozoError as e:
-        raise SozoError(f"{run.model_dir / 'config.json'} does not fit this sozo version: {e.message}") from None
-    net = cls.from_info(cfg, info)  # folders of every sozo version: a family ignores keys it does not use
-    weights = load_weights(run.model_dir / "model.safetensors")
-    missing, unexpected = net.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise SozoError(f"{run.model_dir / 'model.safetensors'} does not match its config.json "
-                        f"({len(missing)} missing, {len(unexpected)} unexpected tensors)",
-                        hint="the model/ folder is damaged; `sozo train --resume` rewrites it")
-    if info.get("ema") and not raw:
-        _load_ema(net, run.model_dir, info["ema"])
-    if info.get("files"):  # JSON documents beside the weights (vocabularies…), parsed without pickle
-        net.load_model_files({name: _read_json(run.model_dir, name) for name in info["files"]})
     from .devices import resolve_device
-    net.to(resolve_device(str(device)) if not isinstance(device, torch.device) else device).eval()
-    return net
 
-
-def _load_ema(net: GenerativeModel, folder: Path, ema: Any) -> None:
-    """Put the EMA tensors that config.json's ``ema`` entry names over ``net``'s live weights."""
-    name = ema.get("file") if isinstance(ema, dict) else None
-    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors") or name.startswith("."):
-        raise SozoError(f"{folder / 'config.json'} names {name!r} as its EMA weights, which is not a "
-                        "safetensors file inside model/")
-    path = folder / name
-    if not path.exists():
-        raise SozoError(f"missing {path} (the EMA weights config.json lists)",
-                        hint="load the live weights with raw=True (--raw), or `sozo train --resume` to rewrite model/")
-    tensors = load_weights(path)
-    own = net.state_dict()
-    bad = sorted(k for k, t in tensors.items() if k not in own or own[k].shape != t.shape)
-    if bad:
-        raise SozoError(f"{path} does not match its config.json ({len(bad)} tensors do not fit, e.g. {bad[0]})",
-                        hint="the model/ folder is damaged; load the live weights with raw=True (--raw), "
-                             "or `sozo train --resume` to rewrite it")
-    net.load_state_dict(tensors, strict=False)
-    net.uses_ema = True
-
-
-def _read_json(folder: Path, name: str) -> Any:
-    """model/NAME parsed as JSON; NAME must be a plain ``*.json`` file name inside the folder."""
-    import json
-    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".json") or name.startswith("."):
-        raise SozoError(f"{folder / 'config.json'} names {name!r}, which is not a JSON file inside model/")
-    path = folder / name
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SozoError(f"missing {path}", hint="the model/ folder is incomplete; `sozo train --resume` rewrites it") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SozoError(f"corrupt {path}: {e}", hint="`sozo train --resume` rewrites it") from None
-
-
-def evaluate(runs: list[str | Path | Run] | str | Path | Run, log: Callable[[str], None] = print,
-             **options: Any) -> tuple[dict[str, dict], str]:
-    """Measure one or more runs (each family its own measures); runs of one family are compared together.
-
-    Returns ({run path: results}, the printed table). Options: n, seed, device, inception_weights, …
-    """
+    opts = EvalOptions.build(options, **keywords)
+    say = log or (lambda message: None)
     items = [runs] if isinstance(runs, (str, Path, Run)) else list(runs)
     if not items:
         raise SozoError("which run? e.g. sozo evaluate runs/dcgan-mnist-sample")
-    groups: dict[type, list[Run]] = {}  # families sharing a measure are compared in one table, in the order given
-    for r in items:
+    plan = []
+    for r in items:  # every folder and family checked before any work
         run = (r if isinstance(r, Run) else Run(r)).require("model")
         cls = get_model(read_model_json(run)["family"])
-        owner = next(c for c in cls.__mro__ if "evaluate_runs" in c.__dict__)
-        groups.setdefault(owner, []).append(run)
-    results: dict[str, dict] = {}
-    tables = []
-    for owner, group in groups.items():
-        res, table = owner.evaluate_runs.__func__(owner, [r.path for r in group], options, log)
-        results.update(res)
-        tables.append(table)
-    return results, "\n\n".join(tables)
+        if getattr(cls, "eval_table", None) is None:
+            raise SozoError(f"'{cls.family}' models have no evaluation yet", hint="sozo models lists the families")
+        plan.append((run, cls))
+    device = resolve_device(opts.device)
+    shared: dict[Any, Any] = {}  # what runs on the same data share: the image feature extractor and its real stats
+    firsts: dict[str, tuple[str, dict]] = {}  # table kind -> the first run with an extractor, and that extractor
+    done: list[tuple[Run, Entry]] = []
+    for run, cls in plan:
+        table = cls.eval_table
+        rc = rebuild_run_config(run)
+        model = load(run, device=device, raw=opts.raw)  # its EMA weights when it has them, unless raw
+
+        def check(extractor: dict, name: str = str(run.path), kind: str = table.kind) -> None:
+            first_name, first = firsts.setdefault(kind, (name, extractor))
+            if first["hash"] != extractor["hash"]:
+                raise SozoError(
+                    f"{first_name} and {name} were measured with different feature extractors "
+                    f"({first['name']} {first['hash'][:12]} vs {extractor['name']} {extractor['hash'][:12]}), "
+                    f"so their {', '.join(extractor['measures'])} cannot be compared in one table",
+                    hint="evaluate runs trained on the same data together (one `sozo evaluate` per dataset), "
+                         "or give --inception-weights so that every run is measured with the same network")
+
+        ctx = EvalContext(run, rc, device, partial(_open_split, rc), shared, say, check)
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):  # a fixed seed for anything drawn from the global generator
+            torch.manual_seed(opts.seed)
+            result = dict(model.measure(ctx, opts))
+        result.setdefault("step", run.trained_step())
+        result["provenance"] = _provenance(model, table, ctx, opts, result, time.perf_counter() - t0)
+        ref = result["provenance"].get("reference") or {}
+        key = f"{rc.data.source}|{rc.data.limit}|{ref.get('split', '')}"
+        done.append((run, Entry(str(run.path), result, table, key, str(ref.get("data") or rc.data.source))))
+    for run, entry in done:  # written only when every run was measured (a refusal leaves no eval.json changed)
+        write_json(run.path / "eval.json", entry.result)
+    groups: dict[str, list[Entry]] = {}
+    for _, entry in done:
+        groups.setdefault(entry.table.kind, []).append(entry)
+    return {e.name: e.result for _, e in done}, "\n\n".join(render_table(g) for g in groups.values())
+
+
+def _open_split(rc: Any) -> DataSplit:
+    """The run's data as training made it (quietly): data object, resolved config, train / held-out, all."""
+    data, rc, tensors = load_fitted(rc, log=lambda message: None)
+    train, held = split_data(data, rc, tensors)
+    return DataSplit(data, rc, train, held, tensors)
+
+
+def _provenance(model: Any, table: Any, ctx: EvalContext, opts: EvalOptions, result: dict[str, Any],
+                seconds: float) -> dict[str, Any]:
+    """What eval.json records of how it was measured (and by which measure its run is ranked)."""
+    rc = ctx.config
+    row = next((r for r in table.rows if r.key == table.headline), None)
+    headline = None if row is None else {"key": row.key, "label": row.title([result]),
+                                          "lower_is_better": table.lower_is_better}
+    ref = dict(ctx.reference or {})
+    if ref:
+        own = ctx.data_loaded and getattr(ctx.data, "heldout", None) is not None
+        name = getattr(ctx.data, "name", None) if ctx.data_loaded else None
+        ref.update(data=name or Path(str(rc.data.source)).name, source=str(rc.data.source), limit=rc.data.limit,
+                   holdout=rc.data.holdout)
+        if "split_by" not in ref:
+            ref["split_by"] = ("the data's own held-out part" if own else
+                               f"a seeded shuffle holding out {rc.data.holdout:g} of the examples")
+        if "split_seed" not in ref:
+            ref["split_seed"] = None if own else HOLDOUT_SEED
+    return {"sozo_version": __version__, "family": model.family, "table": table.kind, "headline": headline,
+            "step": ctx.run.trained_step(),
+            "seed": opts.seed, "weights": "ema" if getattr(model, "uses_ema", False) else "live",
+            "extractor": ctx.extractor, "generated": ctx.generated, "reference": ref or None,
+            "options": opts.to_dict(), "seconds": round(seconds, 2)}
 
 
 def compose(run: str | Path | Run, out: str | Path | None = None, *, bars: int = 16, seed: int = 0,
@@ -306,10 +291,4 @@ def stylize(content: Any = None, style: Any = None, out: str | Path | None = "st
     return _stylize(content, style, out, **options)
 
 
-def run_config(run: str | Path | Run) -> dict[str, Any]:
-    """The resolved config.yaml of a run as a dict."""
-    run = Run(run) if not isinstance(run, Run) else run
-    return yaml.safe_load(run.config_yaml.read_text(encoding="utf-8"))
-
-
-__all__ = ["train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "Run", "SECTIONS"]
+__all__ = ["train", "load", "evaluate", "EvalOptions", "prepare_data", "compose", "apply", "list_models", "run_config", "stylize", "Run", "SECTIONS"]

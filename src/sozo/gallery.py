@@ -26,6 +26,7 @@ from typing import Any, Callable
 from .errors import SozoError
 from .viz.charts import PALETTE, fmt, line_chart
 from .viz.charts import finite as _finite
+from .evaluation import comparison_problem
 from .viz.report import _jinja, _read_text, eval_rows, loss_title, metric_keys, render_report, summarize
 
 SERVED_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
@@ -219,9 +220,14 @@ def compare_context(gallery: Gallery, paths: list[Path]) -> dict[str, Any]:
                 continue
             row = rows.setdefault(r["key"], {"label": r["label"], "better": r["better"], "cells": [None] * len(cards)})
             row["cells"][i] = {"value": r["value"], "floor": r["floor"], "raw": ev.get(r["key"]), "best": False}
-    for row in rows.values():
+    # runs measured with different feature extractors (or of unknown provenance): their feature-based
+    # measures show, but no "best" is marked among them
+    problem = comparison_problem({c["name"]: s.get("eval") for c, s in zip(cards, summaries)})
+    unranked = problem[1] if problem else set()
+    for key, row in rows.items():
+        row["unranked"] = key in unranked
         raws = [(i, c["raw"]) for i, c in enumerate(row["cells"]) if c and _finite(c["raw"])]
-        if row["better"] and len(raws) > 1 and len({v for _, v in raws}) > 1:
+        if row["better"] and not row["unranked"] and len(raws) > 1 and len({v for _, v in raws}) > 1:
             target = (max if row["better"] > 0 else min)(v for _, v in raws)
             for i, v in raws:
                 row["cells"][i]["best"] = v == target
@@ -247,6 +253,7 @@ def compare_context(gallery: Gallery, paths: list[Path]) -> dict[str, Any]:
                     "differs": len({f.get(k, "—") for f in flats}) > 1} for k in all_keys]
     config_rows.sort(key=lambda r: not r["differs"])
     return {"cards": cards, "colors": colors, "rows": list(rows.values()), "charts": charts,
+            "comparison_note": f"Not ranked (marked ≠): {problem[0]}." if problem else "",
             "config_rows": config_rows, "n_differ": sum(r["differs"] for r in config_rows)}
 
 

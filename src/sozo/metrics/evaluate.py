@@ -1,9 +1,14 @@
-"""Evaluate what an image model makes: FD, KID, precision/recall and the class histogram,
+"""The image measures of what a model makes: FD, KID, precision/recall and the class histogram,
 each beside its floor (the same measure between two disjoint halves of the real data).
 
+An :class:`Evaluator` holds the real images, their feature extractor and reference statistics
+and scores models; ``sozo.evaluate`` (the loop every family shares) builds one per dataset and
+shares it across the runs trained on that data. :func:`eval_callback` measures during training.
+
 ```python
-from sozo.metrics.evaluate import evaluate
-result = evaluate("runs/dcgan-mnist-sample", n=10000)   # also writes RUN/eval.json and RUN/modes.png
+from sozo.metrics.evaluate import Evaluator
+ev = Evaluator(images_uint8, labels, 10, data_key="mnist-sample")
+ev.score(model, n=10000, seed=0)   # {"fd", "kid", "kid_std", "precision", "recall", "modes", ...}
 ```
 """
 from __future__ import annotations
@@ -16,9 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import SozoError
-from ..runs import Run, write_json
-from ..viz.table import text_table
-from .features import extract_features, get_extractor, real_reference
+from .features import extract_features, extractor_digest, get_extractor, real_reference
 from .frechet import class_histogram, feature_stats, frechet_distance, kid, precision_recall
 
 FLOOR_SEED = 0
@@ -43,6 +46,7 @@ class Evaluator:
         self.ref = {**ref, "features": ref["features"] / self.scale, "mu": ref["mu"] / self.scale,
                     "sigma": ref["sigma"] / self.scale ** 2}
         self.short = getattr(self.extractor, "short", "features")
+        self.digest = extractor_digest(self.extractor)  # recorded in eval.json: runs are ranked only on one
         self._floor: dict[str, Any] | None = None
 
     @property
@@ -100,55 +104,14 @@ class Evaluator:
         return out
 
 
-def evaluator_for_run(run: Run, device: str | torch.device = "cpu", inception_weights: str | None = None,
-                      log: Callable[[str], Any] | None = print) -> Evaluator:
-    """An Evaluator on the whole real dataset the run was trained on (all of it, held-out part included)."""
-    from ..api import run_config
-    from ..config import build_run_config
-    from ..registry import get_model
-
-    cfg = run_config(run)
-    cls = get_model(cfg["model"]["name"])
-    rc = build_run_config(cfg["model"]["name"], cls, cfg)
-    data, tensors = cls.load_data(rc.data, rc.model, log=lambda m: None)
-    tensors = cls.fit_tensors(tensors, rc.model)
+def evaluator_for_data(data: Any, tensors: dict[str, torch.Tensor], device: str | torch.device = "cpu",
+                       inception_weights: str | None = None, log: Callable[[str], Any] | None = print) -> Evaluator:
+    """An Evaluator on a run's real images: ``tensors`` are every example as the run loaded them
+    (held-out part included, in the data's own order), ``data`` the family's data object."""
     if "images" not in tensors:
-        raise SozoError(f"'{rc.model_name}' does not make images; image measures do not apply")
+        raise SozoError(f"'{getattr(data, 'name', 'the data')}' holds no images; image measures do not apply")
     return Evaluator(tensors["images"], tensors.get("labels"), int(getattr(data, "num_classes", 0) or 0),
                      data_key=data.name, device=device, inception_weights=inception_weights, log=log)
-
-
-def evaluate(runs: list[str | Path] | str | Path, n: int = 10000, seed: int = 0, device: str = "auto",
-             inception_weights: str | None = None, log: Callable[[str], Any] | None = print) -> dict[str, dict]:
-    """Score each run; write RUN/eval.json (and RUN/modes.png for labelled data). Returns {run: result}.
-
-    Runs trained on the same data share one extractor and one floor.
-    """
-    from ..api import load
-    from ..devices import resolve_device
-
-    dev = resolve_device(device)
-    paths = [runs] if isinstance(runs, (str, Path)) else list(runs)
-    if not paths:
-        raise SozoError("which run? e.g. sozo evaluate runs/dcgan-mnist-sample")
-    results: dict[str, dict] = {}
-    evaluators: dict[str, Evaluator] = {}
-    for p in paths:
-        run = Run(p).require("model")
-        from ..api import run_config
-        source = run_config(run)["data"]["source"]
-        if source not in evaluators:
-            evaluators[source] = evaluator_for_run(run, dev, inception_weights, log)
-        ev = evaluators[source]
-        model = load(run, device=dev)
-        res = {"measure": ev.fd_name, "extractor": ev.extractor.name, "seed": seed, **ev.score(model, n, seed),
-               "floor": ev.floor(), "step": run.trained_step()}
-        write_json(run.path / "eval.json", res)
-        if "modes" in res:
-            modes_chart(res["modes"], ev.floor().get("modes"), run.path / "modes.png",
-                        title=f"{run.path.name}: classes of {n} samples (by {ev.extractor.name})")
-        results[str(run.path)] = res
-    return results
 
 
 def modes_chart(counts: list[int], real_counts: list[int] | None, path: Path, title: str = "") -> Path:
@@ -177,39 +140,12 @@ def modes_chart(counts: list[int], real_counts: list[int] | None, path: Path, ti
     return path
 
 
-def format_table(results: dict[str, dict]) -> str:
-    """The measures side by side, a column per run, the real-data floor last."""
-    if not results:
-        return ""
-    first = next(iter(results.values()))
-    fd = first["measure"]
-    rows = [(fd, "fd", "{:.3f}"), ("KID x100", "kid", None), ("precision (k=3)", "precision", "{:.3f}"),
-            ("recall (k=3)", "recall", "{:.3f}"), ("mode entropy (1 = uniform)", "mode_entropy", "{:.3f}"),
-            ("top class share", "top_class_share", "{:.3f}")]
-    cols = list(results) + ["real floor"]
-    data = list(results.values()) + [first["floor"]]
-    cells = [["measure"] + cols]
-    for label, key, fmt in rows:
-        if not any(key in d for d in data):
-            continue
-        line = [label]
-        for d in data:
-            if key not in d:
-                line.append("-")
-            elif key == "kid":
-                line.append(f"{100 * d['kid']:.3f} ± {100 * d['kid_std']:.3f}")
-            else:
-                line.append(fmt.format(d[key]))
-        cells.append(line)
-    cells.append(["samples (generated vs real)"] + [f"{d['n_generated']} vs {d['n_real']}" for d in data])
-    out = text_table(cells)
-    if first["measure"] != "FID":
-        out.append(f"features: {first['extractor']} (not Inception: compare with other sozo runs, not published FIDs)")
-    return "\n".join(out)
+def eval_callback(n: int, reference: Callable[[], tuple[Any, Any, dict[str, torch.Tensor]]],
+                  log: Callable[[str], Any] | None = None) -> Callable:
+    """A trainer callback logging the measures every ``eval_every`` epochs (an Evaluator built once).
 
-
-def eval_callback(n: int, log: Callable[[str], Any] | None = None) -> Callable:
-    """A trainer callback logging the measures every ``eval_every`` epochs (an Evaluator built once)."""
+    ``reference()`` gives (data object, run config, every example's tensors), the real data the
+    measures compare with; sozo.train passes its data loader, so this module needs no API."""
     state: dict[str, Evaluator] = {}
 
     def callback(trainer: Any, epoch: int) -> dict[str, Any] | None:
@@ -217,7 +153,8 @@ def eval_callback(n: int, log: Callable[[str], Any] | None = None) -> Callable:
         if not every or (epoch % every and epoch != trainer.cfg.epochs):
             return None
         if "ev" not in state:
-            state["ev"] = evaluator_for_run(trainer.run, trainer.device, log=log)
+            data, _, tensors = reference()
+            state["ev"] = evaluator_for_data(data, tensors, trainer.device, log=log)
         res = state["ev"].score(trainer.model, n=n, seed=0)
         name = state["ev"].fd_name
         out = {f"eval_{name}": round(res["fd"], 4), "eval_kid": round(res["kid"], 6),

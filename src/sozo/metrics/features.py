@@ -36,6 +36,7 @@ __all__ = [
     "data_hash",
     "to_unit_range",
     "extract_features",
+    "extractor_digest",
 ]
 
 LENET_ARCH = "lenet-v2"  # bump when the architecture or training recipe changes (cache key)
@@ -336,6 +337,7 @@ class InceptionExtractor:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.name = "Inception-v3-compat"
+        self.weights_path = path
         st = path.stat()
         self.fingerprint = f"{path.name}-{st.st_size}"
         self.net = FeatureExtractorInceptionV3(
@@ -443,6 +445,36 @@ def get_extractor(
     _atomic_write_bytes(weights, lambda tmp: save_file(state, tmp))
     _atomic_write_bytes(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
     return model
+
+
+def extractor_digest(extractor: FeatureExtractor) -> str:
+    """A hash (16 hex digits of a SHA-256) of what an extractor computes with: its kind and
+    definition, and its weights (a LeNet's tensors; the Inception weights file's bytes). Two
+    extractors with the same digest give the same features; eval.json records it, and
+    ``sozo evaluate`` refuses to rank runs whose digests differ. Computed once per extractor."""
+    cached = getattr(extractor, "_sozo_digest", None)
+    if cached:
+        return cached
+    h = hashlib.sha256()
+    h.update(f"{type(extractor).__name__}|{getattr(extractor, 'dim', '')}".encode())
+    if isinstance(extractor, LeNetExtractor):
+        h.update(f"{LENET_ARCH}|{extractor.num_classes}|{extractor.input_shape}".encode())
+    if isinstance(extractor, nn.Module):
+        for key, t in sorted(extractor.state_dict().items()):
+            h.update(key.encode())
+            h.update(t.detach().to("cpu").contiguous().numpy().tobytes())
+    elif getattr(extractor, "weights_path", None) is not None:
+        with open(extractor.weights_path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:  # an extractor of another kind: its name and fingerprint are all there is to go by
+        h.update(f"{getattr(extractor, 'name', '')}|{getattr(extractor, 'fingerprint', '')}".encode())
+    digest = h.hexdigest()[:16]
+    try:
+        extractor._sozo_digest = digest  # type: ignore[union-attr]
+    except AttributeError:
+        pass
+    return digest
 
 
 def extract_features(extractor: FeatureExtractor, images: torch.Tensor | np.ndarray, batch_size: int = 1000) -> np.ndarray:

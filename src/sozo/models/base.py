@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import SozoError
+from ..evaluation import EvalContext, EvalOptions, Table
 
 
 def _torch_at_least(major: int, minor: int) -> bool:
@@ -127,14 +128,20 @@ class GenerativeModel(nn.Module):
         perm = torch.randperm(n, generator=generator)
         return [perm[b * batch_size:(b + 1) * batch_size] for b in range(n // batch_size)]
 
-    @classmethod
-    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Any = print) -> tuple[dict[str, dict], str]:
-        """Measure trained runs of this family: ({run path: results}, a table to print).
+    # --- evaluation: the loop is sozo.api.evaluate; a family supplies what it measures ---------
+    # the table `sozo evaluate` prints for this family (sozo.evaluation.Table); None: no evaluation.
+    # Families whose tables share a kind are compared in one table.
+    eval_table: ClassVar[Table | None] = None
 
-        ``options`` are the `sozo evaluate` flags (n, seed, device, …). Results are also written to
-        RUN/eval.json.
+    def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
+        """What `sozo evaluate` records of this trained model: a dict of measures (into RUN/eval.json).
+
+        ``context`` (sozo.evaluation.EvalContext) holds the run, its rebuilt config and data (the
+        run's own held-out split), things shared across runs, and takes the provenance
+        (``use_extractor``, ``use_reference``, ``count_generated``); ``options`` is an EvalOptions.
+        The loop has seeded the global generator with ``options.seed``; sample with that seed too.
         """
-        raise SozoError(f"'{cls.family}' models have no evaluation yet")
+        raise SozoError(f"'{self.family}' models have no evaluation yet")
 
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
         """Run one batch forward before the long job; raise SozoError naming what does not fit."""

@@ -1,5 +1,6 @@
 """What the image families share: loading image data, fitting it to the model's size, and the
-data's classes (their names kept in model/config.json, ``--label`` by id or name)."""
+data's classes (their names kept in model/config.json, ``--label`` by id or name), and the image
+measures (FD, KID, precision/recall, class histogram) with their table, the league table."""
 from __future__ import annotations
 
 import warnings
@@ -10,6 +11,7 @@ import torch
 from ..config import DataConfig
 from ..data.images import ImageData, load_images, resize_images
 from ..errors import SozoError
+from ..evaluation import EvalContext, EvalOptions, Reference, Row, Table
 from .base import GenerativeModel
 
 
@@ -30,6 +32,37 @@ def fit_image_config(family: str, config: Any, data: Any, fits: Callable[[int], 
                             hint="use labelled data (mnist-sample, digits, a folder with one subfolder per class)")
         changes["num_classes"] = data.num_classes
     return changes
+
+
+DEFAULT_SAMPLES = 10000  # generated samples `sozo evaluate` measures (--n)
+EXTRACTOR_MEASURES = ("fd", "kid", "precision", "recall", "mode_entropy", "top_class_share")
+
+
+def _kid(v: Any) -> str:
+    return f"{100 * v[0]:.3f} ± {100 * v[1]:.3f}"
+
+
+def _image_notes(results: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for r in results:
+        if r.get("measure") and r["measure"] != "FID":
+            line = (f"features: {r['extractor']} (not Inception: compare with other sozo runs, not published FIDs)")
+            if line not in out:
+                out.append(line)
+    return out
+
+
+IMAGE_TABLE = Table(
+    kind="images",
+    rows=(Row("fd", lambda rs: next((r["measure"] for r in rs if r.get("measure")), "FD")),
+          Row("kid", "KID x100", _kid, get=lambda d: (d["kid"], d.get("kid_std", 0.0)) if "kid" in d else None),
+          Row("precision", "precision (k=3)"), Row("recall", "recall (k=3)"),
+          Row("mode_entropy", "mode entropy (1 = uniform)"), Row("top_class_share", "top class share"),
+          Row("samples", "samples (generated vs real)", "{}",
+              get=lambda d: f"{d['n_generated']} vs {d['n_real']}" if "n_generated" in d else None)),
+    headline="fd", lower_is_better=True,
+    references=(Reference("real floor", lambda r: r.get("floor")),),
+    notes=(_image_notes,))
 
 
 class ImageModel(GenerativeModel):
@@ -122,11 +155,34 @@ class ImageModel(GenerativeModel):
             tensors = {**tensors, "images": resize_images(x, config.image_size)}
         return tensors
 
-    @classmethod
-    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Callable[[str], None] = print) -> tuple[dict[str, dict], str]:
-        """FD, KID, precision/recall and the class histogram beside the real floor."""
-        from ..metrics.evaluate import evaluate, format_table
-        results = evaluate(runs, n=options.get("n", 10000), seed=options.get("seed", 0),
-                           device=options.get("device", "auto"),
-                           inception_weights=options.get("inception_weights"), log=log)
-        return results, format_table(results)
+    # --- evaluation ------------------------------------------------------------------------
+    eval_table = IMAGE_TABLE  # shared by every image family: runs of any of them are compared in one table
+
+    def image_evaluator(self, context: EvalContext, options: EvalOptions) -> Any:
+        """The feature extractor and real reference statistics of this run's data: built once per
+        dataset for all the runs of one ``sozo.evaluate`` call (context.shared)."""
+        from ..metrics.evaluate import evaluator_for_data
+        d = context.config.data
+        c = self.config
+        key = ("image-evaluator", str(d.source), d.limit, c.channels, c.image_size, options.inception_weights)
+        return context.shared(key, lambda: evaluator_for_data(context.data, context.examples, context.device,
+                                                              options.inception_weights, context.log))
+
+    def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
+        """FD, KID, precision/recall and the class histogram of ``options.n`` samples (10000) against
+        all the run's real images (held-out part included), beside the real-vs-real floor; writes
+        RUN/modes.png for labelled data."""
+        from ..metrics.evaluate import modes_chart
+        ev = self.image_evaluator(context, options)
+        context.use_extractor(ev.extractor.name, ev.digest, EXTRACTOR_MEASURES)
+        n = options.n or DEFAULT_SAMPLES
+        res = {"measure": ev.fd_name, "extractor": ev.extractor.name, "seed": options.seed,
+               **ev.score(self, n, options.seed), "floor": ev.floor()}
+        context.count_generated(n, "samples")
+        context.use_reference("all", int(ev.ref["n"]),
+                              split_by="every real image the run was given (training and held-out parts)")
+        if "modes" in res:
+            modes_chart(res["modes"], res["floor"].get("modes"), context.run.path / "modes.png",
+                        title=f"{context.run.path.name}: classes of {n} samples (by {ev.extractor.name})")
+        return res
+

@@ -35,9 +35,9 @@ from ..config import DataConfig, replace
 from ..data.text import (CORPORA, SPECIALS, UNK, Vocab, detokenize_words, normalize, read_text, resolve_source,
                          strip_gutenberg, word_tokens)
 from ..errors import SozoError
+from ..evaluation import EvalContext, EvalOptions, Row, Table
 from ..registry import register_model
 from .base import GenerativeModel
-from ..viz.table import text_table
 
 _SENTENCE = re.compile(r'([.!?]"? )([a-z])')
 NL = "\n"  # the paragraph-break token (a token of its own at both levels)
@@ -449,43 +449,28 @@ class LanguageModel(GenerativeModel):
         write_text(path, "\n".join(parts))
         return path
 
-    # --- evaluation ------------------------------------------------------------------------
-    @classmethod
-    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Callable[[str], Any] = print
-                      ) -> tuple[dict[str, dict], str]:
-        """Held-out perplexity (the tail of the book, encoded with the run's vocabulary) into RUN/eval.json."""
-        from ..api import load, run_config
-        from ..config import build_run_config
-        from ..runs import Run, write_json
-
-        results: dict[str, dict] = {}
-        for p in runs:
-            run = Run(p)
-            model = load(run, device=options.get("device") or "cpu")
-            if not isinstance(model, LanguageModel):
-                raise SozoError(f"{run.path} is a '{model.family}' run, not a language-model run")
-            cfg = run_config(run)
-            rc = build_run_config(cfg["model"]["name"], type(model), cfg)
-            c = model.config
-            tokens = book_tokens(rc.data.source, c, log=lambda m: None)
-            if rc.data.limit:
-                tokens = tokens[:rc.data.limit]
-            held = tokens[split_tail(len(tokens), rc.data.holdout):]
-            x = windows(model.vocab.encode(held), c.seq_len)
-            if len(x) == 0:
-                raise SozoError(f"{run.path}: the held-out tail ({len(held)} tokens) is shorter than one window",
-                                hint="train with a larger --set holdout=… or a longer text")
-            t0 = time.perf_counter()
-            nll, count = model.nll(x)
-            res = {"heldout_ppl": round(math.exp(nll), 3), "heldout_nll": round(nll, 4),
-                   "bits_per_token": round(nll / math.log(2), 4), "tokens": count, "level": c.level,
-                   "vocab": len(model.vocab), "heldout_unk": round(sum(t not in model.vocab for t in held) / len(held), 4),
-                   "params": sum(p.numel() for p in model.parameters()), "step": run.trained_step(),
-                   "seconds": round(time.perf_counter() - t0, 2)}
-            write_json(run.path / "eval.json", res)
-            log(f"{run.path}: held-out perplexity {res['heldout_ppl']:.2f} ({count} {c.level} tokens)")
-            results[str(run.path)] = res
-        return results, _table(results)
+    # --- evaluation (the loop is sozo.api.evaluate) ------------------------------------------
+    def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
+        """Held-out perplexity: the tail of the book (the run's own split), encoded with the run's vocabulary."""
+        d, c = context.config.data, self.config
+        tokens = book_tokens(d.source, c, log=lambda m: None)
+        if d.limit:
+            tokens = tokens[:d.limit]
+        held = tokens[split_tail(len(tokens), d.holdout):]
+        x = windows(self.vocab.encode(held), c.seq_len)
+        if len(x) == 0:
+            raise SozoError(f"{context.run.path}: the held-out tail ({len(held)} tokens) is shorter than one window",
+                            hint="train with a larger --set holdout=… or a longer text")
+        t0 = time.perf_counter()
+        nll, count = self.nll(x)
+        res = {"heldout_ppl": round(math.exp(nll), 3), "heldout_nll": round(nll, 4),
+               "bits_per_token": round(nll / math.log(2), 4), "tokens": count, "level": c.level,
+               "vocab": len(self.vocab), "heldout_unk": round(sum(t not in self.vocab for t in held) / len(held), 4),
+               "params": sum(p.numel() for p in self.parameters()), "seconds": round(time.perf_counter() - t0, 2)}
+        context.use_reference("heldout", count, split_by=f"the last {d.holdout:g} of the text's {c.level} tokens",
+                              split_seed=None)
+        context.log(f"{context.run.path}: held-out perplexity {res['heldout_ppl']:.2f} ({count} {c.level} tokens)")
+        return res
 
 
 def pick_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
@@ -508,15 +493,14 @@ def pick_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: floa
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def _table(results: dict[str, dict]) -> str:
-    if not results:
-        return ""
-    cols = list(results)
-    rows = [("held-out perplexity", "heldout_ppl"), ("bits/token", "bits_per_token"), ("tokens", "tokens"),
-            ("level", "level"), ("vocab", "vocab"), ("<unk> share", "heldout_unk"), ("params", "params"), ("step", "step")]
-    cells = [["measure"] + cols] + [[label] + [str(results[c].get(key)) for c in cols] for label, key in rows]
-    out = text_table(cells)
-    return "\n".join(out)
+# the table `sozo evaluate` prints for language models (text-lstm and text-gpt side by side)
+LANGUAGE_TABLE = Table(
+    kind="language-model",
+    rows=(Row("heldout_ppl", "held-out perplexity", "{}"), Row("bits_per_token", "bits/token", "{}"),
+          Row("tokens", "tokens", "{}"), Row("level", "level", "{}"), Row("vocab", "vocab", "{}"),
+          Row("heldout_unk", "<unk> share", "{}"), Row("params", "params", "{}"), Row("step", "step", "{}")),
+    headline="heldout_ppl", lower_is_better=True)
+LanguageModel.eval_table = LANGUAGE_TABLE
 
 
 # ----------------------------------------------------------------------------------------------

@@ -63,9 +63,9 @@ from torch import nn
 from ..config import DataConfig, replace
 from ..data import pianoroll as pr
 from ..errors import SozoError
+from ..evaluation import EvalContext, EvalOptions, Reference, Row, Table
 from ..nn.adversarial import Adversary, adversary, compiled_networks, critic_update, generator_loss, generator_update
 from ..registry import register_model
-from ..viz.table import text_table
 from .base import GenerativeModel
 
 CONTROLS = ("chords", "style", "melody", "groove")
@@ -559,48 +559,38 @@ class MuseGAN(GenerativeModel):
     def sample_ext(self) -> str:
         return "png"
 
-    # --- evaluation ------------------------------------------------------------------------
-    @classmethod
-    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Callable[[str], Any] = print
-                      ) -> tuple[dict[str, dict], str]:
-        """The music measures of each run's phrases beside held-out chorales and random notes (RUN/eval.json)."""
-        from ..api import load, run_config
-        from ..config import build_run_config
+    # --- evaluation (the loop is sozo.api.evaluate) ------------------------------------------
+    def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
+        """The music measures of ``options.n`` generated phrases (at most EVAL_MAX) beside held-out
+        chorales (the first half against the second: a floor) and random notes."""
         from ..metrics.music import measure_rolls, pitch_class_histogram
-        from ..runs import Run, write_json
-
-        results: dict[str, dict] = {}
-        refs: dict[str, dict] = {}
-        seed = int(options.get("seed") or 0)
-        for p in runs:
-            run = Run(p)
-            model = load(run, device=options.get("device") or "cpu")
-            c = model.config
-            rc = build_run_config("musegan", cls, run_config(run))
-            data, _ = cls.load_data(rc.data, c, log=lambda m: None)
-            held = data.heldout["pitches"]
-            if len(held) < 2:
-                raise SozoError(f"{run.path}: its data has no held-out chorales to compare with",
-                                hint="train on the JSB file (it has a test split) or the bundled chorales")
-            n = min(int(options.get("n") or EVAL_MAX), EVAL_MAX)
-            t0 = time.perf_counter()
-            gen = model.rolls(model.sample(n, seed=seed))
-            held_rolls = pr.indices_to_roll(held.numpy(), c.n_pitches)
-            rand_rolls = pr.indices_to_roll(random_notes(held, n, seed), c.n_pitches)
-            ref = pitch_class_histogram(held_rolls, c.lowest)
-            half = len(held_rolls) // 2  # the floor: the first half of the held-out phrases against the second
-            args = (c.steps_per_bar, c.lowest)
-            res = {"model": measure_rolls(gen, *args, reference=ref),
-                   "heldout": measure_rolls(held_rolls[:half], *args,
-                                            reference=pitch_class_histogram(held_rolls[half:], c.lowest)),
-                   "random": measure_rolls(rand_rolls, *args, reference=ref),
-                   "samples": n, "heldout_phrases": int(len(held)), "data": data.name, "seed": seed,
-                   "step": run.trained_step(), "seconds": round(time.perf_counter() - t0, 2)}
-            write_json(run.path / "eval.json", res)
-            log(f"{run.path}: {n} generated phrases of {c.n_bars} bars against {len(held)} held-out ones ({data.name})")
-            results[str(run.path)] = res
-            refs.setdefault(data.name, res)
-        return results, _table(results, refs)
+        c = self.config
+        data = context.data
+        held = data.heldout["pitches"]
+        if len(held) < 2:
+            raise SozoError(f"{context.run.path}: its data has no held-out chorales to compare with",
+                            hint="train on the JSB file (it has a test split) or the bundled chorales")
+        n = min(options.n or EVAL_MAX, EVAL_MAX)
+        t0 = time.perf_counter()
+        gen = self.rolls(self.sample(n, seed=options.seed))
+        held_rolls = pr.indices_to_roll(held.numpy(), c.n_pitches)
+        rand_rolls = pr.indices_to_roll(random_notes(held, n, options.seed), c.n_pitches)
+        ref = pitch_class_histogram(held_rolls, c.lowest)
+        half = len(held_rolls) // 2  # the floor: the first half of the held-out phrases against the second
+        args = (c.steps_per_bar, c.lowest)
+        res = {"model": measure_rolls(gen, *args, reference=ref),
+               "heldout": measure_rolls(held_rolls[:half], *args,
+                                        reference=pitch_class_histogram(held_rolls[half:], c.lowest)),
+               "random": measure_rolls(rand_rolls, *args, reference=ref),
+               "samples": n, "heldout_phrases": int(len(held)), "data": data.name, "seed": options.seed,
+               "seconds": round(time.perf_counter() - t0, 2)}
+        how = ("the JSB file's test split" if data.name == "jsb" else
+               f"a seeded share of {context.config.data.holdout:g} of the chorales")
+        context.use_reference("heldout", int(len(held)), split_by=how, split_seed=None if data.name == "jsb" else 0)
+        context.count_generated(n, "phrases")
+        context.log(f"{context.run.path}: {n} generated phrases of {c.n_bars} bars against {len(held)} held-out ones "
+                    f"({data.name})")
+        return res
 
 
 def random_notes(held: torch.Tensor, n: int, seed: int) -> np.ndarray:
@@ -622,16 +612,17 @@ def _fmt(v: Any) -> str:
     return f"{v:.3f}"
 
 
-def _table(results: dict[str, dict], refs: dict[str, dict]) -> str:
+def _music_rows() -> tuple[Row, ...]:
     from ..metrics.music import LABELS, MEASURES
-    cols = [(Path(p).name, r["model"]) for p, r in results.items()]
-    for name, r in refs.items():
-        suffix = f" ({name})" if len(refs) > 1 else ""
-        cols += [(f"held-out{suffix}", r["heldout"]), (f"random notes{suffix}", r["random"])]
-    cells = [["measure"] + [c for c, _ in cols]]
-    cells += [[LABELS[m]] + [_fmt(v.get(m)) for _, v in cols] for m in MEASURES]
-    cells += [["phrases"] + [str(v["samples"]) for _, v in cols]]
-    return "\n".join(text_table(cells))
+    return tuple(Row(m, LABELS[m], _fmt) for m in MEASURES) + (Row("samples", "phrases", "{}"),)
+
+
+# the table `sozo evaluate` prints for MuseGAN runs: a column per run (its phrases' measures), then
+# the held-out phrases and random notes of each dataset
+MuseGAN.eval_table = Table(
+    kind="musegan", rows=_music_rows(), headline=None,
+    column=lambda r: {**r["model"], "samples": r["samples"]},
+    references=(Reference("held-out", lambda r: r["heldout"]), Reference("random notes", lambda r: r["random"])))
 
 
 __all__ = ["MuseGAN", "MuseGANConfig", "random_notes", "load_pieces"]

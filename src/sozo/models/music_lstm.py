@@ -41,8 +41,8 @@ from ..config import DataConfig, replace
 from ..data.music import (SPECIALS, MusicData, TokenVocab, events_to_piece, events_to_tokens, load_music,
                           token_duration, token_pitches, windows_tensor)
 from ..errors import SozoError
+from ..evaluation import EvalContext, EvalOptions, Row, Table
 from ..registry import register_model
-from ..viz.table import text_table
 from .base import GenerativeModel
 
 CONTROLS = ("chords", "style", "melody", "groove")
@@ -327,47 +327,32 @@ class MusicLSTM(GenerativeModel):
         write_piece(piece, path.with_suffix(".mid"))
         return write_piece(piece, path)
 
-    # --- evaluation ------------------------------------------------------------------------
-    @classmethod
-    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Callable[[str], Any] = print
-                      ) -> tuple[dict[str, dict], str]:
-        """Held-out pitch/duration cross-entropy, and the music measures of composed pieces beside the
-        held-out pieces and random notes, into RUN/eval.json."""
-        from ..api import load, run_config
-        from ..config import build_run_config
-        from ..runs import Run, write_json
-
-        results: dict[str, dict] = {}
-        for p in runs:
-            run = Run(p)
-            model = load(run, device=options.get("device") or "cpu")
-            if not isinstance(model, MusicLSTM):
-                raise SozoError(f"{run.path} is a '{model.family}' run, not a music-lstm run")
-            rc = build_run_config("music-lstm", cls, run_config(run))
-            c = model.config
-            t0 = time.perf_counter()
-            data, _ = load_music(rc.data.source, c.voices, c.transpose, c.seq_len, c.stride, c.min_freq,
-                                 rc.data.limit, rc.data.holdout, log=lambda m: None)
-            if not data.heldout_events:
-                raise SozoError(f"{run.path}: the run's data has no held-out pieces to compare with",
-                                hint="train with --set holdout=0.1 (the default) on two or more pieces")
-            held_tok = [events_to_tokens(e) for e in data.heldout_events]
-            hx = windows_tensor(held_tok, model.notes, model.durations, c.seq_len, c.seq_len)
-            ce = model.nll(hx["notes"], hx["durations"])
-            n = max(2, min(int(options.get("n") or 32), 64))  # pieces to compose (sampling is sequential)
-            seed = int(options.get("seed") or 0)
-            res = {"heldout_note_ce": round(ce["notes"], 4), "heldout_duration_ce": round(ce["durations"], 4),
-                   "heldout_tokens": ce["tokens"],
-                   "heldout_unk": data.stats.get("heldout_unk"), "params": sum(q.numel() for q in model.parameters()),
-                   "step": run.trained_step()}
-            res.update(unigram_ce(model, data))
-            res.update(music_comparison(model, data, n, seed, bars=8))
-            res["seconds"] = round(time.perf_counter() - t0, 2)
-            write_json(run.path / "eval.json", res)
-            log(f"{run.path}: held-out cross-entropy {res['heldout_note_ce']:.3f} (pitch), "
-                f"{res['heldout_duration_ce']:.3f} (duration) nats/token over {ce['tokens']} tokens")
-            results[str(run.path)] = res
-        return results, _table(results)
+    # --- evaluation (the loop is sozo.api.evaluate) ------------------------------------------
+    def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
+        """Held-out pitch/duration cross-entropy, and the music measures of ``options.n`` composed pieces
+        (32, at most 64) beside the held-out pieces and random notes."""
+        data = context.data  # the run's pieces, split as training split them
+        if not data.heldout_events:
+            raise SozoError(f"{context.run.path}: the run's data has no held-out pieces to compare with",
+                            hint="train with --set holdout=0.1 (the default) on two or more pieces")
+        c = self.config
+        t0 = time.perf_counter()
+        held_tok = [events_to_tokens(e) for e in data.heldout_events]
+        hx = windows_tensor(held_tok, self.notes, self.durations, c.seq_len, c.seq_len)
+        ce = self.nll(hx["notes"], hx["durations"])
+        n = max(2, min(options.n or 32, 64))  # pieces to compose (sampling is sequential)
+        res = {"heldout_note_ce": round(ce["notes"], 4), "heldout_duration_ce": round(ce["durations"], 4),
+               "heldout_tokens": ce["tokens"],
+               "heldout_unk": data.stats.get("heldout_unk"), "params": sum(q.numel() for q in self.parameters())}
+        res.update(unigram_ce(self, data))
+        res.update(music_comparison(self, data, n, options.seed, bars=8))
+        res["seconds"] = round(time.perf_counter() - t0, 2)
+        context.use_reference("heldout", len(data.heldout_events),
+                              split_by=f"a seeded share of {context.config.data.holdout:g} of the pieces", split_seed=0)
+        context.count_generated(n, "pieces of 8 bars")
+        context.log(f"{context.run.path}: held-out cross-entropy {res['heldout_note_ce']:.3f} (pitch), "
+                    f"{res['heldout_duration_ce']:.3f} (duration) nats/token over {ce['tokens']} tokens")
+        return res
 
 
 def unigram_ce(model: MusicLSTM, data: MusicData) -> dict[str, float]:
@@ -451,26 +436,31 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _table(results: dict[str, dict]) -> str:
-    if not results:
-        return ""
-    cols = list(results)
-    rows = [("held-out pitch CE (nats)", lambda r: r["heldout_note_ce"]),
-            ("held-out duration CE (nats)", lambda r: r["heldout_duration_ce"]),
-            ("unigram baseline: pitch / duration", lambda r: f"{r.get('unigram_note_ce')} / {r.get('unigram_duration_ce')}"),
-            ("held-out tokens", lambda r: r["heldout_tokens"])]
-    for key, label in (("empty_bars", "empty bars"), ("pitch_classes_per_bar", "pitch classes / bar"),
-                       ("qualified_notes", "qualified notes"), ("in_scale", "in-scale rate"),
-                       ("pc_hist_distance", "pitch-class hist. distance")):
-        rows.append((f"{label} (c/h/r)",
-                     lambda r, k=key: " / ".join("-" if r[s].get(k) is None else f"{r[s][k]:.3g}"
-                                                 for s in ("composed", "heldout", "random"))))
-    rows += [("pieces (composed, held-out excerpts)", lambda r: f"{r['composed']['samples']}, {r['heldout']['samples']}"),
-             ("params", lambda r: r["params"]), ("step", lambda r: r["step"])]
-    cells = [["measure"] + cols] + [[label] + [str(f(results[c])) for c in cols] for label, f in rows]
-    return "\n".join(text_table(cells) + [
-        "c/h/r: composed pieces / held-out excerpts / random notes, 8 bars each; the pitch-class "
-        "histogram distance is to the held-out pieces (for h: the training pieces', a real-vs-real floor)"])
+def _chr(key: str) -> Callable[[dict[str, Any]], str]:
+    """composed / held-out / random values of one music measure, in one cell."""
+    return lambda r: " / ".join("-" if r[s].get(key) is None else f"{r[s][key]:.3g}" for s in ("composed", "heldout", "random"))
+
+
+_CHR = (("empty_bars", "empty bars"), ("pitch_classes_per_bar", "pitch classes / bar"),
+        ("qualified_notes", "qualified notes"), ("in_scale", "in-scale rate"),
+        ("pc_hist_distance", "pitch-class hist. distance"))
+
+# the table `sozo evaluate` prints for music-lstm runs
+MusicLSTM.eval_table = Table(
+    kind="music-lstm",
+    rows=(Row("heldout_note_ce", "held-out pitch CE (nats)", "{}"),
+          Row("heldout_duration_ce", "held-out duration CE (nats)", "{}"),
+          Row("unigram", "unigram baseline: pitch / duration", "{}",
+              get=lambda r: f"{r.get('unigram_note_ce')} / {r.get('unigram_duration_ce')}"),
+          Row("heldout_tokens", "held-out tokens", "{}"),
+          *(Row(key, f"{label} (c/h/r)", "{}", get=_chr(key)) for key, label in _CHR),
+          Row("pieces", "pieces (composed, held-out excerpts)", "{}",
+              get=lambda r: f"{r['composed']['samples']}, {r['heldout']['samples']}"),
+          Row("params", "params", "{}"), Row("step", "step", "{}")),
+    headline="heldout_note_ce", lower_is_better=True,
+    notes=(lambda results: ["c/h/r: composed pieces / held-out excerpts / random notes, 8 bars each; the pitch-class "
+                            "histogram distance is to the held-out pieces (for h: the training pieces', a real-vs-real "
+                            "floor)"],))
 
 
 def _frac(token: str) -> Any:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import SozoError
+from ..evaluation import provenance, provenance_note
 from ..runs import Run, write_text
 from .charts import PALETTE, bar_chart, fmt, line_chart
 from .charts import finite as _finite
@@ -54,7 +55,7 @@ MEASURES: dict[str, tuple[str, int]] = {
     "perplexity": ("perplexity", -1), "accuracy": ("accuracy", 1), "loss": ("loss", -1),
 }
 HEADLINE_ORDER = ["fd", "fid", "bleu", "nll", "neg_elbo", "chrf", "perplexity", "kid", "bce", "loss"]
-HIDDEN_EVAL = {"floor", "modes", "measure", "kid_std", "n_generated", "n_real"}  # shown another way
+HIDDEN_EVAL = {"floor", "modes", "measure", "kid_std", "n_generated", "n_real", "provenance"}  # shown another way
 EVAL_PREFIXES = ("eval_", "dev_", "val_")  # keys of metrics.jsonl that are measures, not losses
 
 
@@ -237,6 +238,12 @@ def headline(summary: dict[str, Any]) -> dict[str, Any] | None:
     else the last epoch's first loss. {label, value, floor, better, source}."""
     ev = summary.get("eval") or {}
     floor = ev.get("floor") if isinstance(ev.get("floor"), dict) else {}
+    named = (provenance(ev) or {}).get("headline")  # the measure the family ranks its runs by
+    if isinstance(named, dict) and _finite(ev.get(named.get("key"))):
+        k = named["key"]
+        return {"label": str(named.get("label") or _label(k, ev)), "value": _value_text(k, ev),
+                "floor": _value_text(k, floor) if k in floor else "", "better": -1 if named.get("lower_is_better") else 1,
+                "source": "eval.json", "raw": float(ev[k])}
     for k in HEADLINE_ORDER:
         if _finite(ev.get(k)):
             return {"label": _label(k, ev), "value": _value_text(k, ev),
@@ -417,12 +424,21 @@ def config_sections(config: dict[str, Any]) -> list[tuple[str, list[tuple[str, s
 
 
 def _eval_note(ev: dict[str, Any]) -> str:
-    if not ev.get("extractor"):
-        return ""
-    note = f"Features: {ev['extractor']}"
-    if str(ev.get("measure", "")).upper() != "FID":
-        note += " (not Inception: compare with other sozo runs, not with published FIDs)"
-    return note + "."
+    """Which features the measures used, and how the evaluation was made (eval.json's provenance)."""
+    note = ""
+    if ev.get("extractor"):
+        note = f"Features: {ev['extractor']}"
+        if str(ev.get("measure", "")).upper() != "FID":
+            note += " (not Inception: compare with other sozo runs, not with published FIDs)"
+        note += ". "
+    if provenance(ev) is not None:
+        note += provenance_note(ev)
+    return note.strip()
+
+
+def _eval_warning(ev: dict[str, Any]) -> str:
+    """A visible flag on an eval.json of unknown provenance (written before sozo recorded it)."""
+    return provenance_note(ev) if ev and provenance(ev) is None else ""
 
 
 def report_context(summary: dict[str, Any], asset: Callable[[Path], str]) -> dict[str, Any]:
@@ -441,7 +457,7 @@ def report_context(summary: dict[str, Any], asset: Callable[[Path], str]) -> dic
         "eval_rows": [r for r in eval_rows(ev) if r["primary"]],
         "eval_details": [r for r in eval_rows(ev) if not r["primary"]],
         "has_floor": isinstance(ev.get("floor"), dict) and bool(ev.get("floor")), "eval_note": _eval_note(ev),
-        "modes": modes, "config_sections": config_sections(summary["config"]),
+        "eval_warning": _eval_warning(ev), "modes": modes, "config_sections": config_sections(summary["config"]),
         "env": environment(summary["info"], summary["config"]),
         "images": [{"name": p.name, "src": asset(p)} for p in summary["images"]],
         "generated": datetime.now().strftime("%Y-%m-%d %H:%M"),

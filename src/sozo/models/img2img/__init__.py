@@ -25,11 +25,13 @@ from torch import nn
 from ...config import DataConfig, replace
 from ...data.images import to_float, to_uint8
 from ...errors import SozoError
+from ...evaluation import EvalContext, EvalOptions
 from ...nn.adversarial import (Adversary, ObjectiveName, adversary, compiled_networks, critic_loss, critic_step,
                                critic_update, generator_loss, generator_update)
 from ...nn.init import normal_init
 from ...registry import register_model
 from ..base import GenerativeModel
+from .evaluate import CYCLEGAN_TABLE, PIX2PIX_TABLE
 from .networks import (PatchDiscriminator, ResnetGenerator, UnetGenerator, patch_output_size,
                        patch_receptive_field, unet_depth)
 
@@ -363,10 +365,31 @@ class Img2ImgModel(GenerativeModel):
         rows, names = self.figure_rows()
         return save_labelled_rows(rows, names, path)
 
-    @classmethod
-    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Callable[[str], None] = print) -> tuple[dict[str, dict], str]:
-        from .evaluate import evaluate_runs
-        return evaluate_runs(runs, options, log)
+    def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
+        """pix2pix: L1 and PSNR of held-out translations against the true B. CycleGAN: the cycle errors
+        of held-out images and the FD of their translations to each target domain (see .evaluate)."""
+        import hashlib
+
+        from .evaluate import cyclegan_scores, pix2pix_scores, require_heldout
+        data = require_heldout(context.data, context.run.path)
+        if self.paired_data:
+            res = pix2pix_scores(self, data.heldout["a"], data.heldout["b"])
+            context.use_reference("heldout", res["n_heldout"])
+            context.count_generated(res["n_heldout"], "translations")
+        else:
+            res = cyclegan_scores(self, data, context.device, options.inception_weights, context.log, context.shared)
+            used = res.pop("extractors")
+            if used:
+                digest = used[0][1] if len(used) == 1 else \
+                    hashlib.sha256("|".join(d for _, d in used).encode()).hexdigest()[:16]
+                context.use_extractor(" + ".join(n for n, _ in used), digest,
+                                      [k for k in ("fd_ab", "fd_ba") if res.get(k) is not None])
+            n = res["n_heldout_a"] + res["n_heldout_b"]
+            context.use_reference("heldout", n, split_by="the held-out images of both domains (FD: against every "
+                                                         "real image of the target domain)")
+            context.count_generated(2 * n, "translations (there and back)")
+        res["family"] = self.family
+        return res
 
     def train_callbacks(self, train: Any, log: Any = print) -> list | None:
         """With ``eval_every``: held-out L1/PSNR (pix2pix) or cycle errors (CycleGAN) in metrics.jsonl."""
@@ -437,6 +460,7 @@ class Pix2Pix(Img2ImgModel):
                    "demo: digit sketch -> digit")
     paired_data = True
     demo = "digit-sketches"
+    eval_table = PIX2PIX_TABLE
     generator_names = ("generator",)
     discriminator_names = ("discriminator",)
 
@@ -512,6 +536,7 @@ class CycleGAN(Img2ImgModel):
                    "least squares + cycle + identity, pool of 50 fakes); demo: thin <-> bold strokes")
     paired_data = False
     demo = "thin-bold"
+    eval_table = CYCLEGAN_TABLE
     generator_names = ("g_ab", "g_ba")
     discriminator_names = ("d_a", "d_b")
 

@@ -1,4 +1,5 @@
-"""`sozo evaluate` for pix2pix and CycleGAN runs, on the run's own held-out images.
+"""What `sozo evaluate` measures of pix2pix and CycleGAN runs, on the run's own held-out images
+(the loop is ``sozo.api.evaluate``; the families' ``measure`` call these).
 
 - pix2pix: L1 (pixels scaled to [0, 1]) and PSNR (dB, peak 1, averaged per image) of G(A)
   against the true B of held-out pairs; beside them the same for "output = input" when A and B
@@ -20,26 +21,15 @@ import torch
 
 from ...data.images import to_float
 from ...errors import SozoError
-from ...runs import Run, write_json
-from ...viz.table import text_table
+from ...evaluation import Reference, Row, Table
 
 
-def open_run(run: str | Path | Run, device: str = "cpu") -> tuple[Any, Any]:
-    """(model, data) of a run: the data reloaded as the run loaded it (same held-out split)."""
-    from ...api import load, run_config
-    from ...config import build_run_config
-    from ...registry import get_model
-
-    model = load(run, device=device)
-    cfg = run_config(run)
-    name = cfg["model"]["name"]
-    cls = get_model(name)
-    rc = build_run_config(name, cls, cfg)
-    data, _ = cls.load_data(rc.data, rc.model, log=lambda m: None)
+def require_heldout(data: Any, where: str | Path) -> Any:
+    """``data`` (the run's data as it trained on it), after checking it kept held-out images."""
     if data.heldout is None or not len(data.heldout["a"]):
-        raise SozoError(f"{Path(run)} kept no held-out images (data.holdout was 0 and there is no test split)",
+        raise SozoError(f"{Path(where)} kept no held-out images (data.holdout was 0 and there is no test split)",
                         hint="train with --set holdout=0.1, or give test/ (testA/ testB/) folders")
-    return model, data
+    return data
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -85,14 +75,20 @@ class DomainFD:
 
 
 def cyclegan_scores(model: Any, data: Any, device: Any = "cpu", inception_weights: str | None = None,
-                    log: Callable[[str], Any] | None = print) -> dict[str, Any]:
+                    log: Callable[[str], Any] | None = print,
+                    shared: Callable[[Any, Callable[[], Any]], Any] | None = None) -> dict[str, Any]:
+    """Cycle errors and FDs of held-out images (see the module's docstring). ``shared(key, build)``
+    lets the runs of one evaluation share each domain's extractor; ``res["extractors"]`` lists the
+    extractors used ([(name, digest)])."""
+    from ...metrics.features import extractor_digest
+    shared = shared or (lambda key, build: build())
     held, train = data.heldout, data.train
     size = model.config.image_size
     ha, hb = to_float(held["a"]), to_float(held["b"])
     ab = model.translate(ha)
     ba = model.translate(hb, reverse=True)
     res: dict[str, Any] = {"cycle_a": l1(model.translate(ab, reverse=True), ha), "cycle_b": l1(model.translate(ba), hb),
-                           "n_heldout_a": int(len(ha)), "n_heldout_b": int(len(hb))}
+                           "n_heldout_a": int(len(ha)), "n_heldout_b": int(len(hb)), "extractors": []}
     for src, tgt, fake, real_held in (("a", "b", ab, held["b"]), ("b", "a", ba, held["a"])):
         tr = train[tgt]
         off = (tr.shape[-1] - size) // 2  # centre crops of the (jitter-sized) training images
@@ -105,7 +101,10 @@ def cyclegan_scores(model: Any, data: Any, device: Any = "cpu", inception_weight
             res["fd_note"] = ("no FD: the default LeNet features need class labels (the bundled demo has them); "
                               "pass --inception-weights for the standard FID")
             continue
-        dfd = DomainFD(real_all, lab_all, f"{data.name}-{tgt.upper()}-{size}", device, inception_weights, log)
+        key = f"{data.name}-{tgt.upper()}-{size}"
+        dfd = shared(("domain-fd", key, int(len(real_all)), inception_weights),
+                     lambda: DomainFD(real_all, lab_all, key, device, inception_weights, log))
+        res["extractors"].append((dfd.extractor.name, extractor_digest(dfd.extractor)))
         res["fd_measure"] = dfd.name
         res[f"fd_{src}{tgt}"] = dfd.fd(fake)
         source = held[src]
@@ -116,63 +115,39 @@ def cyclegan_scores(model: Any, data: Any, device: Any = "cpu", inception_weight
     return res
 
 
-def evaluate_runs(runs: list[Any], options: dict[str, Any], log: Callable[[str], None] = print
-                  ) -> tuple[dict[str, dict], str]:
-    from ...devices import resolve_device
-    dev = resolve_device(options.get("device", "auto"))
-    results: dict[str, dict] = {}
-    for r in runs:
-        run = Run(r)
-        model, data = open_run(run, device=str(dev))
-        if model.family == "pix2pix":
-            res = pix2pix_scores(model, data.heldout["a"], data.heldout["b"])
-        else:
-            res = cyclegan_scores(model, data, dev, options.get("inception_weights"), log)
-        res.update(family=model.family, step=run.trained_step())
-        write_json(run.path / "eval.json", res)
-        results[str(run.path)] = res
-    return results, format_table(results)
+def _cyclegan_notes(results: list[dict[str, Any]]) -> list[str]:
+    first = results[0]
+    if first.get("fd_note"):
+        return [first["fd_note"]]
+    if first.get("fd_measure", "FD") != "FID":
+        return ["FD features: a LeNet trained on the target domain's labelled images (not Inception: "
+                "compare with other sozo runs); floor = held-out real vs training real of the target domain"]
+    return []
 
 
-def _f(v: Any, fmt: str) -> str:
-    return "-" if v is None else fmt.format(v)
+def _fd_label(direction: str, target: str) -> Callable[[list[dict[str, Any]]], str]:
+    return lambda rs: f"{rs[0].get('fd_measure', 'FD')} of {direction} to domain {target}"
 
 
-def format_table(results: dict[str, dict]) -> str:
-    lines: list[str] = []
-    p2p = {k: v for k, v in results.items() if v["family"] == "pix2pix"}
-    cyc = {k: v for k, v in results.items() if v["family"] == "cyclegan"}
-    if p2p:
-        first = next(iter(p2p.values()))
-        ident = "identity_l1" in first  # "output = input": what doing nothing scores (same data for all)
-        runs = list(p2p.values())
+PIX2PIX_TABLE = Table(
+    kind="pix2pix", corner="held-out pairs",
+    rows=(Row("l1", "L1 ([0, 1] pixels)", "{:.4f}"), Row("psnr", "PSNR (dB)", "{:.2f}"),
+          Row("n_heldout", "pairs", "{}"), Row("step", "step", "{}")),
+    headline="l1", lower_is_better=True,
+    # what doing nothing scores (output = input), when A and B have the same channels
+    references=(Reference("output = input", lambda r: {"l1": r["identity_l1"], "psnr": r.get("identity_psnr"),
+                                                        "n_heldout": r.get("n_heldout")}
+                          if "identity_l1" in r else None),))
 
-        def row(label: str, key: str, fmt: str, base: str | None = None) -> list[str]:
-            tail = [base if base is not None else _f(first.get(f"identity_{key}"), fmt)] if ident else []
-            return [label] + [_f(v[key], fmt) for v in runs] + tail
-
-        cells = [["held-out pairs"] + list(p2p) + (["output = input"] if ident else []),
-                 row("L1 ([0, 1] pixels)", "l1", "{:.4f}"), row("PSNR (dB)", "psnr", "{:.2f}"),
-                 row("pairs", "n_heldout", "{}", str(first["n_heldout"])), row("step", "step", "{}", "-")]
-        lines += text_table(cells)
-    if cyc:
-        first = next(iter(cyc.values()))
-        fd = first.get("fd_measure", "FD")
-        cells = [["held-out images"] + list(cyc) + ["untranslated", "real floor"]]
-        cells.append(["cycle error A->B->A (L1)"] + [_f(v["cycle_a"], "{:.4f}") for v in cyc.values()] + ["-", "-"])
-        cells.append(["cycle error B->A->B (L1)"] + [_f(v["cycle_b"], "{:.4f}") for v in cyc.values()] + ["-", "-"])
-        cells.append([f"{fd} of A->B to domain B"] + [_f(v.get("fd_ab"), "{:.3f}") for v in cyc.values()]
-                     + [_f(first.get("fd_ab_untranslated"), "{:.3f}"), _f(first.get("fd_b_floor"), "{:.3f}")])
-        cells.append([f"{fd} of B->A to domain A"] + [_f(v.get("fd_ba"), "{:.3f}") for v in cyc.values()]
-                     + [_f(first.get("fd_ba_untranslated"), "{:.3f}"), _f(first.get("fd_a_floor"), "{:.3f}")])
-        cells.append(["held-out A / B"] + [f"{v['n_heldout_a']} / {v['n_heldout_b']}" for v in cyc.values()] + ["", ""])
-        cells.append(["step"] + [str(v["step"]) for v in cyc.values()] + ["", ""])
-        if lines:
-            lines.append("")
-        lines += text_table(cells)
-        if first.get("fd_note"):
-            lines.append(first["fd_note"])
-        elif fd != "FID":
-            lines.append("FD features: a LeNet trained on the target domain's labelled images (not Inception: "
-                         "compare with other sozo runs); floor = held-out real vs training real of the target domain")
-    return "\n".join(lines)
+CYCLEGAN_TABLE = Table(
+    kind="cyclegan", corner="held-out images",
+    rows=(Row("cycle_a", "cycle error A->B->A (L1)", "{:.4f}"), Row("cycle_b", "cycle error B->A->B (L1)", "{:.4f}"),
+          Row("fd_ab", _fd_label("A->B", "B")), Row("fd_ba", _fd_label("B->A", "A")),
+          Row("n_heldout", "held-out A / B", "{}",
+              get=lambda d: f"{d['n_heldout_a']} / {d['n_heldout_b']}" if "n_heldout_a" in d else None),
+          Row("step", "step", "{}")),
+    headline="fd_ab", lower_is_better=True,
+    references=(Reference("untranslated", lambda r: {"fd_ab": r.get("fd_ab_untranslated"),
+                                                      "fd_ba": r.get("fd_ba_untranslated")}),
+                Reference("real floor", lambda r: {"fd_ab": r.get("fd_b_floor"), "fd_ba": r.get("fd_a_floor")})),
+    notes=(_cyclegan_notes,))

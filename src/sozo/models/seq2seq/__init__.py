@@ -32,10 +32,10 @@ from ...data.text import (PAD, UNK, Corpus, Tokenizer, Vocab, detect_mode, encod
                           split_holdout)
 from ...decoding import Hypothesis, decode
 from ...errors import SozoError
+from ...evaluation import EvalContext, EvalOptions, Row, Table
 from ...registry import register_model
 from ..base import GenerativeModel
 from .networks import Decoder, Encoder, select_state
-from ...viz.table import text_table
 
 TokenMode = Literal["auto", "whitespace", "fugashi", "words"]
 
@@ -487,71 +487,59 @@ class Seq2Seq(GenerativeModel):
         write_text(path, "\n".join(lines))
         return path
 
-    # --- evaluation ------------------------------------------------------------------------
-    @classmethod
-    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any], log: Callable[[str], Any] = print
-                      ) -> tuple[dict[str, dict], str]:
-        """Corpus BLEU and chrF (sacrebleu) on a split of each run's corpus; writes RUN/eval.json and
-        RUN/translations-SPLIT.txt. Options: split (dev), beam (1), length_penalty (0.6),
-        bleu_tokenize (none), n (at most this many pairs), device."""
-        from ...api import load, run_config
-        from ...config import build_run_config
-        from ...runs import Run, write_json, write_text
-
-        split = options.get("split") or "dev"
-        beam = int(options.get("beam") or 1)
-        alpha = float(options.get("length_penalty", 0.6) if options.get("length_penalty") is not None else 0.6)
-        tokenize = options.get("bleu_tokenize") or "none"
-        limit = options.get("n")
-        results: dict[str, dict] = {}
-        for p in runs:
-            run = Run(p)
-            model = load(run, device=options.get("device") or "cpu")
-            if not isinstance(model, Seq2Seq):
-                raise SozoError(f"{run.path} is a '{model.family}' run, not a seq2seq run")
-            cfg = run_config(run)
-            rc = build_run_config(cfg["model"]["name"], type(model), cfg)
-            corpus, train, dev, _ = _corpus_pairs(rc.data, model.config)
-            pairs = {"train": train, "dev": dev, **{k: v for k, v in corpus.splits.items() if k == "test"}}.get(split)
-            if pairs is None or not pairs[0]:
-                have = ["train"] + (["dev"] if dev[0] else []) + (["test"] if "test" in corpus.splits else [])
-                raise SozoError(f"{rc.data.source} has no '{split}' split", hint="use --split " + " or ".join(have))
-            stok, ttok = model.src_tokenizer, model.tgt_tokenizer
-            srcs, refs = [], []
-            for s_raw, t_raw in zip(*pairs):
-                s, t = stok(s_raw), ttok(t_raw)
-                if s and t:
-                    srcs.append(s)
-                    refs.append(t)
-            if limit:
-                srcs, refs = srcs[:limit], refs[:limit]
-            t0 = time.perf_counter()
-            res = model.score_pairs(srcs, refs, beam, alpha, tokenize)
-            seconds = time.perf_counter() - t0
-            outs = res.pop("translations")
-            res = {"split": split, "pairs": len(srcs), "beam": beam, "length_penalty": alpha, "bleu_tokenize": tokenize,
-                   **res, "decode_seconds": round(seconds, 2), "step": run.trained_step()}
-            write_json(run.path / "eval.json", res)
-            write_text(run.path / f"translations-{split}.txt", "\n".join(outs) + "\n")
-            log(f"{run.path}: {split} BLEU {res['bleu']:.2f}, chrF {res['chrf']:.2f} ({len(srcs)} pairs, beam {beam}, "
-                f"{seconds:.1f} s)")
-            results[str(run.path)] = res
-        return results, _table(results)
+    # --- evaluation (the loop is sozo.api.evaluate) ------------------------------------------
+    def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
+        """Corpus BLEU and chrF (sacrebleu) on a split of the run's corpus (``options.split``: dev,
+        test or train; ``options.n``: at most this many pairs), decoded with ``options.beam`` and
+        ``options.length_penalty``; writes RUN/translations-SPLIT.txt beside eval.json."""
+        from ...runs import write_text
+        split = options.split or "dev"
+        beam, alpha, tokenize = options.beam, float(options.length_penalty), options.bleu_tokenize
+        data_cfg = context.config.data
+        corpus, train, dev, dev_from = _corpus_pairs(data_cfg, self.config)
+        pairs = {"train": train, "dev": dev, **{k: v for k, v in corpus.splits.items() if k == "test"}}.get(split)
+        if pairs is None or not pairs[0]:
+            have = ["train"] + (["dev"] if dev[0] else []) + (["test"] if "test" in corpus.splits else [])
+            raise SozoError(f"{data_cfg.source} has no '{split}' split", hint="use --split " + " or ".join(have))
+        stok, ttok = self.src_tokenizer, self.tgt_tokenizer
+        srcs, refs = [], []
+        for s_raw, t_raw in zip(*pairs):
+            s, t = stok(s_raw), ttok(t_raw)
+            if s and t:
+                srcs.append(s)
+                refs.append(t)
+        if options.n:
+            srcs, refs = srcs[:options.n], refs[:options.n]
+        t0 = time.perf_counter()
+        res = self.score_pairs(srcs, refs, beam, alpha, tokenize)
+        seconds = time.perf_counter() - t0
+        outs = res.pop("translations")
+        res = {"split": split, "pairs": len(srcs), "beam": beam, "length_penalty": alpha, "bleu_tokenize": tokenize,
+               **res, "decode_seconds": round(seconds, 2)}
+        write_text(context.run.path / f"translations-{split}.txt", "\n".join(outs) + "\n")
+        if split == "dev" and dev_from != "dev split":  # a seeded share of the training pairs (split_holdout)
+            context.use_reference(split, len(srcs), split_by=dev_from, split_seed=0)
+        else:
+            context.use_reference(split, len(srcs), split_by=f"the corpus's own {split} pairs", split_seed=None)
+        context.count_generated(len(srcs), "translations")
+        context.log(f"{context.run.path}: {split} BLEU {res['bleu']:.2f}, chrF {res['chrf']:.2f} ({len(srcs)} pairs, "
+                    f"beam {beam}, {seconds:.1f} s)")
+        return res
 
 
-def _table(results: dict[str, dict]) -> str:
-    if not results:
-        return ""
-    cols = list(results)
-    rows = [("BLEU", "bleu", "{:.2f}"), ("chrF", "chrf", "{:.2f}"), ("pairs", "pairs", "{}"), ("beam", "beam", "{}"),
-            ("split", "split", "{}"), ("step", "step", "{}")]
-    cells = [["measure"] + cols] + [[label] + [fmt.format(results[c].get(key)) for c in cols] for label, key, fmt in rows]
-    out = text_table(cells)
-    sigs = {(r["bleu_signature"], r["chrf_signature"]) for r in results.values()}
-    for b, c in sorted(sigs):
-        out.append(f"sacrebleu BLEU signature: {b}")
-        out.append(f"sacrebleu chrF signature: {c}")
-    return "\n".join(out)
+def _signatures(results: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for b, c in sorted({(r["bleu_signature"], r["chrf_signature"]) for r in results}):
+        out += [f"sacrebleu BLEU signature: {b}", f"sacrebleu chrF signature: {c}"]
+    return out
+
+
+# the table `sozo evaluate` prints for seq2seq runs (a column per run)
+Seq2Seq.eval_table = Table(
+    kind="translation",
+    rows=(Row("bleu", "BLEU", "{:.2f}"), Row("chrf", "chrF", "{:.2f}"), Row("pairs", "pairs", "{}"),
+          Row("beam", "beam", "{}"), Row("split", "split", "{}"), Row("step", "step", "{}")),
+    headline="bleu", lower_is_better=False, notes=(_signatures,))
 
 
 __all__ = ["Seq2Seq", "Seq2SeqConfig", "Translation", "TextData"]

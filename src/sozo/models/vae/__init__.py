@@ -19,7 +19,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +27,33 @@ import torch.nn.functional as F
 from ...config import replace
 from ...errors import SozoError
 from ...registry import register_variant
+from ...evaluation import EvalContext, EvalOptions, Row
 from ...viz.grid import save_grid, save_walk
-from ..images import ImageModel, fit_image_config
+from ..images import IMAGE_TABLE, ImageModel, fit_image_config
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_plan, conv_sizes
-from .objectives import bernoulli_nll, gaussian_kl, iw_nll, log_weights
+from .objectives import LIKELIHOOD_NOTE, bernoulli_nll, gaussian_kl, iw_nll, log_weights
+
+
+def _likelihood_notes(results: list[dict[str, Any]]) -> list[str]:
+    out = [f"likelihood: {n}" for n in sorted({d["likelihood"] for d in results if "likelihood" in d})]
+    if any(d.get("conditional") for d in results):
+        out.append("cvae: conditional on the label, -log p(x | y)")
+    if any("neg_elbo" not in d for d in results):
+        out.append("ae: a plain autoencoder has no likelihood; its row is the reconstruction cross-entropy")
+    return out
+
+
+def _heldout_label(results: list[dict[str, Any]]) -> str:
+    ks = sorted({d["k"] for d in results if "k" in d})
+    return "held-out images" + (f" (k={ks[0]})" if len(ks) == 1 else "")
+
+
+# the image league table with the autoencoders' own rows: the held-out likelihood (nats per image)
+VAE_TABLE = IMAGE_TABLE.with_rows(
+    Row("neg_elbo", "negative ELBO (nats)", "{:.2f}"), Row("nll", "NLL, importance-sampled (nats)", "{:.2f}"),
+    Row("recon", "  reconstruction -log p(x|z)", "{:.2f}"), Row("kl", "  KL(q(z|x) || p(z))", "{:.2f}"),
+    Row("n_heldout", _heldout_label, "{}"), notes=_likelihood_notes)
+
 
 @dataclass
 class VAEConfig:
@@ -381,13 +404,47 @@ class VAE(ImageModel):
         """Random walks (``sozo interpolate`` without --from/--to): a PNG strip or an animated GIF."""
         return save_walk(self.interpolate(paths, steps, seed, labels), path)
 
-    @classmethod
-    def evaluate_runs(cls, runs: list[Any], options: dict[str, Any],
-                      log: Callable[[str], None] = print) -> tuple[dict[str, dict], str]:
-        """Held-out negative ELBO and importance-sampled NLL (k = options['k'], default 100), plus the
-        image measures of samples (FD, KID, precision/recall, class histogram)."""
-        from .tools import evaluate_runs
-        return evaluate_runs(runs, options, log)
+    # --- evaluation: the image measures of samples, and the held-out likelihood ----------------
+    eval_table = VAE_TABLE
+
+    def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
+        """The image measures of samples (FD, KID, precision/recall, class histogram), then the
+        held-out negative ELBO and importance-sampled NLL (``options.k`` draws per image, 100)."""
+        res = super().measure(context, options)
+        context.log(f"{context.run.path}: held-out likelihood (k={options.k})")
+        held = context.heldout
+        want = (self.config.channels, self.config.image_size, self.config.image_size)
+        if tuple(held["images"].shape[1:]) != want:
+            raise SozoError(f"the run's data now loads as {tuple(held['images'].shape[1:])} images, "
+                            f"but the model takes {want}", hint="has the data changed since training?")
+        return {**res, **likelihood_measures(self, held, k=options.k, seed=options.seed)}
+
+
+def likelihood_measures(model: VAE, held: dict[str, torch.Tensor], k: int = 100, seed: int = 0) -> dict[str, Any]:
+    """Mean per-image figures in nats on held-out images ``held`` ({"images": uint8, "labels"}):
+    negative ELBO and importance-sampled NLL with ``k`` draws (VAEs), the reconstruction
+    cross-entropy (every autoencoder)."""
+    import time
+    if k < 1:
+        raise SozoError(f"--k must be at least 1, got {k}")
+    if len(held["images"]) == 0:
+        raise SozoError("this run kept no held-out images (data.holdout was 0)",
+                        hint="train with --set holdout=0.1 to measure the held-out likelihood")
+    x = held["images"]
+    y = held["labels"] if model.config.conditional else None
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"n_heldout": int(len(x)), "likelihood": LIKELIHOOD_NOTE if not model.config.binarize
+                           else "Bernoulli decoder on binarised pixels (threshold 0.5)"}
+    if model.config.variational:
+        lik = model.likelihood(x, y, k=k, seed=seed)
+        out.update(neg_elbo=lik["neg_elbo"].mean().item(), nll=lik["nll"].mean().item(), k=k,
+                   recon=lik["recon"].mean().item(), kl=lik["kl"].mean().item())
+        if model.config.conditional:
+            out["conditional"] = True  # -log p(x | label)
+    else:
+        out["recon"] = model.reconstruction_error(x, y).mean().item()
+    out["likelihood_seconds"] = round(time.perf_counter() - t0, 3)
+    return out
 
 
 def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | None = None, **defaults: Any) -> type:

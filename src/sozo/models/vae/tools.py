@@ -1,7 +1,7 @@
 """Latent-space tools for any autoencoder run: reconstructions, the latent map, interpolation between
 two real images, attribute vectors and latent arithmetic, and the held-out likelihood.
 
-Each tool reads the run's data the way the run trained on it (``sozo.api.prepare_data``: the same
+Each tool reads the run's data the way the run trained on it (``sozo.loading.prepare_data``: the same
 files, sizes and seeded train / held-out split), so "held-out image 3" means the same picture in
 every command.
 
@@ -16,20 +16,17 @@ tools.latent_arithmetic("runs/vae", add=["label=8"], subtract=["label=3"], out="
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ...data.images import to_float
 from ...errors import SozoError
-from ...runs import Run, write_json
+from ...runs import Run
 from ...viz.grid import make_grid, save_grid, save_walk
-from ...viz.table import text_table
-from .objectives import LIKELIHOOD_NOTE
 
 if TYPE_CHECKING:  # the family imports these tools, so they name it for type checkers only
     from . import VAE
@@ -80,15 +77,10 @@ def open_run(run: str | Path | Run, what: str, device: str = "cpu", raw: bool = 
     """The run's model (an autoencoder, else a SozoError naming ``what``) with its train / held-out data.
 
     ``raw``: the live weights, not their EMA (``sozo.load``'s ``raw``)."""
-    from ...api import load, prepare_data, run_config
-    from ...config import build_run_config
-    from ...registry import get_model
+    from ...loading import load, prepare_data, rebuild_run_config
 
     model = require_encoder(load(run, device=device, raw=raw), what)
-    cfg = run_config(run)
-    name = cfg["model"]["name"]
-    rc = build_run_config(name, get_model(name), cfg)
-    data, rc, train, held = prepare_data(rc, log=lambda m: None)
+    data, rc, train, held = prepare_data(rebuild_run_config(run), log=lambda m: None)
     want = (model.config.channels, model.config.image_size, model.config.image_size)
     if tuple(train["images"].shape[1:]) != want:
         raise SozoError(f"the run's data now loads as {tuple(train['images'].shape[1:])} images, "
@@ -401,68 +393,8 @@ def latent_arithmetic(run: str | Path | Run, add: list[str], subtract: list[str]
 
 def heldout_likelihood(run: str | Path | Run, k: int = 100, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
     """Mean per-image figures in nats on the run's held-out split: negative ELBO and importance-sampled
-    NLL with ``k`` draws (VAEs), the reconstruction cross-entropy (every autoencoder)."""
+    NLL with ``k`` draws (VAEs), the reconstruction cross-entropy (every autoencoder). `sozo evaluate`
+    records the same figures beside the image measures."""
     rd = open_run(run, "likelihood evaluation", device)
-    held = rd.split("heldout")
-    x, y = held["images"], rd.labels_for(held, slice(None))
-    t0 = time.perf_counter()
-    out: dict[str, Any] = {"n_heldout": int(len(x)), "likelihood": LIKELIHOOD_NOTE if not rd.model.config.binarize
-                           else "Bernoulli decoder on binarised pixels (threshold 0.5)"}
-    if rd.model.config.variational:
-        lik = rd.model.likelihood(x, y, k=k, seed=seed)
-        out.update(neg_elbo=lik["neg_elbo"].mean().item(), nll=lik["nll"].mean().item(), k=k,
-                   recon=lik["recon"].mean().item(), kl=lik["kl"].mean().item())
-        if rd.model.config.conditional:
-            out["conditional"] = True  # -log p(x | label)
-    else:
-        out["recon"] = rd.model.reconstruction_error(x, y).mean().item()
-    out["likelihood_seconds"] = round(time.perf_counter() - t0, 3)
-    return out
-
-
-def likelihood_table(results: dict[str, dict]) -> str:
-    rows = [("negative ELBO (nats)", "neg_elbo"), ("NLL, importance-sampled (nats)", "nll"),
-            ("  reconstruction -log p(x|z)", "recon"), ("  KL(q(z|x) || p(z))", "kl")]
-    cols = list(results)
-    cells = [["held-out measure"] + cols]
-    for label, key in rows:
-        if not any(key in d for d in results.values()):
-            continue
-        cells.append([label] + [f"{d[key]:.2f}" if key in d else "-" for d in results.values()])
-    ks = sorted({d["k"] for d in results.values() if "k" in d})
-    cells.append(["held-out images" + (f" (k={ks[0]})" if len(ks) == 1 else "")] +
-                 [str(d.get("n_heldout", "-")) for d in results.values()])
-    out = text_table(cells)
-    notes = sorted({d["likelihood"] for d in results.values() if "likelihood" in d})
-    out += [f"likelihood: {n}" for n in notes]
-    if any(d.get("conditional") for d in results.values()):
-        out.append("cvae: conditional on the label, -log p(x | y)")
-    if any("neg_elbo" not in d for d in results.values()):
-        out.append("ae: a plain autoencoder has no likelihood; its row is the reconstruction cross-entropy")
-    return "\n".join(out)
-
-
-def evaluate_runs(runs: list[Any], options: dict[str, Any],
-                  log: Callable[[str], None] = print) -> tuple[dict[str, dict], str]:
-    """`sozo evaluate` for autoencoders: the held-out likelihood table, then the image measures of
-    samples (sozo.metrics.evaluate), merged into each RUN/eval.json."""
-    from ..images import ImageModel
-    from ...devices import resolve_device
-
-    k = int(options.get("k") or 100)
-    if k < 1:
-        raise SozoError(f"--k must be at least 1, got {k}")
-    device = str(resolve_device(options.get("device", "auto")))
-    lik = {}
-    for r in runs:
-        run = Run(r)
-        if log:
-            log(f"{run.path}: held-out likelihood (k={k})")
-        lik[str(run.path)] = heldout_likelihood(run, k=k, seed=options.get("seed", 0), device=device)
-    results, image_table = ImageModel.evaluate_runs.__func__(ImageModel, runs, options, log)
-    for r in runs:
-        key = str(Run(r).path)
-        merged = {**results.get(key, {}), **lik[key]}
-        results[key] = merged
-        write_json(Run(r).path / "eval.json", merged)
-    return results, likelihood_table({k_: lik[k_] for k_ in lik}) + "\n\n" + image_table
+    from . import likelihood_measures  # the family's own measure (it imports these tools lazily)
+    return likelihood_measures(rd.model, rd.split("heldout"), k=k, seed=seed)

@@ -1,0 +1,148 @@
+"""Reading a run folder back: its trained model, its config, and its data split as training split it.
+
+``sozo.api`` exposes these (``sozo.load``, ``sozo.run_config``, ``sozo.api.prepare_data``); they live
+below the API so that a family's own tools (the autoencoder's latent tools) and the evaluation loop
+can open a run without a family importing the layer above it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from .config import RunConfig, build_run_config, from_dict
+from .devices import resolve_device
+from .errors import SozoError
+from .models.base import GenerativeModel
+from .registry import get_model
+from .runs import Run, load_weights, read_model_json
+
+HOLDOUT_SEED = 0  # the train/held-out split is the same for every run on the same data
+
+
+def _split(tensors: dict[str, torch.Tensor], holdout: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A seeded train / held-out split of a dict of tensors sharing their first dimension."""
+    n = next(iter(tensors.values())).size(0)
+    n_hold = int(round(n * holdout))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    hold, keep = perm[:n_hold], perm[n_hold:]
+    return {k: v[keep] for k, v in tensors.items()}, {k: v[hold] for k, v in tensors.items()}
+
+
+def load_fitted(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict[str, torch.Tensor]]:
+    """Load the data the run config names and let the family fit its config to it, before any split.
+
+    Returns (data object, resolved run config, every example's tensors in the data's own order).
+    """
+    cls = get_model(rc.model_name)
+    data, tensors = cls.load_data(rc.data, rc.model, log=log)
+    model_cfg = cls.resolve_config(rc.model, data)
+    tensors = cls.fit_tensors(tensors, model_cfg)
+    return data, RunConfig(rc.model_name, model_cfg, rc.data, rc.train), tensors
+
+
+def split_data(data: Any, rc: RunConfig, tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """(train, held-out) tensors: the family's own held-out part (a corpus's dev set) when the data
+    object has one, else a seeded ``data.holdout`` share of the examples (``HOLDOUT_SEED``)."""
+    held = getattr(data, "heldout", None)  # a family that holds out its own split (a corpus's dev set)
+    if held is not None:
+        return tensors, held
+    return _split(tensors, rc.data.holdout)
+
+
+def prepare_data(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict, dict]:
+    """Load the data the run config names, let the family fit its config to it, split it.
+
+    Returns (data object, resolved run config, train tensors, held-out tensors).
+    """
+    data, rc, tensors = load_fitted(rc, log)
+    train, held = split_data(data, rc, tensors)
+    return data, rc, train, held
+
+
+def run_config(run: str | Path | Run) -> dict[str, Any]:
+    """The resolved config.yaml of a run as a dict."""
+    run = Run(run) if not isinstance(run, Run) else run
+    return yaml.safe_load(run.config_yaml.read_text(encoding="utf-8"))
+
+
+def rebuild_run_config(run: str | Path | Run) -> RunConfig:
+    """The typed RunConfig of a trained run, rebuilt from its config.yaml (defaults fill new fields)."""
+    run = Run(run) if not isinstance(run, Run) else run
+    if not run.config_yaml.exists():
+        raise SozoError(f"{run.path} has no config.yaml", hint="the run folder is incomplete; give the folder `sozo train` wrote")
+    cfg = run_config(run)
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) or "name" not in cfg["model"]:
+        raise SozoError(f"{run.config_yaml} does not name its model", hint="the run folder is damaged")
+    name = cfg["model"]["name"]
+    return build_run_config(name, get_model(name), cfg)
+
+
+def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = False) -> GenerativeModel:
+    """The trained model of a run folder (weights from model/*.safetensors), in eval mode.
+
+    A run trained with ``ema`` > 0 loads its EMA weights (model/ema.safetensors, over the averaged
+    networks: a GAN's generator) unless ``raw=True`` asks for the live weights; ``model.uses_ema``
+    says which. Runs without EMA load their weights either way.
+    """
+    run = Run(run) if not isinstance(run, Run) else run
+    run.require("model")
+    info = read_model_json(run)
+    cls = get_model(info["family"])
+    try:
+        cfg = from_dict(cls.Config, info["config"], "model")
+    except SozoError as e:
+        raise SozoError(f"{run.model_dir / 'config.json'} does not fit this sozo version: {e.message}") from None
+    net = cls.from_info(cfg, info)  # folders of every sozo version: a family ignores keys it does not use
+    weights = load_weights(run.model_dir / "model.safetensors")
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise SozoError(f"{run.model_dir / 'model.safetensors'} does not match its config.json "
+                        f"({len(missing)} missing, {len(unexpected)} unexpected tensors)",
+                        hint="the model/ folder is damaged; `sozo train --resume` rewrites it")
+    if info.get("ema") and not raw:
+        _load_ema(net, run.model_dir, info["ema"])
+    if info.get("files"):  # JSON documents beside the weights (vocabularies…), parsed without pickle
+        net.load_model_files({name: _read_json(run.model_dir, name) for name in info["files"]})
+    net.to(resolve_device(str(device)) if not isinstance(device, torch.device) else device).eval()
+    return net
+
+
+def _load_ema(net: GenerativeModel, folder: Path, ema: Any) -> None:
+    """Put the EMA tensors that config.json's ``ema`` entry names over ``net``'s live weights."""
+    name = ema.get("file") if isinstance(ema, dict) else None
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors") or name.startswith("."):
+        raise SozoError(f"{folder / 'config.json'} names {name!r} as its EMA weights, which is not a "
+                        "safetensors file inside model/")
+    path = folder / name
+    if not path.exists():
+        raise SozoError(f"missing {path} (the EMA weights config.json lists)",
+                        hint="load the live weights with raw=True (--raw), or `sozo train --resume` to rewrite model/")
+    tensors = load_weights(path)
+    own = net.state_dict()
+    bad = sorted(k for k, t in tensors.items() if k not in own or own[k].shape != t.shape)
+    if bad:
+        raise SozoError(f"{path} does not match its config.json ({len(bad)} tensors do not fit, e.g. {bad[0]})",
+                        hint="the model/ folder is damaged; load the live weights with raw=True (--raw), "
+                             "or `sozo train --resume` to rewrite it")
+    net.load_state_dict(tensors, strict=False)
+    net.uses_ema = True
+
+
+def _read_json(folder: Path, name: str) -> Any:
+    """model/NAME parsed as JSON; NAME must be a plain ``*.json`` file name inside the folder."""
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".json") or name.startswith("."):
+        raise SozoError(f"{folder / 'config.json'} names {name!r}, which is not a JSON file inside model/")
+    path = folder / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SozoError(f"missing {path}", hint="the model/ folder is incomplete; `sozo train --resume` rewrites it") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SozoError(f"corrupt {path}: {e}", hint="`sozo train --resume` rewrites it") from None
+
+
+__all__ = ["load", "prepare_data", "load_fitted", "split_data", "run_config", "rebuild_run_config", "HOLDOUT_SEED"]
