@@ -18,6 +18,7 @@ import yaml
 from . import __version__
 from .config import (SECTIONS, RunConfig, build_run_config, from_dict, load_yaml, merge_overrides, parse_set,
                      to_dict)
+from .data.stream import take_rows
 from .errors import SozoError
 from .models.base import GenerativeModel
 from .registry import get_model, model_names
@@ -32,12 +33,15 @@ def models() -> dict[str, str]:
 
 
 def _split(tensors: dict[str, torch.Tensor], holdout: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A seeded train / held-out split of a dict of tensors sharing their first dimension."""
+    """A seeded train / held-out split of a dict of tensors sharing their first dimension.
+
+    Streamed images are split into two views of their cache: nothing is read.
+    """
     n = next(iter(tensors.values())).size(0)
     n_hold = int(round(n * holdout))
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
     hold, keep = perm[:n_hold], perm[n_hold:]
-    return {k: v[keep] for k, v in tensors.items()}, {k: v[hold] for k, v in tensors.items()}
+    return {k: take_rows(v, keep) for k, v in tensors.items()}, {k: take_rows(v, hold) for k, v in tensors.items()}
 
 
 def prepare_data(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict, dict]:
@@ -115,6 +119,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
         sections = merge_overrides(saved, overrides, cls)
         for sec in ("model", "data"):
             changed = {k for k in sections[sec] if sections[sec][k] != saved.get(sec, {}).get(k)}
+            if sec == "data":  # streamed or in memory: the same batches either way
+                changed -= {"stream", "stream_above_mb"}
             if changed:
                 raise SozoError(f"cannot change {sec} options when resuming ({', '.join(sorted(changed))})",
                                 hint="only training options (epochs, device, log_every…) may change; start a new run instead")

@@ -44,6 +44,7 @@ class TrainConfig:
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile the networks (auto: on CUDA); falls back to eager
     deterministic: bool = False  # torch.use_deterministic_algorithms for bit-exact reruns
     threads: int = 0  # CPU threads for torch (0: torch's default)
+    data_workers: int = 2  # processes reading batches of streamed data (0: the training process reads them)
     # several processes (torchrun / --nproc): batch_size is the global batch, shared out over them
     sync_bn: bool = False  # batch norm statistics over the global batch, not each process's share
     dist_rng: Literal["rank", "global"] = "rank"  # rank: each process its own noise; global: one process's noise, shared out
@@ -51,7 +52,7 @@ class TrainConfig:
     def validate(self) -> None:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
         _at_least(self, 2, "eval_samples")
-        _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads")
+        _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads", "data_workers")
 
 
 @dataclass
@@ -61,9 +62,12 @@ class DataConfig:
     source: str = "mnist-sample"  # a bundled name (mnist-sample, digits) or a path
     limit: int = 0  # use only the first N examples (0: all)
     holdout: float = 0.1  # share kept out of training for evaluation (metrics use it as the real set)
+    # image folders larger than memory: decoded once into a cache under $SOZO_HOME/images, read a batch at a time
+    stream: Literal["auto", "true", "false"] = "auto"  # auto: stream when the images would take over stream_above_mb
+    stream_above_mb: float = 2048.0  # MiB of uint8 pixels (at the training size) above which auto streams
 
     def validate(self) -> None:
-        _at_least(self, 0, "limit")
+        _at_least(self, 0, "limit", "stream_above_mb")
         if not 0.0 <= self.holdout < 1.0:
             raise SozoError(f"data.holdout must be in [0, 1), got {self.holdout}", hint="for example --set holdout=0.1")
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..data.stream import as_tensor, is_streamed, take_rows
 from ..errors import SozoError
 from ..runs import Run, write_json
 from ..viz.table import text_table
@@ -114,6 +115,12 @@ def evaluator_for_run(run: Run, device: str | torch.device = "cpu", inception_we
     tensors = cls.fit_tensors(tensors, rc.model)
     if "images" not in tensors:
         raise SozoError(f"'{rc.model_name}' does not make images; image measures do not apply")
+    if is_streamed(tensors["images"]):  # larger than memory: the held-out part (read whole) is the real set
+        from ..api import _split
+        train, held = _split(tensors, rc.data.holdout)
+        part = held if len(held["images"]) else {k: take_rows(v, torch.arange(min(10000, len(v))))
+                                                 for k, v in train.items()}
+        tensors = {k: as_tensor(v) for k, v in part.items()}
     return Evaluator(tensors["images"], tensors.get("labels"), int(getattr(data, "num_classes", 0) or 0),
                      data_key=data.name, device=device, inception_weights=inception_weights, log=log)
 

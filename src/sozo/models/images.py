@@ -8,6 +8,7 @@ import torch
 
 from ..config import DataConfig
 from ..data.images import ImageData, load_images, resize_images
+from ..data.stream import is_streamed
 from ..errors import SozoError
 from .base import GenerativeModel
 
@@ -42,9 +43,14 @@ class ImageModel(GenerativeModel):
         with warnings.catch_warnings(record=True) as caught:  # skipped files: say so once, plainly
             warnings.simplefilter("always")
             images = load_images(data.source, image_size=size, channels=getattr(config, "channels", None),
-                                 limit=data.limit or None, seed=0)
+                                 limit=data.limit or None, seed=0, stream=data.stream,
+                                 stream_above_mb=data.stream_above_mb)
         for w in caught:
             log(f"warning: {w.message}")
+        if is_streamed(images.images):
+            x = images.images
+            log(f"streaming {len(x)} images of {tuple(x.shape[1:])} from {x.path} "
+                f"({x.nbytes_read() / 2 ** 20:.0f} MiB on disk; --set stream=false holds them in memory)")
         tensors = {"images": images.images}
         if images.labels is not None:
             tensors["labels"] = images.labels

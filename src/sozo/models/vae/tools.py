@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ...data.images import to_float
+from ...data.stream import as_tensor, cat_rows
 from ...errors import SozoError
 from ...runs import Run, write_json
 from ...viz.grid import make_grid, save_grid
@@ -59,7 +60,7 @@ class RunData:
             return self.heldout
         if which == "train":
             return self.train
-        return {k: torch.cat([self.heldout[k], self.train[k]]) for k in self.train if k in self.heldout}
+        return {k: cat_rows(self.heldout[k], self.train[k]) for k in self.train if k in self.heldout}
 
     def labels_for(self, part: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> torch.Tensor | None:
         """Labels the model needs to encode (cvae), else None."""
@@ -399,7 +400,7 @@ def heldout_likelihood(run: str | Path | Run, k: int = 100, seed: int = 0, devic
     NLL with ``k`` draws (VAEs), the reconstruction cross-entropy (every autoencoder)."""
     rd = open_run(run, "likelihood evaluation", device)
     held = rd.split("heldout")
-    x, y = held["images"], rd.labels_for(held, slice(None))
+    x, y = as_tensor(held["images"]), rd.labels_for(held, slice(None))  # streamed data: the held-out part read whole
     t0 = time.perf_counter()
     out: dict[str, Any] = {"n_heldout": int(len(x)), "likelihood": LIKELIHOOD_NOTE if not rd.model.config.binarize
                            else "Bernoulli decoder on binarised pixels (threshold 0.5)"}
