@@ -94,6 +94,9 @@ def test_a_grey_folder_stays_grey_and_mixed_subsets_match(tmp_path, home):
     root = _grey_folder(tmp_path)
     mem, st = load_images(str(root)), load_images(str(root), stream=True)
     assert st.images.shape[1] == 1 and torch.equal(st.images.tensor(), mem.images)
+    mem, st = load_images(str(root), channels=3), load_images(str(root), channels=3, stream=True)
+    assert st.images.shape[1] == 3 and torch.equal(st.images.tensor(), mem.images)
+    assert torch.equal(st.images[torch.tensor([4, 1])], mem.images[torch.tensor([4, 1])])
     _draw(99, (16, 16)).save(root / "99-colour.png")  # now mixed: the cache is rebuilt in 3 channels
     mem, st = load_images(str(root)), load_images(str(root), stream=True)
     assert st.images.shape[1] == 3 and torch.equal(st.images.tensor(), mem.images)
@@ -239,3 +242,34 @@ def test_streamed_views_are_cheap_and_picklable(folder):
     resized = images_mod.resize_images(x, 8)
     assert tuple(resized.shape) == (len(x), 3, 8, 8)
     assert torch.equal(resized[torch.tensor([3, 1])], images_mod.resize_images(x.tensor(), 8)[torch.tensor([3, 1])])
+
+
+def test_evaluation_reads_the_held_out_part_of_a_streamed_folder(folder, home, tmp_path, monkeypatch):
+    from sozo.metrics import evaluate as ev
+    opts = tiny_options(epochs=1, batch_size=8, log=lambda m: None)
+    sets = ["image_size=16", "width=8", "data_workers=0"]
+    runs = {s: sozo.train("dcgan", data=str(folder), out=tmp_path / s, set=sets + [f"stream={s}"], **opts)
+            for s in ("true", "false")}
+    seen = {}
+    monkeypatch.setattr(ev, "Evaluator", lambda images, labels, *a, **k: seen.setdefault(len(seen), (images, labels)))
+    ev.evaluator_for_run(runs["true"])
+    ev.evaluator_for_run(runs["false"])
+    (streamed, streamed_labels), (memory, memory_labels) = seen[0], seen[1]
+    _, held = _trainer(folder, tmp_path, "false", sets=("image_size=16",))
+    assert len(list((home / "images").glob("*.u8"))) == 1  # training and evaluation share the cache
+    assert isinstance(streamed, torch.Tensor) and len(streamed) == len(held["images"]) == 6
+    assert torch.equal(streamed, held["images"]) and torch.equal(streamed_labels, held["labels"])
+    assert len(memory) == 60  # in memory: all of the data, as before
+
+
+def test_autoencoder_tools_work_on_a_streamed_run(folder, tmp_path):
+    from sozo.models.vae import tools
+    run = sozo.train("vae", data=str(folder), out=tmp_path / "vae", set=["image_size=16", "stream=true"],
+                     **tiny_options(epochs=1, batch_size=8, log=lambda m: None))
+    rd = tools.open_run(run, "a test")
+    every = rd.split("all")
+    assert is_streamed(every["images"]) and len(every["images"]) == len(every["labels"]) == 60
+    assert torch.equal(every["images"][:6], rd.heldout["images"].tensor())
+    out = tools.heldout_likelihood(run, k=2)
+    assert out["n_heldout"] == 6 and np.isfinite(out["neg_elbo"])
+    assert tools.reconstruct_grid(run, tmp_path / "rec.png", n=8, split="train")["n"] == 8

@@ -116,7 +116,7 @@ def resize_images(images: torch.Tensor, size: int, batch: int = 512) -> torch.Te
     if is_streamed(images):
         if tuple(images.shape[-2:]) == (size, size):
             return images
-        return images.resized(functools.partial(resize_images, size=size), size)
+        return images.mapped(functools.partial(resize_images, size=size), (images.shape[1], size, size))
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"resize_images wants uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
     if tuple(images.shape[-2:]) == (size, size):
@@ -577,8 +577,11 @@ def _stream_folder(root: Path, files: list[Path], labels: list[int] | None, clas
                    order: np.ndarray, size: int, mode: str | None, limit: int | None) -> ImageData:
     """The folder as ``_load_folder`` would hold it in memory (same rows, order, labels, skips),
     read from its cache file (built first when missing)."""
-    path = folder_cache_path(root, files, size, mode)
-    header = _cached(path, root, files, size, mode)
+    # one cache serves channels=3 and the data's own channels: grey files decoded grey and repeated to
+    # 3 channels are the bytes PIL's convert("RGB") gives; channels=1 (a luminance) has its own
+    build_mode = "L" if mode == "L" else None
+    path = folder_cache_path(root, files, size, build_mode)
+    header = _cached(path, root, files, size, build_mode)
     failed = {int(i): str(reason) for i, reason in header["failed"]}
     ok = np.ones(len(files), dtype=bool)
     ok[list(failed)] = False
@@ -598,10 +601,12 @@ def _stream_folder(root: Path, files: list[Path], labels: list[int] | None, clas
                       stacklevel=3)
     rows = np.cumsum(ok)[kept] - 1  # file index -> row of the cache
     channel0 = False
-    if header["shape"][3] == 3 and header.get("grey"):  # a mixed folder: all-grey subsets stay grey
+    if mode is None and header["shape"][3] == 3 and header.get("grey"):  # a mixed folder: all-grey subsets stay grey
         grey = np.unpackbits(np.frombuffer(bytes.fromhex(header["grey"]), dtype=np.uint8))[:header["shape"][0]]
         channel0 = bool(grey[rows].all())
     images = StreamedImages(path, rows, channel0=channel0, header=header)
+    if mode == "RGB" and header["shape"][3] == 1:  # an all-grey folder asked for in colour
+        images = images.mapped(_grey_to_rgb, (3, size, size))
     y = None if labels is None else torch.tensor([labels[i] for i in kept], dtype=torch.int64)
     return ImageData(images, y, class_names, _slug(root.resolve().name), skipped=len(failures))
 
@@ -621,6 +626,11 @@ def _cached(path: Path, root: Path, files: list[Path], size: int, mode: str | No
             _build_cache(path, root, files, size, mode)
     path.with_name(path.name + ".lock").unlink(missing_ok=True)
     return read_header(path)
+
+
+def _grey_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) -> (B, 3, H, W), the grey value in each channel (channels_last, as read)."""
+    return x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
 
 
 def _ignore_sigint() -> None:

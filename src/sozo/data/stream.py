@@ -130,22 +130,22 @@ class StreamedImages:
     device = torch.device("cpu")
 
     def __init__(self, path: str | Path, rows: np.ndarray | None = None, *, channel0: bool = False,
-                 transforms: tuple[tuple[Callable[[torch.Tensor], torch.Tensor], int], ...] = (),
+                 transforms: tuple[tuple[Callable[[torch.Tensor], torch.Tensor], tuple[int, int, int]], ...] = (),
                  header: dict[str, Any] | None = None):
         self.path = Path(path)
         self.header = header if header is not None else read_header(self.path)
         n, self._h, self._w, self._c = (int(v) for v in self.header["shape"])
         self.rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
         self.channel0 = channel0  # grey rows stored in 3 channels: read channel 0 only
-        self.transforms = transforms  # (fn on a (B, C, H, W) batch, its output size), applied in order
+        self.transforms = transforms  # (fn on a (B, C, H, W) batch, its output (C, H, W)), applied in order
         self._fd: int | None = None
         self._pid = -1
 
     # --- what a tensor would say ---------------------------------------------------------------
     @property
     def shape(self) -> torch.Size:
-        h, w = (self.transforms[-1][1],) * 2 if self.transforms else (self._h, self._w)
-        return torch.Size((len(self.rows), 1 if self.channel0 else self._c, h, w))
+        chw = self.transforms[-1][1] if self.transforms else (1 if self.channel0 else self._c, self._h, self._w)
+        return torch.Size((len(self.rows), *chw))
 
     def size(self, dim: int | None = None) -> Any:
         return self.shape if dim is None else self.shape[dim]
@@ -179,10 +179,12 @@ class StreamedImages:
         return StreamedImages(self.path, self.rows[_as_index(idx)], channel0=self.channel0,
                               transforms=self.transforms, header=self.header)
 
-    def resized(self, fn: Callable[[torch.Tensor], torch.Tensor], side: int) -> "StreamedImages":
-        """A view whose reads pass through ``fn`` ((B, C, H, W) uint8 -> (B, C, side, side) uint8)."""
+    def mapped(self, fn: Callable[[torch.Tensor], torch.Tensor], chw: tuple[int, int, int]) -> "StreamedImages":
+        """A view whose reads pass through ``fn`` (uint8 (B, C, H, W) -> uint8 (B, *chw)), e.g. a resize.
+
+        ``fn`` must act on each image alone (so any batch of rows gives the same bytes) and pickle."""
         return StreamedImages(self.path, self.rows, channel0=self.channel0,
-                              transforms=(*self.transforms, (fn, side)), header=self.header)
+                              transforms=(*self.transforms, (fn, tuple(chw))), header=self.header)
 
     def __getitem__(self, idx: Any) -> torch.Tensor:
         if isinstance(idx, (int, np.integer)) or (isinstance(idx, torch.Tensor) and idx.ndim == 0):
