@@ -136,7 +136,8 @@ def test_streamed_batches_are_the_in_memory_batches(folder, tmp_path, family, wo
     assert not multiprocessing.active_children(), "the batch workers outlived their epoch"
 
 
-def test_a_streamed_run_resumes_exactly_and_trains_as_in_memory(folder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_streamed_run_resumes_exactly_and_trains_as_in_memory(folder, tmp_path, monkeypatch, signum):
     sets = ["image_size=32", "width=8", "data_workers=2"]
     opts = tiny_options(epochs=2, batch_size=8, log=lambda m: None)
     memory = sozo.train("dcgan", data=str(folder), out=tmp_path / "memory", set=sets + ["stream=false"], **opts)
@@ -144,14 +145,14 @@ def test_a_streamed_run_resumes_exactly_and_trains_as_in_memory(folder, tmp_path
     cls = get_model("dcgan")
     original, count = cls.training_step, {"n": 0}
 
-    def step(self, batch, i):  # Ctrl-C in a terminal: SIGINT reaches the trainer and its batch workers
+    def step(self, batch, i):  # Ctrl-C in a terminal (or a SIGTERM to the job) reaches the trainer and its workers
         out = original(self, batch, i)
         count["n"] += 1
         if count["n"] == 3:
             count["workers"] = len(multiprocessing.active_children())
             for child in multiprocessing.active_children():
-                os.kill(child.pid, signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
+                os.kill(child.pid, signum)
+            os.kill(os.getpid(), signum)
         return out
     monkeypatch.setattr(cls, "training_step", step)
     part = sozo.train("dcgan", data=str(folder), out=tmp_path / "part", set=sets + ["stream=true"], **opts)
@@ -273,3 +274,13 @@ def test_autoencoder_tools_work_on_a_streamed_run(folder, tmp_path):
     out = tools.heldout_likelihood(run, k=2)
     assert out["n_heldout"] == 6 and np.isfinite(out["neg_elbo"])
     assert tools.reconstruct_grid(run, tmp_path / "rec.png", n=8, split="train")["n"] == 8
+
+
+def test_reads_without_preadv_are_the_same(folder, monkeypatch):
+    with pytest.warns(UserWarning):
+        x = load_images(str(folder), image_size=16, stream=True).images
+    idx = torch.tensor([7, 2, 30, 2])
+    want = x[idx]
+    monkeypatch.delattr(os, "preadv")  # as on Windows
+    fresh = x.subset(torch.arange(len(x)))
+    assert torch.equal(fresh[idx], want)

@@ -199,14 +199,14 @@ class StreamedImages:
     def read(self, rows: np.ndarray) -> torch.Tensor:
         """Cache rows ``rows`` (not view positions) as uint8 (B, C, H, W), channels_last strides."""
         if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0)), os.getpid()
         row = self._h * self._w * self._c
         out = np.empty((len(rows), self._h, self._w, self._c), dtype=np.uint8)
         flat = out.reshape(len(rows), row)
         order = np.argsort(rows, kind="stable")  # ascending offsets: read-ahead helps on disks
         for i in order:
             r = int(rows[i])
-            got = os.preadv(self._fd, [flat[i]], DATA_OFFSET + r * row)
+            got = _pread_into(self._fd, flat[i], DATA_OFFSET + r * row)
             if got != row:
                 raise _damaged(self.path, f"row {r} could not be read ({got} of {row} bytes)")
         x = torch.from_numpy(out).permute(0, 3, 1, 2)  # (B, C, H, W) view of the (B, H, W, C) rows
@@ -215,6 +215,16 @@ class StreamedImages:
         for fn, _ in self.transforms:
             x = fn(x)
         return x
+
+
+def _pread_into(fd: int, buf: np.ndarray, offset: int) -> int:
+    """Read ``len(buf)`` bytes at ``offset`` into ``buf``: one preadv call where the OS has it."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [buf], offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # (Windows) each process has its own descriptor, so no race
+    data = os.read(fd, buf.nbytes)
+    buf[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return len(data)
 
 
 def _as_index(idx: Any) -> Any:
@@ -268,19 +278,22 @@ class _Batches(torch.utils.data.Dataset):
 
 
 def _worker_init(_: int) -> None:
-    # Ctrl-C reaches the whole process group: the training process alone handles it (it finishes the
-    # step, saves, and ends the workers); a worker that died of it would break the batch in flight
+    # Ctrl-C reaches the whole process group, and so may SIGTERM (systemd, Slurm): the training process
+    # alone handles them (it finishes the step, saves, and ends the workers). A worker killed by one
+    # would make the DataLoader raise in the middle of that step. A worker still ends when told to,
+    # and by itself when the training process is gone (the DataLoader's watchdog)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def read_batches(arrays: dict[str, StreamedImages], indices: Sequence[torch.Tensor], workers: int,
-                 pin_memory: bool = False, stopping: Callable[[], bool] = lambda: False) -> Iterator[dict[str, torch.Tensor]]:
+                 pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """``{k: arrays[k][i]}`` for each index tensor ``i`` of ``indices``, in that order.
 
     The first batch is read here (a one-batch check starts no processes); the rest by ``workers``
     DataLoader processes (0: here too), prefetching while the caller trains. The loader draws its
-    seed from a private generator, so the global RNG (the training noise) is not touched. When a
-    worker dies while ``stopping()`` (SIGTERM sent to the whole group), the rest is read here.
+    seed from a private generator, so the global RNG (the training noise) is not touched. Closing
+    the generator (or leaving it) ends the workers at once.
     """
     indices = list(indices)
     if not indices:
@@ -295,21 +308,8 @@ def read_batches(arrays: dict[str, StreamedImages], indices: Sequence[torch.Tens
         _Batches(arrays, indices[1:]), batch_size=None, shuffle=False, num_workers=workers,
         pin_memory=pin_memory, prefetch_factor=4, worker_init_fn=_worker_init, generator=torch.Generator())
     it = iter(loader)
-    done = 1
     try:
-        while done < len(indices):
-            try:
-                batch = next(it)
-            except StopIteration:
-                return
-            except RuntimeError:  # a worker ended under us: only expected when the job is being stopped
-                if not stopping():
-                    raise
-                for i in range(done, len(indices)):
-                    yield data[i]
-                return
-            done += 1
-            yield batch
+        yield from it
     finally:
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:

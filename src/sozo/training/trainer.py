@@ -247,12 +247,15 @@ class Trainer:
         streamed = {k: self.data[k] for k in self._streamed}
         cuda = self.device.type == "cuda"
         fmt = self.model.memory_format()
-        reads = read_batches(streamed, shards, self.cfg.data_workers, pin_memory=cuda, stopping=lambda: self._stop)
-        for b, (idx, read) in enumerate(zip(shards, reads), start):
-            self._global_rows = (len(order[b]), distributed.shard_offset(order[b], self.dist))
-            on_device = idx.to(self.device, non_blocking=cuda)
-            yield b, {k: read[k].to(self.device, non_blocking=cuda).contiguous(memory_format=fmt) if k in read
-                      else v[on_device] for k, v in self.data.items()}
+        reads = read_batches(streamed, shards, self.cfg.data_workers, pin_memory=cuda)
+        try:
+            for b, (idx, read) in enumerate(zip(shards, reads), start):
+                self._global_rows = (len(order[b]), distributed.shard_offset(order[b], self.dist))
+                on_device = idx.to(self.device, non_blocking=cuda)
+                yield b, {k: read[k].to(self.device, non_blocking=cuda).contiguous(memory_format=fmt) if k in read
+                          else v[on_device] for k, v in self.data.items()}
+        finally:
+            reads.close()  # the workers end with the epoch, a stop or an error
 
     def _global_draws(self, batch: dict[str, torch.Tensor]) -> Any:
         """dist_rng=global: random draws for the whole global batch, of which this rank keeps its rows."""
