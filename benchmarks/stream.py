@@ -113,12 +113,12 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
     if case == "build":
         from sozo.data.images import _scan_folder, folder_cache_path
         files, _, _ = _scan_folder(folder)
-        path = folder_cache_path(folder, files, args.size, None)
-        fresh = not path.exists()
+        cache = folder_cache_path(folder, files, args.size, None)
+        fresh = not cache.exists()
         t0 = time.perf_counter()
         data = load_images(str(folder), args.size, stream=True)
         return {"case": "build", "built": fresh, "seconds": round(time.perf_counter() - t0, 3), "images": len(data),
-                "cache_mb": round(path.stat().st_size / 2 ** 20, 1), "cache": str(path), **_peaks()}
+                "cache_mb": round(cache.stat().st_size / 2 ** 20, 1), "cache": str(cache), **_peaks()}
     path, mode, *rest = case.split("-")  # memory-data, stream-train-w2, …
     workers = int(rest[0][1:]) if rest else 0
     t0 = time.perf_counter()
@@ -152,7 +152,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _in_subprocess(case: str, argv: list[str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.stream", "--case", case, *argv], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "benchmarks.stream", "--case", case, *argv], cwd=ROOT, check=False,
                          capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode or not lines:

@@ -255,7 +255,7 @@ def test_evaluation_reads_the_held_out_part_of_a_streamed_folder(folder, home, t
     monkeypatch.setattr(ev, "Evaluator", lambda images, labels, *a, **k: seen.setdefault(len(seen), (images, labels)))
     ev.evaluator_for_run(runs["true"])
     ev.evaluator_for_run(runs["false"])
-    (streamed, streamed_labels), (memory, memory_labels) = seen[0], seen[1]
+    (streamed, streamed_labels), (memory, _) = seen[0], seen[1]
     _, held = _trainer(folder, tmp_path, "false", sets=("image_size=16",))
     assert len(list((home / "images").glob("*.u8"))) == 1  # training and evaluation share the cache
     assert isinstance(streamed, torch.Tensor) and len(streamed) == len(held["images"]) == 6

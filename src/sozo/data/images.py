@@ -43,7 +43,7 @@ _NPY_SHAPES = ("(N, H*W) such as Quick, Draw!'s (N, 784), (N, H, W), (N, H, W, C
 class ImageData:
     """A loaded image dataset: uint8 images (N, C, H, W), optional int64 labels (N,)."""
 
-    images: torch.Tensor  # or StreamedImages (a folder read from its disk cache)
+    images: torch.Tensor | StreamedImages  # StreamedImages: a folder read from its disk cache
     labels: torch.Tensor | None
     class_names: list[str] | None
     name: str
@@ -108,12 +108,12 @@ def load_images(spec: str, image_size: int | None = None, channels: int | None =
     return _fit(data, image_size, channels)
 
 
-def resize_images(images: torch.Tensor, size: int, batch: int = 512) -> torch.Tensor:
+def resize_images(images: torch.Tensor | StreamedImages, size: int, batch: int = 512) -> torch.Tensor | StreamedImages:
     """Resize uint8 (N, C, H, W) to uint8 (N, C, size, size), antialiased bilinear, in batches.
 
     Streamed images become a view that resizes each batch as it is read (the same bytes).
     """
-    if is_streamed(images):
+    if isinstance(images, StreamedImages):
         if tuple(images.shape[-2:]) == (size, size):
             return images
         return images.mapped(functools.partial(resize_images, size=size), (images.shape[1], size, size))
@@ -167,7 +167,7 @@ def _take(images: np.ndarray, labels: np.ndarray | None, class_names: list[str] 
 def _fit(data: ImageData, image_size: int | None, channels: int | None) -> ImageData:
     """Convert channels and resize to what the caller asked for."""
     x = data.images  # (N, C, H, W) uint8
-    if is_streamed(x):  # a folder's cache: decoded at the size and channels asked for
+    if isinstance(x, StreamedImages):  # a folder's cache: decoded at the size and channels asked for
         return data
     if channels == 1 and x.shape[1] == 3:  # to grey before resizing: a third of the work
         x = _rgb_to_grey(x)

@@ -23,8 +23,9 @@ import os
 import signal
 import struct
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,10 +77,10 @@ class CacheWriter:
         os.replace(self.tmp, self.path)  # atomic: the cache is complete or absent
         return self.path
 
-    def __enter__(self) -> "CacheWriter":
+    def __enter__(self) -> CacheWriter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if not self.file.closed:
             self.file.close()
         self.tmp.unlink(missing_ok=True)
@@ -174,17 +175,17 @@ class StreamedImages:
                 pass
 
     # --- views and reads --------------------------------------------------------------------------
-    def subset(self, idx: Any) -> "StreamedImages":
+    def subset(self, idx: Any) -> StreamedImages:
         """The rows ``idx`` (index tensor, array, slice) of this view, as a view: nothing is read."""
         return StreamedImages(self.path, self.rows[_as_index(idx)], channel0=self.channel0,
                               transforms=self.transforms, header=self.header)
 
-    def mapped(self, fn: Callable[[torch.Tensor], torch.Tensor], chw: tuple[int, int, int]) -> "StreamedImages":
+    def mapped(self, fn: Callable[[torch.Tensor], torch.Tensor], chw: tuple[int, int, int]) -> StreamedImages:
         """A view whose reads pass through ``fn`` (uint8 (B, C, H, W) -> uint8 (B, *chw)), e.g. a resize.
 
         ``fn`` must act on each image alone (so any batch of rows gives the same bytes) and pickle."""
         return StreamedImages(self.path, self.rows, channel0=self.channel0,
-                              transforms=(*self.transforms, (fn, tuple(chw))), header=self.header)
+                              transforms=(*self.transforms, (fn, (chw[0], chw[1], chw[2]))), header=self.header)
 
     def __getitem__(self, idx: Any) -> torch.Tensor:
         if isinstance(idx, (int, np.integer)) or (isinstance(idx, torch.Tensor) and idx.ndim == 0):
@@ -220,7 +221,7 @@ class StreamedImages:
 def _pread_into(fd: int, buf: np.ndarray, offset: int) -> int:
     """Read ``len(buf)`` bytes at ``offset`` into ``buf``: one preadv call where the OS has it."""
     if hasattr(os, "preadv"):
-        return os.preadv(fd, [buf], offset)
+        return os.preadv(fd, [memoryview(buf)], offset)
     os.lseek(fd, offset, os.SEEK_SET)  # (Windows) each process has its own descriptor, so no race
     data = os.read(fd, buf.nbytes)
     buf[:len(data)] = np.frombuffer(data, dtype=np.uint8)
