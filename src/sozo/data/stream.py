@@ -266,16 +266,26 @@ def as_tensor(x: Any) -> torch.Tensor:
 # --- reading an epoch through worker processes ------------------------------------------------------
 
 class _Batches(torch.utils.data.Dataset):
-    """Item ``i``: the streamed arrays read at the ``i``-th index tensor."""
+    """Item ``i``: the streamed arrays read at index tensors ``i * group`` to ``(i + 1) * group - 1``,
+    in one read (the batches of a group travel between processes as one tensor each)."""
 
-    def __init__(self, arrays: dict[str, StreamedImages], indices: Sequence[torch.Tensor]):
-        self.arrays, self.indices = arrays, list(indices)
+    def __init__(self, arrays: dict[str, StreamedImages], indices: Sequence[torch.Tensor], group: int = 1):
+        self.arrays, self.indices, self.group = arrays, list(indices), group
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return -(-len(self.indices) // self.group)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: v[self.indices[i]] for k, v in self.arrays.items()}
+        part = self.indices[i * self.group:(i + 1) * self.group]
+        rows = part[0] if len(part) == 1 else torch.cat(part)
+        return {k: v[rows] for k, v in self.arrays.items()}
+
+
+def _group_size(arrays: dict[str, StreamedImages], batch: int, target: int = 4 << 20, most: int = 4) -> int:
+    """Batches a worker reads and sends at once: up to ``most``, about ``target`` bytes (for small
+    images the cost of sending a batch between processes is larger than that of reading it)."""
+    per_batch = sum(v.shape[1:].numel() for v in arrays.values()) * max(batch, 1)
+    return max(1, min(most, target // max(per_batch, 1)))
 
 
 def _worker_init(_: int) -> None:
@@ -305,12 +315,18 @@ def read_batches(arrays: dict[str, StreamedImages], indices: Sequence[torch.Tens
         for i in range(1, len(indices)):
             yield data[i]
         return
+    rest = indices[1:]
+    group = _group_size(arrays, len(rest[0]))
     loader = torch.utils.data.DataLoader(
-        _Batches(arrays, indices[1:]), batch_size=None, shuffle=False, num_workers=workers,
-        pin_memory=pin_memory, prefetch_factor=4, worker_init_fn=_worker_init, generator=torch.Generator())
+        _Batches(arrays, rest, group), batch_size=None, shuffle=False, num_workers=workers,
+        pin_memory=pin_memory, prefetch_factor=2, worker_init_fn=_worker_init, generator=torch.Generator())
     it = iter(loader)
     try:
-        yield from it
+        for g, read in enumerate(it):  # cut each group back into its batches (views, no copy)
+            sizes = [len(i) for i in rest[g * group:(g + 1) * group]]
+            parts = {k: v.split(sizes) for k, v in read.items()}
+            for j in range(len(sizes)):
+                yield {k: p[j] for k, p in parts.items()}
     finally:
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:
