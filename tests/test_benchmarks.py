@@ -46,6 +46,29 @@ def test_img2img_case_quick(capsys, tmp_path):
     assert len(list((tmp_path / "photos" / "p2p" / "train").iterdir())) == 100  # the folders were made there
 
 
+def test_stream_case_quick(capsys, tmp_path, monkeypatch):
+    """The streamed-vs-in-memory benchmark: the folder is made, the cache built once, each case in its
+    own process, the ratio computed from the measured rates."""
+    from benchmarks import stream
+    argv = ["--quick", "--data-dir", str(tmp_path / "jpegs"), "--measures", "train", "--workers", "1"]
+    real = stream._in_subprocess
+
+    def cases_here(case, forward):  # the build in its own process as in a real run; the others here (seconds saved)
+        return real(case, forward) if case == "build" else stream.run_case(case, stream.parse(forward))
+    monkeypatch.setattr(stream, "_in_subprocess", cases_here)
+    s = stream.main(argv)
+    lines = _json_lines(capsys.readouterr().out)
+    build, runs = lines[0], {r["case"]: r for r in lines[1:-1]}
+    assert build["case"] == "build" and build["built"] and build["images"] == 600 and build["cache_mb"] > 0
+    assert set(runs) == {"memory-train", "stream-train-w1"}
+    assert all(r["images"] == 4 * 32 and r["images_per_s"] > 0 and r["peak_mb"] > 0 for r in runs.values())
+    assert runs["stream-train-w1"]["workers"] == 1
+    assert s["ratio_stream-train-w1"] == pytest.approx(
+        runs["stream-train-w1"]["images_per_s"] / runs["memory-train"]["images_per_s"], abs=2e-3)
+    assert len(list((tmp_path / "jpegs").rglob("*.jpg"))) == 600
+    assert stream.draw(7).tobytes() == stream.draw(7).tobytes() != stream.draw(8).tobytes()
+
+
 def test_plain_vae_matches_sozo_objective():
     """The re-typed example's loss (sigmoid + BCE(sum) + KL) equals sozo's negative ELBO for the same weights."""
     import torch

@@ -48,6 +48,10 @@ def _jobs() -> dict[str, dict]:
     jobs["odd-batch"] = {"family": "vae", "sets": FAMILIES["vae"] + COMMON, "opts": {"batch_size": 15}}
     for fam, sets in IN_STEP.items():  # the default (each rank its own noise): the ranks must stay in step
         jobs[f"{fam}-in-step"] = {"family": fam, "sets": sets + _DATA.get(fam, []) + COMMON, "opts": {"epochs": 3}}
+    for stream in ("true", "false"):  # a folder streamed from its cache (each rank reads its rows) or in memory
+        jobs[f"dcgan-stream-{stream}"] = {"family": "dcgan", "opts": {"epochs": 2},
+                                          "sets": FAMILIES["dcgan"] + COMMON + _DATA.get("folder", []) + [
+                                              "dist_rng=global", "image_size=16", f"stream={stream}", "data_workers=1"]}
     return jobs
 
 
@@ -121,6 +125,7 @@ def two_process_runs(tmp_path_factory):
     from .test_reliability import _jsb_file, _midi_folder
     _DATA["music-lstm"] = [f"source={_midi_folder(out / 'midi')}"]
     _DATA["musegan"] = [f"source={_jsb_file(out / 'jsb')}"]
+    _DATA["folder"] = [f"source={_image_folder(out / 'pictures')}"]
     import torch._dynamo  # noqa: F401 - imported once here (optimizers import it), not in each child
     # fork: the children start with torch imported (spawn would pay ~10 s of imports on this machine)
     ctx = torch.multiprocessing.start_processes(_worker, args=(2, _free_port(), str(out), home), nprocs=2,
@@ -132,6 +137,15 @@ def two_process_runs(tmp_path_factory):
                 p.kill()
             pytest.fail("the two training processes did not finish in 240 s")
     return torch.load(out / "rank0.pt", weights_only=False), torch.load(out / "rank1.pt", weights_only=False), out
+
+
+def _image_folder(root: Path, n: int = 80) -> Path:
+    from PIL import Image
+    root.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(torch.randint(0, 256, (20, 20, 3), generator=torch.Generator().manual_seed(i),
+                                      dtype=torch.uint8).numpy()).save(root / f"{i:02d}.png")
+    return root
 
 
 def _one_process(name: str, job: dict, out: Path, monkeypatch) -> Run:
@@ -222,6 +236,17 @@ def test_later_families_train_in_step_under_two_processes(family, two_process_ru
     assert load_checkpoint(Run(out / name).last_ckpt)["step"] == STEPS
     for k, v in r0[name].items():  # each rank's batch-norm statistics (without sync_bn) and fake pool are its own
         assert "running" in k or "num_batches" in k or k.startswith("pool") or torch.equal(v, r1[name][k]), (name, k)
+
+
+def test_a_streamed_folder_trains_as_in_memory_under_two_processes(two_process_runs):
+    """Each rank reads its share of every batch from the cache (built once, by one of them)."""
+    r0, r1, out = two_process_runs
+    streamed, memory = (load_checkpoint(Run(out / f"dcgan-stream-{s}").last_ckpt) for s in ("true", "false"))
+    assert streamed["step"] == memory["step"] == STEPS
+    for k in memory["model"]:
+        assert torch.equal(streamed["model"][k], memory["model"][k]), k
+        assert torch.equal(r0["dcgan-stream-true"][k], r1["dcgan-stream-true"][k]), k
+    assert len(list(Path(os.environ["SOZO_HOME"], "images").glob("pictures-16px-*.u8"))) == 1
 
 
 def test_only_rank_0_writes_the_run_folder(two_process_runs):

@@ -90,6 +90,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
         sections = merge_overrides(saved, overrides, cls)
         for sec in ("model", "data"):
             changed = {k for k in sections[sec] if sections[sec][k] != saved.get(sec, {}).get(k)}
+            if sec == "data":  # streamed or in memory: the same batches either way
+                changed -= {"stream", "stream_above_mb"}
             if changed:
                 raise SozoError(f"cannot change {sec} options when resuming ({', '.join(sorted(changed))})",
                                 hint="only training options (epochs, device, log_every…) may change; start a new run instead")

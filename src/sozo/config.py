@@ -47,6 +47,7 @@ class TrainConfig:
     # EMA of the weights (0: off), e.g. 0.999: sampling, evaluation and `sozo.load` use it (--raw: the live weights)
     ema: float = 0.0
     ema_warmup: bool = True  # decay of update t: min(ema, (1 + t) / (10 + t)), so early weights fade fast
+    data_workers: int = 2  # processes reading batches of streamed data (0: the training process reads them)
     # several processes (torchrun / --nproc): batch_size is the global batch, shared out over them
     sync_bn: bool = False  # batch norm statistics over the global batch, not each process's share
     dist_rng: Literal["rank", "global"] = "rank"  # rank: each process its own noise; global: one process's noise, shared out
@@ -54,7 +55,7 @@ class TrainConfig:
     def validate(self) -> None:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
         _at_least(self, 2, "eval_samples")
-        _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads")
+        _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads", "data_workers")
         if not 0.0 <= self.ema < 1.0:
             raise SozoError(f"'ema' (the decay of the weights' moving average) must be in [0, 1), got {self.ema}",
                             hint="for example --set ema=0.999 (0: no EMA)")
@@ -67,9 +68,12 @@ class DataConfig:
     source: str = "mnist-sample"  # a bundled name (mnist-sample, digits) or a path
     limit: int = 0  # use only the first N examples (0: all)
     holdout: float = 0.1  # share kept out of training for evaluation (metrics use it as the real set)
+    # image folders larger than memory: decoded once into a cache under $SOZO_HOME/images, read a batch at a time
+    stream: Literal["auto", "true", "false"] = "auto"  # auto: stream when the images would take over stream_above_mb
+    stream_above_mb: float = 2048.0  # MiB of uint8 pixels (at the training size) above which auto streams
 
     def validate(self) -> None:
-        _at_least(self, 0, "limit")
+        _at_least(self, 0, "limit", "stream_above_mb")
         if not 0.0 <= self.holdout < 1.0:
             raise SozoError(f"data.holdout must be in [0, 1), got {self.holdout}", hint="for example --set holdout=0.1")
 

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from .config import RunConfig, build_run_config, from_dict
+from .data.stream import take_rows
 from .devices import resolve_device
 from .errors import SozoError
 from .models.base import GenerativeModel
@@ -24,12 +25,15 @@ HOLDOUT_SEED = 0  # the train/held-out split is the same for every run on the sa
 
 
 def _split(tensors: dict[str, torch.Tensor], holdout: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A seeded train / held-out split of a dict of tensors sharing their first dimension."""
+    """A seeded train / held-out split of a dict of tensors sharing their first dimension.
+
+    Streamed images are split into two views of their cache: nothing is read.
+    """
     n = next(iter(tensors.values())).size(0)
     n_hold = int(round(n * holdout))
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
     hold, keep = perm[:n_hold], perm[n_hold:]
-    return {k: v[keep] for k, v in tensors.items()}, {k: v[hold] for k, v in tensors.items()}
+    return {k: take_rows(v, keep) for k, v in tensors.items()}, {k: take_rows(v, hold) for k, v in tensors.items()}
 
 
 def load_fitted(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict[str, torch.Tensor]]:

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 
 from sozo.errors import SozoError, closest
 
+from .stream import DATA_OFFSET, CacheWriter, StreamedImages, is_streamed, read_header
+
 IMAGE_SOURCES: list[str] = ["mnist-sample", "digits"]
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 FOLDER_DEFAULT_SIZE = 64
@@ -31,6 +33,8 @@ FILE_FORMATS = ("a folder of images, a .npy array (e.g. Quick, Draw! bitmaps), "
                 "or an MNIST IDX file (*-images-idx3-ubyte[.gz])")
 _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+STREAM_ABOVE_MB = 2048  # stream=auto: folders whose images would take more memory than this stream from disk
+CACHE_VERSION = 1  # of the folder decoding below: a change rebuilds every image cache
 _NPY_SHAPES = ("(N, H*W) such as Quick, Draw!'s (N, 784), (N, H, W), (N, H, W, C) or (N, C, H, W), "
                "with C = 1 or 3 and H = W")
 
@@ -39,7 +43,7 @@ _NPY_SHAPES = ("(N, H*W) such as Quick, Draw!'s (N, 784), (N, H, W), (N, H, W, C
 class ImageData:
     """A loaded image dataset: uint8 images (N, C, H, W), optional int64 labels (N,)."""
 
-    images: torch.Tensor
+    images: torch.Tensor | StreamedImages  # StreamedImages: a folder read from its disk cache
     labels: torch.Tensor | None
     class_names: list[str] | None
     name: str
@@ -74,28 +78,45 @@ class ImageData:
 # --------------------------------------------------------------------------- public API
 
 def load_images(spec: str, image_size: int | None = None, channels: int | None = None,
-                limit: int | None = None, seed: int = 0) -> ImageData:
+                limit: int | None = None, seed: int = 0, stream: bool | str = False,
+                stream_above_mb: float = STREAM_ABOVE_MB) -> ImageData:
     """Load a named source (``IMAGE_SOURCES``) or a path, then convert channels and resize to fit.
 
     ``image_size``/``channels`` default to the source's own (folders: 64 px; channels 1 when
     every image is greyscale, else 3). ``limit`` keeps the first ``limit`` after a shuffle
     seeded by ``seed``, so a limited set stays class-balanced.
+
+    ``stream`` (folders only): True (or "true") decodes the folder once into a cache file under
+    ``$SOZO_HOME/images`` and returns its images as :class:`~sozo.data.stream.StreamedImages`, read
+    from disk a batch at a time; "auto" does so when the images would take more than
+    ``stream_above_mb`` MiB in memory; False holds them in memory. Either way the images, their
+    order and their labels are the same.
     """
     _check_options(image_size, channels, limit)
     rng = np.random.default_rng(seed)
+    want_stream = _stream_choice(stream)
     if spec in _BUNDLED:
         data = _take(*_BUNDLED[spec](), name=spec, limit=limit, rng=rng)
     else:
         path = _resolve_path(spec)
         if path.is_dir():
-            data = _load_folder(path, image_size, channels, limit, rng)
+            data = _load_folder(path, image_size, channels, limit, rng, want_stream, stream_above_mb)
         else:
             data = _load_file(path, limit, rng)
+    if want_stream is True and not is_streamed(data.images):
+        warnings.warn(f"stream=true applies to folders of images; {data.name} is held in memory", stacklevel=2)
     return _fit(data, image_size, channels)
 
 
-def resize_images(images: torch.Tensor, size: int, batch: int = 512) -> torch.Tensor:
-    """Resize uint8 (N, C, H, W) to uint8 (N, C, size, size), antialiased bilinear, in batches."""
+def resize_images(images: torch.Tensor | StreamedImages, size: int, batch: int = 512) -> torch.Tensor | StreamedImages:
+    """Resize uint8 (N, C, H, W) to uint8 (N, C, size, size), antialiased bilinear, in batches.
+
+    Streamed images become a view that resizes each batch as it is read (the same bytes).
+    """
+    if isinstance(images, StreamedImages):
+        if tuple(images.shape[-2:]) == (size, size):
+            return images
+        return images.mapped(functools.partial(resize_images, size=size), (images.shape[1], size, size))
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"resize_images wants uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
     if tuple(images.shape[-2:]) == (size, size):
@@ -146,6 +167,8 @@ def _take(images: np.ndarray, labels: np.ndarray | None, class_names: list[str] 
 def _fit(data: ImageData, image_size: int | None, channels: int | None) -> ImageData:
     """Convert channels and resize to what the caller asked for."""
     x = data.images  # (N, C, H, W) uint8
+    if isinstance(x, StreamedImages):  # a folder's cache: decoded at the size and channels asked for
+        return data
     if channels == 1 and x.shape[1] == 3:  # to grey before resizing: a third of the work
         x = _rgb_to_grey(x)
     if image_size is not None:
@@ -368,12 +391,18 @@ def _idx_labels(images_path: Path, count: int) -> np.ndarray | None:
 # --------------------------------------------------------------------------- folders of images
 
 def _load_folder(root: Path, image_size: int | None, channels: int | None, limit: int | None,
-                 rng: np.random.Generator) -> ImageData:
+                 rng: np.random.Generator, stream: bool | None = False,
+                 stream_above_mb: float = STREAM_ABOVE_MB) -> ImageData:
     """Every image under ``root`` (recursively), shorter side -> size, centre-cropped square."""
     files, labels, class_names = _scan_folder(root)
     size = image_size or FOLDER_DEFAULT_SIZE
     mode = {1: "L", 3: "RGB"}.get(channels)  # None: keep grey files grey, decide after decoding
     order = rng.permutation(len(files))  # shuffle before limiting: limited sets stay balanced
+    if stream is None:  # auto: by the memory the images would take (colour assumed when not asked)
+        count = len(files) if limit is None else min(limit, len(files))
+        stream = count * (channels or 3) * size * size > stream_above_mb * 2 ** 20
+    if stream:
+        return _stream_folder(root, files, labels, class_names, order, size, mode, limit)
     kept, arrays, failures = _decode_files(files, order, size, mode, limit)
     if not arrays:
         raise SozoError(f"no readable images in {root} ({len(failures)} files skipped)",
@@ -507,3 +536,170 @@ def _skip_summary(failures: list[tuple[Path, str]], show: int = 3) -> str:
     parts = [f"{p.name} ({reason[:80]})" for p, reason in failures[:show]]
     more = f" and {len(failures) - show} more" if len(failures) > show else ""
     return "; ".join(parts) + more if parts else "no image files could be decoded"
+
+
+# --------------------------------------------------------------------------- folders streamed from a cache
+
+def _stream_choice(stream: bool | str) -> bool | None:
+    """True / False, or None for auto, from a bool or "true" / "false" / "auto"."""
+    if isinstance(stream, bool):
+        return stream
+    if stream in ("true", "false", "auto"):
+        return {"true": True, "false": False, "auto": None}[stream]
+    raise SozoError(f"stream must be true, false or auto, got {stream!r}", hint="for example --set stream=true")
+
+
+def cache_dir() -> Path:
+    """Where folder caches live: ``$SOZO_HOME/images`` (default ``~/.cache/sozo/images``)."""
+    from .download import sozo_home
+    return sozo_home() / "images"
+
+
+def folder_cache_path(root: Path, files: list[Path], size: int, mode: str | None) -> Path:
+    """The cache file of ``files`` decoded at ``size`` in ``mode``: its name hashes the file list
+    (paths, sizes, modification times), the size and mode, and the decoding (Pillow's version), so
+    any change to the folder gives a new cache."""
+    import hashlib
+    import json
+
+    import PIL
+
+    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "pillow": PIL.__version__, "root": str(root.resolve()),
+                                        "size": size, "mode": mode}).encode())
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    name = f"{_slug(root.resolve().name)}-{size}px-{(mode or 'auto').lower()}-{digest.hexdigest()[:24]}.u8"
+    return cache_dir() / name
+
+
+def _stream_folder(root: Path, files: list[Path], labels: list[int] | None, class_names: list[str] | None,
+                   order: np.ndarray, size: int, mode: str | None, limit: int | None) -> ImageData:
+    """The folder as ``_load_folder`` would hold it in memory (same rows, order, labels, skips),
+    read from its cache file (built first when missing)."""
+    # one cache serves channels=3 and the data's own channels: grey files decoded grey and repeated to
+    # 3 channels are the bytes PIL's convert("RGB") gives; channels=1 (a luminance) has its own
+    build_mode = "L" if mode == "L" else None
+    path = folder_cache_path(root, files, size, build_mode)
+    header = _cached(path, root, files, size, build_mode)
+    failed = {int(i): str(reason) for i, reason in header["failed"]}
+    ok = np.ones(len(files), dtype=bool)
+    ok[list(failed)] = False
+    if int(ok.sum()) != int(header["shape"][0]) or len(ok) != int(header["files"]):
+        raise SozoError(f"{path} does not match the folder {root}", hint=f"delete it and it is rebuilt: rm '{path}'")
+    good = order[ok[order]]  # readable files, in the shuffled order
+    want = len(good) if limit is None else min(limit, len(good))
+    if want == 0:
+        raise SozoError(f"no readable images in {root} ({len(failed)} files skipped)",
+                        hint=_skip_summary([(files[i], r) for i, r in failed.items()]))
+    kept = good[:want]
+    # the files the in-memory path would have tried: the shuffled order up to the last one kept
+    tried = order[:int(np.flatnonzero(order == kept[-1])[0]) + 1] if want < len(good) else order
+    failures = [(files[i], failed[int(i)]) for i in tried if int(i) in failed]
+    if failures:
+        warnings.warn(f"skipped {len(failures)} unreadable image files in {root}: {_skip_summary(failures)}",
+                      stacklevel=3)
+    rows = np.cumsum(ok)[kept] - 1  # file index -> row of the cache
+    channel0 = False
+    if mode is None and header["shape"][3] == 3 and header.get("grey"):  # a mixed folder: all-grey subsets stay grey
+        grey = np.unpackbits(np.frombuffer(bytes.fromhex(header["grey"]), dtype=np.uint8))[:header["shape"][0]]
+        channel0 = bool(grey[rows].all())
+    images = StreamedImages(path, rows, channel0=channel0, header=header)
+    if mode == "RGB" and header["shape"][3] == 1:  # an all-grey folder asked for in colour
+        images = images.mapped(_grey_to_rgb, (3, size, size))
+    y = None if labels is None else torch.tensor([labels[i] for i in kept], dtype=torch.int64)
+    return ImageData(images, y, class_names, _slug(root.resolve().name), skipped=len(failures))
+
+
+def _cached(path: Path, root: Path, files: list[Path], size: int, mode: str | None) -> dict:
+    """The header of the cache at ``path``, built first when it is missing (one process at a time)."""
+    if path.exists():
+        return read_header(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        try:
+            import fcntl
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process building the same cache: wait for it
+        except ImportError:  # no flock (Windows): two builds write the same file, the last one stays
+            pass
+        if not path.exists():
+            _build_cache(path, root, files, size, mode)
+    path.with_name(path.name + ".lock").unlink(missing_ok=True)
+    return read_header(path)
+
+
+def _grey_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) -> (B, 3, H, W), the grey value in each channel (channels_last, as read)."""
+    return x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+
+
+def _ignore_sigint() -> None:
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the building process stops the pool
+
+
+def _read_chunk(paths: list[Path], size: int, mode: str | None) -> list[np.ndarray | str]:
+    return [_try_read(p, size, mode) for p in paths]
+
+
+def _build_cache(path: Path, root: Path, files: list[Path], size: int, mode: str | None, chunk: int = 64) -> None:
+    """Decode ``files`` in worker processes into the cache file ``path``, with a progress bar.
+
+    Rows are the readable files in sorted order. With ``mode`` None the folder's channels are
+    not known in advance: rows are written grey until the first colour image, then the rows so far
+    are rewritten in 3 channels; a bitmap in the header remembers which rows were grey.
+    """
+    import multiprocessing as mp
+    import sys
+
+    from tqdm import tqdm
+
+    n = len(files)
+    workers = max(1, min(8, os.cpu_count() or 1))
+    method = "fork" if "fork" in mp.get_all_start_methods() and sys.platform != "darwin" else "spawn"
+    failed: list[list] = []
+    grey = np.zeros(n, dtype=bool)  # by row
+    writer = CacheWriter(path, (size, size, 3 if mode == "RGB" else 1))
+    pending: list[np.ndarray] = []
+    try:
+        with mp.get_context(method).Pool(workers, initializer=_ignore_sigint) as pool, \
+                tqdm(total=n, unit="img", desc=f"caching {root.name} at {size} px", dynamic_ncols=True) as bar:
+            chunks = [files[i:i + chunk] for i in range(0, n, chunk)]
+            results = pool.imap(functools.partial(_read_chunk, size=size, mode=mode), chunks)
+            for start, part in zip(range(0, n, chunk), results):
+                for i, a in enumerate(part, start):
+                    if isinstance(a, str):
+                        failed.append([i, a])
+                        continue
+                    row = writer.rows + len(pending)
+                    grey[row] = a.ndim == 2
+                    if a.ndim == 3 and writer.row_shape[2] == 1:  # the first colour image: 3 channels from here
+                        writer.append(np.stack(pending) if pending else np.empty((0, size, size, 1), np.uint8))
+                        pending = []
+                        writer = _to_colour(writer)
+                    pending.append(a[:, :, None].repeat(writer.row_shape[2], axis=2) if a.ndim == 2 else a)
+                if len(pending) >= 256:
+                    writer.append(np.stack(pending))
+                    pending = []
+                bar.update(len(part))
+        if pending:
+            writer.append(np.stack(pending))
+        mixed = writer.row_shape[2] == 3 and mode is None and grey[:writer.rows].any()
+        writer.finish({"source": str(root.resolve()), "files": n, "size": size, "mode": mode, "layout": "NHWC",
+                       "failed": failed, "grey": np.packbits(grey[:writer.rows]).tobytes().hex() if mixed else None})
+    finally:
+        writer.__exit__(None, None, None)
+
+
+def _to_colour(writer: CacheWriter, chunk: int = 4096) -> CacheWriter:
+    """A new writer holding ``writer``'s grey rows repeated to 3 channels (the old one is removed)."""
+    writer.file.flush()
+    h, w, _ = writer.row_shape
+    new = CacheWriter(writer.path, (h, w, 3))
+    if writer.rows:
+        old = np.memmap(writer.tmp, dtype=np.uint8, mode="r", offset=DATA_OFFSET, shape=(writer.rows, h, w, 1))
+        for i in range(0, writer.rows, chunk):
+            new.append(np.repeat(old[i:i + chunk], 3, axis=3))
+        del old
+    writer.__exit__(None, None, None)
+    return new

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..data.stream import as_tensor, is_streamed, take_rows
 from ..errors import SozoError
 from .features import extract_features, extractor_digest, get_extractor, real_reference
 from .frechet import class_histogram, feature_stats, frechet_distance, kid, precision_recall
@@ -105,11 +106,20 @@ class Evaluator:
 
 
 def evaluator_for_data(data: Any, tensors: dict[str, torch.Tensor], device: str | torch.device = "cpu",
-                       inception_weights: str | None = None, log: Callable[[str], Any] | None = print) -> Evaluator:
+                       inception_weights: str | None = None, log: Callable[[str], Any] | None = print,
+                       holdout: float = 0.1) -> Evaluator:
     """An Evaluator on a run's real images: ``tensors`` are every example as the run loaded them
-    (held-out part included, in the data's own order), ``data`` the family's data object."""
+    (held-out part included, in the data's own order), ``data`` the family's data object.
+
+    Streamed (larger than memory) images: the run's held-out share ``holdout`` is the real set, read whole."""
     if "images" not in tensors:
         raise SozoError(f"'{getattr(data, 'name', 'the data')}' holds no images; image measures do not apply")
+    if is_streamed(tensors["images"]):  # larger than memory: the held-out part (read whole) is the real set
+        from ..loading import _split
+        train, held = _split(tensors, holdout)
+        part = held if len(held["images"]) else {k: take_rows(v, torch.arange(min(10000, len(v))))
+                                                 for k, v in train.items()}
+        tensors = {k: as_tensor(v) for k, v in part.items()}
     return Evaluator(tensors["images"], tensors.get("labels"), int(getattr(data, "num_classes", 0) or 0),
                      data_key=data.name, device=device, inception_weights=inception_weights, log=log)
 
@@ -153,8 +163,8 @@ def eval_callback(n: int, reference: Callable[[], tuple[Any, Any, dict[str, torc
         if not every or (epoch % every and epoch != trainer.cfg.epochs):
             return None
         if "ev" not in state:
-            data, _, tensors = reference()
-            state["ev"] = evaluator_for_data(data, tensors, trainer.device, log=log)
+            data, rc, tensors = reference()
+            state["ev"] = evaluator_for_data(data, tensors, trainer.device, log=log, holdout=rc.data.holdout)
         res = state["ev"].score(trainer.model, n=n, seed=0)
         name = state["ev"].fd_name
         out = {f"eval_{name}": round(res["fd"], 4), "eval_kid": round(res["kid"], 6),

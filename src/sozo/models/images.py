@@ -10,6 +10,7 @@ import torch
 
 from ..config import DataConfig
 from ..data.images import ImageData, load_images, resize_images
+from ..data.stream import is_streamed
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Reference, Row, Table
 from .base import GenerativeModel
@@ -95,9 +96,14 @@ class ImageModel(GenerativeModel):
         with warnings.catch_warnings(record=True) as caught:  # skipped files: say so once, plainly
             warnings.simplefilter("always")
             images = load_images(data.source, image_size=size, channels=getattr(config, "channels", None),
-                                 limit=data.limit or None, seed=0)
+                                 limit=data.limit or None, seed=0, stream=data.stream,
+                                 stream_above_mb=data.stream_above_mb)
         for w in caught:
             log(f"warning: {w.message}")
+        if is_streamed(images.images):
+            x = images.images
+            log(f"streaming {len(x)} images of {tuple(x.shape[1:])} from {x.path} "
+                f"({x.nbytes_read() / 2 ** 20:.0f} MiB on disk; --set stream=false holds them in memory)")
         tensors = {"images": images.images}
         if images.labels is not None:
             tensors["labels"] = images.labels
@@ -166,7 +172,8 @@ class ImageModel(GenerativeModel):
         c = self.config
         key = ("image-evaluator", str(d.source), d.limit, c.channels, c.image_size, options.inception_weights)
         return context.shared(key, lambda: evaluator_for_data(context.data, context.examples, context.device,
-                                                              options.inception_weights, context.log))
+                                                              options.inception_weights, context.log,
+                                                              holdout=d.holdout))
 
     def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
         """FD, KID, precision/recall and the class histogram of ``options.n`` samples (10000) against

@@ -31,6 +31,7 @@ from . import distributed
 from .ema import EMA
 from ..config import TrainConfig
 from ..devices import autocast_dtype, configure_backends, resolve_device
+from ..data.stream import is_streamed, read_batches
 from ..errors import SozoError
 from ..models.base import GenerativeModel
 from ..runs import Run, load_checkpoint, save_checkpoint, save_weights, write_json
@@ -102,10 +103,12 @@ class Trainer:
         if self.cfg.max_steps:
             self.total_steps = min(self.total_steps, self.cfg.max_steps)
         self.model.total_steps = self.total_steps  # for schedules a family computes from the step (resume-exact)
-        # data lives on the training device (uint8 images are small); batches are indexed there
+        # data lives on the training device (uint8 images are small); batches are indexed there.
+        # Streamed images (larger than memory) stay on disk: batches() reads them through workers
         fmt = self.model.memory_format()
-        self.data = {k: v.to(self.device).contiguous(memory_format=fmt) if v.ndim == 4 else v.to(self.device)
-                     for k, v in self.data.items()}
+        self.data = {k: v if is_streamed(v) else v.to(self.device).contiguous(memory_format=fmt) if v.ndim == 4
+                     else v.to(self.device) for k, v in self.data.items()}
+        self._streamed = [k for k, v in self.data.items() if is_streamed(v)]
         if self.dist and self.cfg.sync_bn:
             distributed.convert_sync_batchnorm(self.model)
         self.model.to(self.device, memory_format=fmt)
@@ -238,12 +241,32 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         order = self.model.epoch_batches(self.n, self.cfg.batch_size, gen)
         rest = order[start:]
+        if self._streamed:
+            yield from self._streamed_batches(order, start)
+            return
         if rest and self.device.type != "cpu":  # the epoch's indices in one copy, not a blocking copy a step
             rest = list(torch.cat(rest).to(self.device).split([len(o) for o in rest]))
         for b, index in enumerate(rest, start):
             idx = distributed.shard(index, self.dist)  # this rank's share of the batch
             self._global_rows = (len(order[b]), distributed.shard_offset(order[b], self.dist))
             yield b, {k: v[idx] for k, v in self.data.items()}
+
+    def _streamed_batches(self, order: list[torch.Tensor], start: int):
+        """``batches()`` for streamed data: the same indices, the streamed rows read by worker processes
+        (``data_workers``) ahead of the step, the in-memory tensors (labels) indexed here."""
+        shards = [distributed.shard(index, self.dist) for index in order[start:]]  # this rank's rows (CPU)
+        streamed = {k: self.data[k] for k in self._streamed}
+        cuda = self.device.type == "cuda"
+        fmt = self.model.memory_format()
+        reads = read_batches(streamed, shards, self.cfg.data_workers, pin_memory=cuda)
+        try:
+            for b, (idx, read) in enumerate(zip(shards, reads), start):
+                self._global_rows = (len(order[b]), distributed.shard_offset(order[b], self.dist))
+                on_device = idx.to(self.device, non_blocking=cuda)
+                yield b, {k: read[k].to(self.device, non_blocking=cuda).contiguous(memory_format=fmt) if k in read
+                          else v[on_device] for k, v in self.data.items()}
+        finally:
+            reads.close()  # the workers end with the epoch, a stop or an error
 
     def _global_draws(self, batch: dict[str, torch.Tensor]) -> Any:
         """dist_rng=global: random draws for the whole global batch, of which this rank keeps its rows."""

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ...config import replace
 from ...errors import SozoError
 from ...registry import register_variant
+from ...data.stream import as_tensor
 from ...evaluation import EvalContext, EvalOptions, Row
 from ...viz.grid import save_grid, save_walk
 from ..images import IMAGE_TABLE, ImageModel, fit_image_config
@@ -430,7 +431,7 @@ def likelihood_measures(model: VAE, held: dict[str, torch.Tensor], k: int = 100,
     if len(held["images"]) == 0:
         raise SozoError("this run kept no held-out images (data.holdout was 0)",
                         hint="train with --set holdout=0.1 to measure the held-out likelihood")
-    x = held["images"]
+    x = as_tensor(held["images"])  # streamed data: the held-out part read whole
     y = held["labels"] if model.config.conditional else None
     t0 = time.perf_counter()
     out: dict[str, Any] = {"n_heldout": int(len(x)), "likelihood": LIKELIHOOD_NOTE if not model.config.binarize

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ...data.images import to_float
+from ...data.stream import as_tensor, cat_rows
 from ...errors import SozoError
 from ...runs import Run
 from ...viz.grid import make_grid, save_grid, save_walk
@@ -59,7 +60,7 @@ class RunData:
             return self.heldout
         if which == "train":
             return self.train
-        return {k: torch.cat([self.heldout[k], self.train[k]]) for k in self.train if k in self.heldout}
+        return {k: cat_rows(self.heldout[k], self.train[k]) for k in self.train if k in self.heldout}
 
     def labels_for(self, part: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> torch.Tensor | None:
         """Labels the model needs to encode (cvae), else None."""
