@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,257 +59,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DataConfig, replace
-from ..data import pianoroll as pr
-from ..errors import SozoError
-from ..evaluation import EvalContext, EvalOptions, Reference, Row, Table
-from ..nn.adversarial import Adversary, adversary, compiled_networks, critic_update, generator_loss, generator_update
-from ..registry import register_model
-from .base import GenerativeModel
+from ...config import DataConfig, replace
+from ...data import pianoroll as pr
+from ...errors import SozoError
+from ...evaluation import EvalContext, EvalOptions, Reference, Table
+from ...nn.adversarial import compiled_networks, critic_update, generator_loss, generator_update
+from ...registry import register_model
+from ..base import GenerativeModel
+from .config import CONTROLS, MuseGANConfig
+from .data import ChoraleData, _to_tensor, load_pieces
+from .measures import EVAL_MAX, _music_rows, random_notes
+from .networks import Critic, Generator
 
-CONTROLS = ("chords", "style", "melody", "groove")
-BUNDLED_NAMES = ("", "mnist-sample", "chorales", "bach", "bach-chorales")  # mnist-sample: --data not given
-EVAL_MAX = 1000  # generated phrases measured by `sozo evaluate` at most
-
-
-@dataclass
-class MuseGANConfig:
-    """Sizes of the phrase, the latents and the networks (Foster's defaults), and the WGAN-GP optimiser."""
-
-    preset: str = ""
-    n_tracks: int = 4  # filled from the data (voices)
-    n_bars: int = 2
-    steps_per_bar: int = 16  # 16th notes in 4/4
-    n_pitches: int = 84  # C1..B7
-    lowest: int = 24  # MIDI pitch of the first roll column
-    z_dim: int = 32
-    temporal_hidden: int = 1024
-    g_channels: list[int] = field(default_factory=lambda: [512, 512, 256, 256, 256])  # reshape, 3 time ups, pitch
-    d_channels: list[int] = field(default_factory=lambda: [128, 128, 128, 128, 128, 128, 256, 512])
-    d_dense: int = 1024
-    n_critic: int = 5
-    gp_lambda: float = 10.0
-    lr_g: float = 1e-3
-    lr_d: float = 1e-3
-    beta1: float = 0.5
-    beta2: float = 0.9
-    hop_bars: int = 1  # training phrases start every hop_bars bars of a chorale (overlapping windows)
-    transpose: int = 0  # augmentation: shift each training phrase by up to +-N semitones (0: off)
-    # a voice rests at a step where every pitch output is below this; -1 (tanh's floor): never, a note
-    # per voice and step as in the book (JSB voices rest on 0.2% of steps); 0: Dong et al.'s hard threshold
-    # (with the softmax output: a rest unless the top pitch has p > 0.5)
-    rest_threshold: float = -1.0
-    # the bar generator's last activation: "softmax" over each voice's pitches at each step (2 p - 1, on the
-    # simplex of the real one-hot steps) or "tanh" per pitch (the book's)
-    output: str = "softmax"
-    # the critic also sees the step-to-step differences of the roll (note onsets and offsets, as in Dong &
-    # Yang's BinaryMuseGAN critic), so it can tell held notes from re-struck ones
-    critic_diff: bool = True
-    bpm: float = 90.0
-
-    def validate(self) -> None:
-        for name in ("n_tracks", "n_bars", "z_dim", "temporal_hidden", "d_dense", "n_critic", "hop_bars", "lowest"):
-            if getattr(self, name) < (2 if name == "n_bars" else 1 if name != "lowest" else 0):
-                raise SozoError(f"'{name}' must be at least {2 if name == 'n_bars' else 1}, got {getattr(self, name)}")
-        s = self.steps_per_bar
-        if s < 8 or s & (s - 1):
-            raise SozoError(f"'steps_per_bar' must be a power of 2 from 8, got {s}", hint="for example --set steps_per_bar=16")
-        if self.n_pitches < 12 or self.n_pitches % 12:
-            raise SozoError(f"'n_pitches' must be a multiple of 12, got {self.n_pitches}", hint="--set n_pitches=84")
-        if self.lowest + self.n_pitches > 128:
-            raise SozoError(f"pitches {self.lowest}..{self.lowest + self.n_pitches - 1} go beyond MIDI 127")
-        if len(self.g_channels) != 5 or min(self.g_channels) < 1:
-            raise SozoError(f"'g_channels' needs 5 positive widths, got {self.g_channels}")
-        if len(self.d_channels) != 8 or min(self.d_channels) < 1:
-            raise SozoError(f"'d_channels' needs 8 positive widths, got {self.d_channels}")
-        for name in ("lr_g", "lr_d"):
-            if not getattr(self, name) > 0:
-                raise SozoError(f"'{name}' must be positive, got {getattr(self, name)}", hint=f"for example --set {name}=0.001")
-        if not -1.0 <= self.rest_threshold < 1.0:
-            raise SozoError(f"'rest_threshold' must be in [-1, 1), got {self.rest_threshold}")
-        if self.output not in ("softmax", "tanh"):
-            raise SozoError(f"'output' must be softmax or tanh, got {self.output!r}")
-        if self.gp_lambda < 0 or self.transpose < 0 or self.bpm <= 0:
-            raise SozoError("'gp_lambda' and 'transpose' must be at least 0 and 'bpm' positive")
-
-    @property
-    def steps(self) -> int:
-        return self.n_bars * self.steps_per_bar
-
-    def adversary(self) -> Adversary:
-        """WGAN-GP with this lambda."""
-        return adversary("wasserstein-gp", gp_lambda=self.gp_lambda)
-
-
-# ----------------------------------------------------------------------------------------------
-# networks (shapes in comments: B batch, K tracks, N bars, S steps a bar, P pitches, z latent)
-
-
-class TemporalNetwork(nn.Module):
-    """(B, z) -> (B, N, z): one latent a bar, by transposed 1-D convs along time (Foster's design)."""
-
-    def __init__(self, z: int, hidden: int, n_bars: int):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.ConvTranspose1d(z, hidden, 2), nn.BatchNorm1d(hidden), nn.ReLU(),  # length 2
-            nn.ConvTranspose1d(hidden, z, n_bars - 1), nn.BatchNorm1d(z), nn.ReLU())  # length n_bars
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.unsqueeze(-1)).transpose(1, 2)  # (B, N, z)
-
-
-class ChannelNorm(nn.Module):
-    """Batch norm over the last (channel) axis of a channels-last tensor: BatchNorm2d/3d's statistics."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.bn = nn.BatchNorm1d(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(x.reshape(-1, x.size(-1))).view(x.shape)
-
-
-class BarGenerator(nn.Module):
-    """(B, 4z) -> (B, S, P) in [-1, 1]: dense, 3 transposed convs doubling time, then pitch: octaves x 12.
-
-    Every transposed conv of the book's bar generator has kernel == stride, so each is a linear map
-    from one position's channels to (kernel x channels) outputs: written as nn.Linear on a
-    channels-last tensor, the same function and parameters, 4-5x faster than ConvTranspose2d on a CPU.
-    """
-
-    def __init__(self, in_dim: int, channels: list[int], steps: int, n_pitches: int, output: str = "tanh"):
-        super().__init__()
-        c0, c1, c2, c3, c4 = channels
-        self.output = output
-        self.rows, self.c0, self.octaves = steps // 8, c0, n_pitches // 12
-        self.dense = nn.Sequential(nn.Linear(in_dim, c0 * self.rows), nn.BatchNorm1d(c0 * self.rows), nn.ReLU())
-        self.time = nn.ModuleList(nn.Linear(cin, 2 * cout) for cin, cout in ((c0, c1), (c1, c2), (c2, c3)))
-        self.time_norm = nn.ModuleList(ChannelNorm(c) for c in (c1, c2, c3))
-        self.octave = nn.Linear(c3, self.octaves * c4)
-        self.octave_norm = ChannelNorm(c4)
-        self.semitone = nn.Linear(c4, 12)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B = x.size(0)
-        h = self.dense(x).view(B, self.rows, self.c0)  # (B, S/8, c0) channels last
-        for lin, norm in zip(self.time, self.time_norm):
-            h = lin(h).view(B, h.size(1) * 2, -1)  # (B, 2T, c): each step makes two
-            h = F.relu(norm(h))
-        h = self.octave(h).view(B, h.size(1), self.octaves, -1)  # (B, S, P/12, c4)
-        h = F.relu(self.octave_norm(h))
-        h = self.semitone(h).flatten(2)  # (B, S, P): pitch = octave * 12 + semitone
-        if self.output == "softmax":  # one distribution over pitches per step, scaled to [-1, 1] like the data
-            return 2 * torch.softmax(h.float(), -1).to(h.dtype) - 1
-        return torch.tanh(h)
-
-
-class Generator(nn.Module):
-    """chords (B, z), style (B, z), melody (B, K, z), groove (B, K, z) -> (B, K, N, S, P) in [-1, 1]."""
-
-    def __init__(self, c: MuseGANConfig):
-        super().__init__()
-        self.n_tracks, self.n_bars = c.n_tracks, c.n_bars
-        self.chords_time = TemporalNetwork(c.z_dim, c.temporal_hidden, c.n_bars)
-        self.melody_time = nn.ModuleList(TemporalNetwork(c.z_dim, c.temporal_hidden, c.n_bars) for _ in range(c.n_tracks))
-        self.bars = nn.ModuleList(BarGenerator(4 * c.z_dim, c.g_channels, c.steps_per_bar, c.n_pitches, c.output)
-                                  for _ in range(c.n_tracks))
-
-    def forward(self, chords: torch.Tensor, style: torch.Tensor, melody: torch.Tensor, groove: torch.Tensor) -> torch.Tensor:
-        B, N = chords.size(0), self.n_bars
-        chords_t = self.chords_time(chords)  # (B, N, z)
-        out = []
-        for k in range(self.n_tracks):
-            melody_t = self.melody_time[k](melody[:, k])  # (B, N, z)
-            x = torch.cat([chords_t, style.unsqueeze(1).expand(-1, N, -1), melody_t,
-                           groove[:, k].unsqueeze(1).expand(-1, N, -1)], -1)  # (B, N, 4z)
-            out.append(self.bars[k](x.reshape(B * N, -1)).unflatten(0, (B, N)))  # (B, N, S, P)
-        return torch.stack(out, 1)  # (B, K, N, S, P)
-
-
-class Critic(nn.Module):
-    """(B, K, N, S, P) -> (B,): the book's 3-D conv critic, collapsing bars, then pitch (an octave, then
-    the octaves), then time (halving), then dense layers.
-
-    Its convs have kernel == stride (or cover the whole axis), so each is written as nn.Linear over the
-    channels of a patch of a channels-last tensor (the same function, far faster on a CPU, and cheap
-    in the gradient penalty's double backward). The last two time layers are the book's padded
-    kernel-4 and kernel-3 stride-2 convs.
-    """
-
-    def __init__(self, c: MuseGANConfig):
-        super().__init__()
-        ch, K = c.d_channels, c.n_tracks
-        self.n_bars, self.octaves, self.diff = c.n_bars, c.n_pitches // 12, c.critic_diff
-        K = 2 * K if self.diff else K  # the differences come in as extra channels
-        self.bars1 = nn.Linear(2 * K, ch[0])  # kernel 2 over bars: N -> N-1
-        self.bars2 = nn.Linear((c.n_bars - 1) * ch[0], ch[1])  # the remaining bars -> 1
-        self.pitch1 = nn.Linear(12 * ch[1], ch[2])  # an octave -> 1: P -> P/12
-        self.pitch2 = nn.Linear(self.octaves * ch[2], ch[3])  # the octaves -> 1
-        halves, s, cin, i = [], c.steps_per_bar, ch[3], 4
-        while s > 4:  # time halves until 4 steps (two layers for 16 steps, as in the book)
-            cout = ch[min(i, 5)]
-            halves.append(nn.Linear(2 * cin, cout))
-            s, cin, i = s // 2, cout, i + 1
-        self.time = nn.ModuleList(halves)
-        self.time4 = nn.Linear(4 * cin, ch[6])  # kernel 4, stride 2, padding 1: 4 -> 2
-        self.time2 = nn.Linear(2 * ch[6], ch[7])  # kernel 3, stride 2, padding 1 on 2 steps: -> 1
-        self.dense = nn.Linear(ch[7], c.d_dense)
-        self.out = nn.Linear(c.d_dense, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
-        B, K, N, S, P = x.shape
-        if self.diff:  # x[t] - x[t-1] along the whole phrase (0 at the first step): onsets +2, offsets -2
-            t = x.flatten(2, 3)
-            d = torch.cat([torch.zeros_like(t[:, :, :1]), t[:, :, 1:] - t[:, :, :-1]], 2)
-            x = torch.cat([x, d.view(B, K, N, S, P)], 1)
-        h = x.permute(0, 2, 3, 4, 1)  # (B, N, S, P, K) channels last
-        h = act(self.bars1(torch.cat([h[:, :-1], h[:, 1:]], -1)))  # (B, N-1, S, P, c)
-        h = act(self.bars2(h.permute(0, 2, 3, 1, 4).flatten(3)))  # (B, S, P, c)
-        h = act(self.pitch1(h.reshape(B, S, P // 12, -1)))  # (B, S, P/12, c)
-        h = act(self.pitch2(h.flatten(2)))  # (B, S, c)
-        for lin in self.time:
-            h = act(lin(h.reshape(B, h.size(1) // 2, -1)))  # (B, T/2, c)
-        h = F.pad(h, (0, 0, 1, 1)).unfold(1, 4, 2).flatten(2)  # (B, 2, c*4): the two padded windows
-        h = act(self.time4(h))  # (B, 2, c)
-        h = act(self.time2(h.flatten(1)))  # (B, c)
-        return self.out(act(self.dense(h))).squeeze(1)
-
-
-# ----------------------------------------------------------------------------------------------
-# data
-
-
-@dataclass
-class ChoraleData:
-    name: str
-    heldout: dict[str, torch.Tensor]  # {"pitches": (M, K, T)} non-overlapping held-out phrases
-    voices: int
-    stats: dict[str, Any] = field(default_factory=dict)
-
-
-def load_pieces(source: str, holdout: float, log: Callable[[str], Any] = print) -> tuple[str, list[np.ndarray], list[np.ndarray]]:
-    """(data name, training pieces, held-out pieces) as JSB steps: the JSB file's train and test splits,
-    or music21's bundled chorales split by piece (``holdout`` share held out, seeded)."""
-    if source.strip().lower() in BUNDLED_NAMES:
-        pieces = pr.bundled_chorales(log)
-        train, held = pr.split_pieces(pieces, holdout if holdout > 0 else 0.1)
-        return "bach-chorales", train, held
-    splits = pr.read_jsb(source)
-    if not splits.get("train"):
-        raise SozoError(f"{source} has no 'train' split", hint="the JSB file has train, valid and test lists")
-    held = splits.get("test") or splits.get("valid") or []
-    if not held:
-        log(f"{source} has no test split: evaluation will have no held-out chorales")
-    return "jsb", splits["train"], held
-
-
-def _to_tensor(w: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(w.astype(np.int64))
-
-
-# ----------------------------------------------------------------------------------------------
-# the family
 
 
 @register_model("musegan")
@@ -591,30 +351,6 @@ class MuseGAN(GenerativeModel):
         context.log(f"{context.run.path}: {n} generated phrases of {c.n_bars} bars against {len(held)} held-out ones "
                     f"({data.name})")
         return res
-
-
-def random_notes(held: torch.Tensor, n: int, seed: int) -> np.ndarray:
-    """The random reference: (n, K, T) a new pitch every step, uniform over each voice's held-out range."""
-    rng = np.random.default_rng(seed)
-    h = held.numpy()
-    n_tracks, T = h.shape[1], h.shape[2]
-    out = np.empty((n, n_tracks, T), dtype=np.int64)
-    for k in range(n_tracks):
-        on = h[:, k][h[:, k] >= 0]
-        lo, hi = (int(on.min()), int(on.max())) if len(on) else (0, 0)
-        out[:, k] = rng.integers(lo, hi + 1, size=(n, T))
-    return out
-
-
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.3f}"
-
-
-def _music_rows() -> tuple[Row, ...]:
-    from ..metrics.music import LABELS, MEASURES
-    return tuple(Row(m, LABELS[m], _fmt) for m in MEASURES) + (Row("samples", "phrases", "{}"),)
 
 
 # the table `sozo evaluate` prints for MuseGAN runs: a column per run (its phrases' measures), then
