@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..errors import SozoError
 
-Handler = Callable[[argparse.Namespace], None]
+Handler = Callable[[argparse.Namespace], "int | None"]  # None or 0: success; else the exit status
 Arguments = Callable[[Any], None]  # adds flags to a parser or an argument group
 
 

@@ -46,7 +46,7 @@ def _train_args(s: argparse.ArgumentParser) -> None:
          examples=("sozo train dcgan --epochs 20 --seed 7",
                    "sozo train wgan-gp --data path/to/images/ --epochs 50 --out runs/faces",
                    "sozo train dcgan --resume runs/faces"))
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int | None:
     from ..api import train
     from ..training import distributed
     if args.nproc and args.nproc > 1:  # start torchrun with this same command, less --nproc
@@ -56,16 +56,21 @@ def cmd_train(args: argparse.Namespace) -> None:
         code = distributed.launch(args.nproc, distributed.without_nproc(args.argv)[0])
         if code:
             raise SystemExit(code)
-        return
+        return None
     run = train(args.model, args.data, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                 out=args.out, resume=args.resume, config=args.config, set=args.set, device=args.device,
                 progress=False if args.no_progress else None, log=log, **family_keywords(args, "train"))
     if not distributed.is_main():
-        return
+        return None
+    if run.interrupted:  # saved, not finished: `sozo train … && sozo evaluate …` must not carry on
+        log(f"run folder: {run.path} (interrupted at step {run.trained_step()}, not finished; "
+            f"continue with: sozo train --resume {run.path})")
+        return 128 + run.interrupted  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
     print(f"run folder: {run.path}")
     latest = sorted(run.samples_dir.glob("epoch-*")) if run.samples_dir.exists() else []
     if latest:
         print(f"latest samples: {latest[-1]}")
+    return None
 
 
 def _sample_args(s: argparse.ArgumentParser) -> None:
