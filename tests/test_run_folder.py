@@ -128,3 +128,30 @@ def test_a_failed_start_leaves_no_lock_behind(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "dcgan", "--out", str(out), "--data", str(tmp_path / "missing"), *TINY]) == 2
     assert not out.exists()  # the folder made for the lock is gone with it
+
+
+def test_too_few_real_images_name_the_real_data_not_n(tmp_path, capsys):
+    run = sozo.train("dcgan", out=tmp_path / "run", epochs=1, **API)  # 200 digits: halves of 100 < 128 features
+    assert main(["evaluate", str(run.path), "--n", "2000", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "the real data has 200 images" in err and "--n sets the generated samples" in err
+    assert "use --n ≥" not in err
+
+
+def test_a_relative_data_path_is_stored_resolved(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+    pics = tmp_path / "work" / "pics"
+    pics.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(48):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(pics / f"{i}.png")
+    monkeypatch.chdir(tmp_path / "work")
+    run = sozo.train("dcgan", data="pics", out=tmp_path / "run", epochs=1, batch_size=8, device="cpu",
+                     progress=False, log=lambda m: None, set=["width=8", "latent_dim=8", "image_size=16", "threads=1"])
+    assert sozo.run_config(run)["data"]["source"] == str(pics.resolve())
+    monkeypatch.chdir(tmp_path)  # somewhere else: resume still finds the data
+    assert sozo.train(resume=run, epochs=2, progress=False, log=lambda m: None).trained_step() == 10
+    monkeypatch.chdir(tmp_path / "work")
+    assert sozo.run_config(sozo.train("dcgan", out=tmp_path / "run2", epochs=1, log=lambda m: None, **{
+        k: v for k, v in API.items() if k != "log"}))["data"]["source"] == "mnist-sample"  # a bundled name stays

@@ -41,6 +41,24 @@ def _new_run_dir(model: str, data_name: str) -> Path:
     return path
 
 
+def _bundled_names() -> set[str]:
+    """--data names a bundled loader claims (never read as paths, whatever the working directory holds)."""
+    from .data.images import IMAGE_SOURCES
+    from .data.music import BUNDLED as MUSIC
+    from .data.paired import DEMOS
+    from .data.text import CORPORA
+    return {"", *IMAGE_SOURCES, *MUSIC, *DEMOS, *CORPORA, "aesop"}
+
+
+def resolved_source(source: str) -> str:
+    """``source`` as an absolute path when it names an existing file or folder by a relative path, so
+    that resume, evaluation and the tools find the data from any directory; bundled names unchanged."""
+    if not source or source in _bundled_names():
+        return source
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() and not Path(source).is_absolute() else source
+
+
 def _overrides(set_items: list[str] | None, options: dict[str, Any]) -> list[tuple[str, Any]]:
     pairs = [(k, v) for k, v in options.items() if v is not None]
     return pairs + parse_set(set_items or [])
@@ -123,6 +141,10 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
         if base.get("model", {}).get("name") not in (None, model):
             raise SozoError(f"config {config} is for '{base['model']['name']}', not '{model}'")
         rc = build_run_config(model, cls, merge_overrides(base, overrides, cls))
+        typed = rc.data.source
+        rc.data.source = resolved_source(typed)  # stored resolved in config.yaml (a relative path breaks elsewhere)
+        if rc.data.source != typed:
+            log(f"data: {typed} (stored in config.yaml as {rc.data.source})")
 
     torch.manual_seed(rc.train.seed)
     distributed.setup(rc.train.device)  # joins the other processes when torchrun started several
