@@ -155,3 +155,22 @@ def test_a_relative_data_path_is_stored_resolved(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "work")
     assert sozo.run_config(sozo.train("dcgan", out=tmp_path / "run2", epochs=1, log=lambda m: None, **{
         k: v for k, v in API.items() if k != "log"}))["data"]["source"] == "mnist-sample"  # a bundled name stays
+
+
+def test_each_command_checks_what_the_run_makes(tmp_path, capsys):
+    """One capability check per command: a run of the wrong kind is named with what it makes and the
+    command that uses it, never a traceback (issue 21, defect 6)."""
+    book = tmp_path / "book.txt"
+    book.write_text("The fox and the crow. The crow sat in a tree. The fox said hello.\n\n" * 40)
+    text = sozo.train("text-lstm", data=str(book), out=tmp_path / "text", epochs=1, batch_size=8, device="cpu",
+                      progress=False, log=lambda m: None, set=["hidden=16", "embed_dim=8", "seq_len=8"])
+    gan = sozo.train("dcgan", out=tmp_path / "gan", epochs=1, **API)
+    cases = [(["sample", str(text.path)], "makes text; `sozo sample` needs a model that makes images", "sozo write"),
+             (["interpolate", str(text.path)], "makes text; `sozo interpolate` needs", "sozo write"),
+             (["translate", str(gan.path), "hello"], "makes images; `sozo translate` needs a model that makes "
+                                                     "translations", "sozo sample"),
+             (["write", str(gan.path)], "`sozo write` needs a model that makes text", "sozo sample")]
+    for argv, message, hint in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and hint in err and "Traceback" not in err, err

@@ -87,7 +87,7 @@ def _sample_args(s: argparse.ArgumentParser) -> None:
          examples=("sozo sample runs/faces --n 64 --seed 1 --out grid.png",))
 def cmd_sample(args: argparse.Namespace) -> None:
     from ..viz.grid import save_grid
-    model = load_model(args)
+    model = load_model(args, makes=("images", "image-translations"))  # pix2pix/cyclegan: translated examples
     images = model.sample(args.n, seed=args.seed, labels=args.label)
     out = Path(args.out)
     check_suffix(out, (".png", ".jpg", ".jpeg"))
@@ -140,7 +140,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     check_suffix(out, (".gif", ".png"))
     if taken_over(args, "interpolate"):  # e.g. autoencoders' --from/--to: between two real images
         return
-    model = load_model(args)
+    model = load_model(args, makes="images")
     if not hasattr(model, "write_interpolation"):
         raise SozoError(f"'{model.family}' models do not support interpolation")
     model.write_interpolation(out, steps=args.steps, paths=args.paths, seed=args.seed, labels=args.label)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import SozoError
 from .common import add_model_options, command, family_options, load_model, log, positive
 
 family_options("train", "text-lstm/text-gpt", data_help="a .txt file or folder, or aesop")
@@ -33,10 +32,7 @@ def _write_args(s: argparse.ArgumentParser) -> None:
                    'sozo write runs/aesop --prompt "The Fox and the" --words 80 --temperature 0.5 --seed 1',
                    "sozo write runs/aesop -i    # pick each next word yourself"))
 def cmd_write(args: argparse.Namespace) -> None:
-    model = load_model(args)
-    if not hasattr(model, "write"):
-        raise SozoError(f"{args.run} is a '{model.family}' run; write needs a language-model run",
-                        hint="train one with sozo train text-lstm --data book.txt")
+    model = load_model(args, makes="text")
     if args.interactive:
         from ..models.language import write_interactively
         print(write_interactively(model, args.prompt, args.choices))

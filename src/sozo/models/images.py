@@ -69,6 +69,8 @@ IMAGE_TABLE = Table(
 class ImageModel(GenerativeModel):
     """A family trained on images: batches are {"images": uint8 (B, C, H, W), "labels": int64 (B,)}."""
 
+    makes = "images"
+
     default_folder_size = 64  # a folder of photos of any sizes is loaded at this size unless set
 
     def __init__(self, config: Any, class_names: list[str] | None = None):

@@ -201,6 +201,7 @@ class LanguageModel(GenerativeModel):
     """Next-token models over a book; subclasses give ``logits`` and the sampling state."""
 
     Config = LanguageConfig
+    makes = "text"
     train_defaults = {"batch_size": 32, "log_every": 20}
 
     def __init__(self, config: LanguageConfig):
