@@ -174,3 +174,22 @@ def test_each_command_checks_what_the_run_makes(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and hint in err and "Traceback" not in err, err
+
+
+def test_seeds_out_of_range_and_nan_temperatures_are_refused(tmp_path, capsys):
+    """Issue 21, defect 8 (part): a seed of 2^63 or more, a temperature of nan or inf."""
+    with pytest.raises(SozoError, match="'seed' must be from 0 to 2\\^63 - 1"):
+        sozo.train("dcgan", out=tmp_path / "big", seed=2**63, epochs=1, **API)
+    gan = sozo.train("dcgan", out=tmp_path / "gan", seed=2**63 - 1, epochs=1, **API)  # the largest works
+    for argv in (["sample", str(gan.path), "--seed", str(2**63)], ["train", "dcgan", "--seed", "-1"],
+                 ["compose", str(gan.path), "--chords", str(2**64)]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and "a seed must be from 0 to 2^63 - 1" in capsys.readouterr().err
+    book = tmp_path / "book.txt"
+    book.write_text("The fox and the crow. The crow sat in a tree. The fox said hello.\n\n" * 40)
+    text = sozo.train("text-lstm", data=str(book), out=tmp_path / "text", epochs=1, batch_size=8, device="cpu",
+                      progress=False, log=lambda m: None, set=["hidden=16", "embed_dim=8", "seq_len=8"])
+    for t in ("nan", "inf"):
+        assert main(["write", str(text.path), "--temperature", t]) == 2
+        assert "temperature must be a number at least 0" in capsys.readouterr().err

@@ -107,6 +107,20 @@ def positive(name: str) -> Callable[[str], int]:
     return parse
 
 
+MAX_SEED = 2**63 - 1  # seeds are 64-bit: torch's generators take them, and derived seeds stay in range
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed, a whole number from 0 to 2^63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed must be a whole number, got '{text}'") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must be from 0 to 2^63 - 1 ({MAX_SEED}), got {value}")
+    return value
+
+
 def add_model_options(parser: argparse.ArgumentParser, device: str = "cpu") -> None:
     """``--device`` and ``--raw`` for commands that load a run's model to make something."""
     parser.add_argument("--device", default=device,

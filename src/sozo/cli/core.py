@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import SozoError
 from .common import (add_model_options, add_family_arguments, check_suffix, command, family_keywords, load_model, log,
-                     options_of, positive, taken_over)
+                     options_of, positive, taken_over, seed)
 
 
 def _models_args(s: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def _train_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--data", help="what to train on (default: the model's bundled data, where it has one). " + data)
     s.add_argument("--epochs", type=positive("--epochs"))
     s.add_argument("--batch-size", type=positive("--batch-size"))
-    s.add_argument("--seed", type=int)
+    s.add_argument("--seed", type=seed)
     s.add_argument("--out", help="run folder to create (default runs/MODEL-DATA)")
     s.add_argument("--resume", metavar="RUN", help="continue a run exactly where its last checkpoint stopped")
     s.add_argument("--config", metavar="FILE.yaml", help="a config file (sections model, data, train)")
@@ -76,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int | None:
 def _sample_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help="a run folder")
     s.add_argument("--n", type=positive("--n"), default=64)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--label", help="class id or name (conditional models)")
     s.add_argument("--nrow", type=positive("--nrow"), help="images per row")
     s.add_argument("--out", default="samples.png")
@@ -101,7 +101,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def _evaluate_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("runs", nargs="+", metavar="RUN", help="one or more run folders (compared side by side)")
     s.add_argument("--n", type=positive("--n"), default=10000, help="generated samples (default 10000)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     add_model_options(s, device="auto")
     s.add_argument("--inception-weights", metavar="PATH",
                    help="Inception-v3 weights file for the standard FID (needs torch-fidelity); "
@@ -126,7 +126,7 @@ def _interpolate_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help="a run folder")
     s.add_argument("--steps", type=positive("--steps"), default=10)
     s.add_argument("--paths", type=positive("--paths"), default=8, help="how many walks side by side")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--label", help="class id or name (conditional models)")
     s.add_argument("--out", default="walk.gif", help=".gif (animated) or .png (a strip, a row per walk)")
     add_model_options(s)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_options, command, family_options, load_model, log, positive
+from .common import add_model_options, command, family_options, load_model, log, positive, seed
 
 family_options("train", "text-lstm/text-gpt", data_help="a .txt file or folder, or aesop")
 
@@ -17,7 +17,7 @@ def _write_args(s: argparse.ArgumentParser) -> None:
                    help="sampling temperature (default 1.0; 0: greedy); repeatable")
     s.add_argument("--top-k", type=int, default=0, help="sample only among the k most likely tokens (0: all)")
     s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the smallest set with this mass (1: all)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--interactive", "-i", action="store_true",
                    help="human-led: show the likeliest next words with their probabilities and let you pick each one")
     s.add_argument("--choices", type=positive("--choices"), default=10,

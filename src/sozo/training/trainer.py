@@ -239,7 +239,7 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------
     def batches(self, epoch: int, start: int):
         """Batches of ``epoch`` from index ``start``: a permutation seeded by (seed, epoch), drop_last."""
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch) % 2**64)  # the same for small seeds
         order = self.model.epoch_batches(self.n, self.cfg.batch_size, gen)
         rest = order[start:]
         if self._streamed:
