@@ -16,7 +16,14 @@ from sozo.errors import SozoError
 from sozo.models.made import MADE, MADEConfig
 from sozo.models.made.networks import MADENet, made_degrees, made_masks
 
-from .helpers import build, check_resume, check_save_load, check_step_changes, first_batch, tiny_options
+from .helpers import (
+    build,
+    check_resume,
+    check_save_load,
+    check_step_changes,
+    first_batch,
+    tiny_options,
+)
 
 TINY = ["hidden=[32]"]
 DATA = ["limit=200"]
@@ -134,7 +141,7 @@ def test_the_nll_equals_a_hand_computation():
         model.net.out.bias.copy_(torch.tensor([0.3, 0.2]))
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # by hand: logit_0 = 0.3; logit_1 = -1.5 * relu(2 * x_0 + 0.5) + 0.2
-    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    sig = lambda v: 1 / (1 + math.exp(-v))
     l1 = [-1.5 * 2.5 + 0.2, -1.5 * 0.5 + 0.2]
     hand = [-(math.log(sig(0.3)) + math.log(1 - sig(l1[0]))), -(math.log(1 - sig(0.3)) + math.log(sig(l1[1])))]
     assert torch.allclose(model.nll(x), torch.tensor(hand), atol=1e-6)
@@ -187,10 +194,34 @@ def test_evaluate_writes_the_likelihood_rows(run, capsys):
     assert "made: exact -log p(x)" in out
     ev = json.loads((run.path / "eval.json").read_text())
     # the exact NLL of the run's own held-out digits, recomputed here from the loaded model
-    _, rc, _, held = sozo.api.prepare_data(sozo.api.rebuild_run_config(run), log=lambda m: None)
+    _, _, _, held = sozo.api.prepare_data(sozo.api.rebuild_run_config(run), log=lambda m: None)
     nll = -sozo.load(run).log_prob(held["images"]).mean().item()
     assert ev["n_heldout"] == len(held["images"]) == 40
     assert ev["nll_exact"] == pytest.approx(nll, rel=1e-6)
     assert ev["bits_per_dim"] == pytest.approx(nll / (784 * math.log(2)), rel=1e-9)
     assert ev["nll_train"] > 0 and ev["provenance"]["family"] == "made" and ev["provenance"]["table"] == "images"
     assert ev["provenance"]["generated"] == {"count": 200, "what": "samples"} and "fd" in ev
+
+
+def test_the_sampling_benchmark_runs(capsys):
+    from benchmarks import made
+    s = made.main(["--n", "6", "--batch", "4", "--hidden", "20", "--repeats", "1", "--device", "cpu"])
+    runs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"case"' in line]
+    assert {r["case"] for r in runs} == {"plain-loop", "sozo"} and all(r["images"] == 6 for r in runs)
+    assert s["ratio_sozo"] == pytest.approx(s["sozo_per_s"] / s["plain-loop_per_s"], abs=2e-3)
+
+
+def test_interpolate_says_made_has_no_latent_walk(run, capsys):
+    assert main(["interpolate", str(run.path), "--out", str(run.path / "walk.gif")]) == 2
+    assert "do not support interpolation" in capsys.readouterr().err
+
+
+def test_training_steps_never_wait_for_the_device(monkeypatch):
+    """No .item(), float(), if-on-a-tensor… in the step: the trainer reads the loss only when it logs."""
+    from .test_benchmarks import _no_host_sync
+    model, train = build("made", TINY + DATA)
+    model.configure_optimizers()
+    model.train()
+    _no_host_sync(monkeypatch)
+    for step in range(3):
+        assert isinstance(model.training_step(first_batch(train), step)["loss"], torch.Tensor)

@@ -34,7 +34,8 @@ LIKELIHOOD = "made: exact -log p(x), Bernoulli conditionals in one fixed pixel o
 def _notes(results: list[dict[str, Any]]) -> list[str]:
     out = [LIKELIHOOD]
     if any(not d.get("binarized", True) for d in results):
-        out.append("made, binarize=false: Bernoulli cross-entropy on grey levels x/255 (not a likelihood of binary images)")
+        out.append("made, binarize=false: Bernoulli cross-entropy on grey levels x/255 "
+                   "(not a likelihood of binary images)")
     return out
 
 
@@ -87,6 +88,8 @@ class MADE(ImageModel):
     def __init__(self, config: MADEConfig, class_names: list[str] | None = None):
         super().__init__(config, class_names)
         c = config
+        if c.channels is None or c.image_size is None:
+            raise SozoError("a MADE is built from a resolved config", hint="MADE.resolve_config sets the sizes")
         self.dim = c.channels * c.image_size * c.image_size  # D: one conditional per pixel (and channel)
         if c.order == "natural":
             order = torch.arange(self.dim)
@@ -181,7 +184,7 @@ class MADE(ImageModel):
         for i in range(0, n, batch_size):
             u = torch.rand(min(batch_size, n - i), self.dim, generator=gen)  # (B, D) one draw per pixel
             out[i:i + len(u)] = self.net.sample(u.to(self.device)).cpu()
-        return (out * 2 - 1).view(n, c.channels, c.image_size, c.image_size)
+        return (out * 2 - 1).view(n, -1, c.image_size, c.image_size)  # (n, C, H, W)
 
     def write_samples(self, path: Path, n: int, seed: int) -> Path:
         """A grid of ``n`` samples from ``seed`` (the trainer's epoch grids, `sozo sample`)."""

@@ -44,6 +44,8 @@ class MaskedLinear(nn.Linear):
     """``nn.Linear`` with a fixed boolean mask (out, in) on its weight: a masked weight is zero in
     the forward pass and gets a zero gradient, so it never carries information."""
 
+    mask: torch.Tensor
+
     def __init__(self, in_features: int, out_features: int, mask: torch.Tensor):
         super().__init__(in_features, out_features)
         if tuple(mask.shape) != (out_features, in_features):
@@ -60,6 +62,8 @@ class MaskedLinear(nn.Linear):
 
 class MADENet(nn.Module):
     """D inputs -> masked ReLU hidden layers -> D logits, one per conditional p(x_d = 1 | x_<d)."""
+
+    order: torch.Tensor
 
     def __init__(self, dim: int, hidden: list[int], order: torch.Tensor, seed: int):
         super().__init__()
@@ -89,7 +93,8 @@ class MADENet(nn.Module):
         pre-activations, W x + b, are updated by the new pixel's column (x_d * W[:, d]) instead of
         recomputed from all D pixels.
         """
-        first, rest = self.hidden[0], self.hidden[1:]
+        first: MaskedLinear = self.hidden[0]  # type: ignore[assignment]
+        rest = list(self.hidden)[1:]
         w_first = first.masked_weight()  # (H_1, D)
         w_out = self.out.masked_weight()  # (D, H_L)
         x = torch.zeros_like(u)
