@@ -225,3 +225,14 @@ def test_training_steps_never_wait_for_the_device(monkeypatch):
     _no_host_sync(monkeypatch)
     for step in range(3):
         assert isinstance(model.training_step(first_batch(train), step)["loss"], torch.Tensor)
+
+
+def test_ema_averages_the_weights_and_keeps_the_masks(tmp_path):
+    r = sozo.train("made", out=tmp_path / "ema", set=TINY + DATA + ["ema=0.9", "sample_every=0"], log=lambda m: None,
+                   **tiny_options())
+    ema, raw = sozo.load(r), sozo.load(r, raw=True)
+    assert ema.uses_ema and not raw.uses_ema
+    assert not torch.equal(ema.net.out.weight, raw.net.out.weight)  # the average, not the last weights
+    for a, b in zip([*ema.net.hidden, ema.net.out], [*raw.net.hidden, raw.net.out]):
+        assert torch.equal(a.mask, b.mask)  # buffers are copied, never averaged
+    assert not torch.equal(ema.sample(4, seed=0), raw.sample(4, seed=0))

@@ -52,7 +52,7 @@ class MADEConfig:
 
     preset: str = ""
     hidden: list[int] = field(default_factory=lambda: [500])  # widths of the masked ReLU layers
-    order: Literal["natural", "random"] = "natural"  # natural: raster order (row by row, channel by channel)
+    order: Literal["natural", "random"] = "natural"  # natural: raster order of the flattened (C, H, W)
     mask_seed: int = 0  # seeds the hidden units' degrees (and the permutation of order=random)
     # pixels are 0/1 (threshold 0.5), as sampling feeds its own binary draws back in; false: grey levels
     # x/255 as inputs and Bernoulli targets (the VAE's default), which binary samples then do not match
