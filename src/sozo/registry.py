@@ -14,7 +14,7 @@ from .errors import SozoError, did_you_mean
 
 # modules that register model families when imported
 FAMILY_MODULES = ("sozo.models.gan", "sozo.models.vae", "sozo.models.seq2seq", "sozo.models.language",
-                  "sozo.models.musegan", "sozo.models.music_lstm", "sozo.models.img2img")
+                  "sozo.models.musegan", "sozo.models.music_lstm", "sozo.models.img2img", "sozo.models.made")
 
 _MODELS: dict[str, type] = {}
 _loaded = False
