@@ -11,7 +11,7 @@ import torch
 from sozo.config import TrainConfig, build_run_config, coerce, from_dict, merge_overrides, parse_set
 from sozo.errors import SozoError
 from sozo.registry import get_model
-from sozo.runs import Run, atomic_path, load_checkpoint, save_checkpoint, write_text
+from sozo.runs import Run, WriteFailed, atomic_path, load_checkpoint, save_checkpoint, write_text
 
 
 def test_coerce_types():
@@ -58,7 +58,7 @@ def test_absurd_settings_are_refused():
 def test_atomic_write_failure_keeps_the_old_file(tmp_path):
     target = tmp_path / "f.txt"
     write_text(target, "good")
-    with pytest.raises(OSError):
+    with pytest.raises(WriteFailed, match="could not write .*f.txt: disk full"):  # one message for every writer
         with atomic_path(target) as tmp:
             tmp.write_text("half")
             raise OSError("disk full")

@@ -193,3 +193,52 @@ def test_seeds_out_of_range_and_nan_temperatures_are_refused(tmp_path, capsys):
     for t in ("nan", "inf"):
         assert main(["write", str(text.path), "--temperature", t]) == 2
         assert "temperature must be a number at least 0" in capsys.readouterr().err
+
+
+def test_outputs_never_replace_a_runs_own_files_or_an_input(tmp_path, capsys):
+    """Issue 21, defect 11: `report --out RUN/config.yaml`, `sample --out RUN/model/…`, `apply --out`
+    equal to its input are refused; the run still resumes."""
+    run = sozo.train("dcgan", out=tmp_path / "run", epochs=1, **API)
+    before = (run.path / "config.yaml").read_bytes()
+    for argv in (["report", str(run.path), "--out", str(run.path / "config.yaml")],
+                 ["sample", str(run.path), "--out", str(run.path / "model" / "grid.png")],
+                 ["sample", str(run.path), "--out", str(run.path / "checkpoints" / "x.png")]):
+        assert main(argv) == 2, argv
+        assert "own files" in capsys.readouterr().err
+    assert (run.path / "config.yaml").read_bytes() == before
+    assert main(["sample", str(run.path), "--n", "4", "--out", str(run.path / "grid.png")]) == 0  # beside: fine
+    from sozo.runs import check_output
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"x")
+    with pytest.raises(SozoError, match="also an input"):
+        check_output(photo, inputs=[photo])
+
+
+def test_a_failed_write_is_one_clear_message_and_keeps_the_old_file(tmp_path, monkeypatch, capsys):
+    """Issue 21, defect 2: torch.save's RuntimeError and safetensors' error on a full disk, and a path
+    whose folder cannot be made, end in the same message; the previous checkpoint is intact."""
+    run = sozo.train("dcgan", out=tmp_path / "run", epochs=1, **API)
+    ckpt = (run.path / "checkpoints" / "last.pt").read_bytes()
+
+    def full_disk(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed")
+    monkeypatch.setattr("torch.save", full_disk)
+    assert main(["train", "--resume", str(run.path), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "could not write the checkpoint" in err and "previous checkpoint is intact" in err
+    assert (run.path / "checkpoints" / "last.pt").read_bytes() == ckpt
+    monkeypatch.undo()
+    from safetensors import SafetensorError
+    from sozo.runs import WriteFailed, save_weights
+
+    def no_space(*a, **k):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+    monkeypatch.setattr("safetensors.torch.save_file", no_space)
+    with pytest.raises(WriteFailed, match="could not write"):
+        save_weights(tmp_path / "w.safetensors", {"a": __import__("torch").zeros(2)})
+    monkeypatch.undo()
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    assert main(["sample", str(run.path), "--n", "4", "--out", str(blocker / "grid.png")]) == 2
+    assert "could not write" in capsys.readouterr().err

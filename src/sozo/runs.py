@@ -32,15 +32,44 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class WriteFailed(SozoError):
+    """A file could not be written (a full disk, a read-only folder, a path that is a folder); the
+    previous file, if any, is intact."""
+
+
+def _write_failure(path: Path, e: BaseException) -> WriteFailed:
+    text = str(e).strip()
+    reason = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)
+    return WriteFailed(f"could not write {path}: {reason}",
+                       hint="check the free disk space and that the folder is writable (or choose another "
+                            "--out); nothing was half-written: the previous file, if any, is intact")
+
+
+def _is_write_error(e: BaseException) -> bool:
+    """OSError, and the errors torch.save and safetensors raise for a failed write (not a bug in a caller)."""
+    if isinstance(e, OSError):
+        return True
+    if type(e).__name__ == "SafetensorError":
+        return True
+    return isinstance(e, RuntimeError) and any(w in str(e).lower() for w in ("writ", "space left", "file"))
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
-    On any error the temporary file is removed and ``path`` keeps its previous content.
+    On any error the temporary file is removed and ``path`` keeps its previous content; a failed write
+    (full disk, read-only folder: OSError, and torch's and safetensors' write errors) is a
+    :class:`WriteFailed` naming the file, the one message every writer of sozo gives.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder, not a file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_failure(path, e) from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -48,9 +77,36 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, Exception) and not isinstance(e, SozoError) and _is_write_error(e):
+            raise _write_failure(path, e) from None
         raise
+
+
+RUN_OWN = ("config.yaml", "metrics.jsonl", "eval.json", ".lock")  # files of a run folder an output must not replace
+RUN_OWN_DIRS = ("model", "checkpoints")
+
+
+def check_output(out: str | Path, inputs: Any = ()) -> None:
+    """Refuse an output path that would replace a run folder's own files (its config.yaml, metrics,
+    eval.json, model/ or checkpoints/: the run would no longer resume or load) or one of ``inputs``."""
+    target = Path(out).resolve()
+    for src in inputs:
+        if Path(src).resolve() == target:
+            raise SozoError(f"--out {out} is also an input: writing it would destroy the original",
+                            hint="write the result to another file or folder")
+    folder = target.parent
+    for up in (folder, *folder.parents):  # inside RUN/model/ or RUN/checkpoints/, or RUN's own file
+        if up.name in RUN_OWN_DIRS and (up.parent / "config.yaml").exists():
+            break
+    else:
+        up = None
+    if up is not None or (target.name in RUN_OWN and (folder / "config.yaml").exists()):
+        run = up.parent if up is not None else folder
+        raise SozoError(f"--out {out} is one of the run folder {run}'s own files",
+                        hint="write outputs beside the run (e.g. RUN/report.html, RUN/grid.png) or elsewhere, "
+                             "not over its config, metrics, model/ or checkpoints/")
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -162,6 +162,8 @@ def check_suffix(path: Path, allowed: tuple[str, ...]) -> None:
                         hint="use one of " + ", ".join(allowed))
     if path.exists() and path.is_dir():
         raise SozoError(f"'{path}' is a folder", hint="give a file name such as grid.png")
+    from ..runs import check_output
+    check_output(path)  # never over a run folder's own files
 
 
 def read_sentences(name: str) -> list[str]:

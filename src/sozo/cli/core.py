@@ -87,7 +87,7 @@ def _sample_args(s: argparse.ArgumentParser) -> None:
          examples=("sozo sample runs/faces --n 64 --seed 1 --out grid.png",))
 def cmd_sample(args: argparse.Namespace) -> None:
     from ..viz.grid import save_grid
-    model = load_model(args, makes=("images", "image-translations"))  # pix2pix/cyclegan: translated examples
+    model = load_model(args, makes=("images", "image-translations"))  # image-to-image: translated examples
     images = model.sample(args.n, seed=args.seed, labels=args.label)
     out = Path(args.out)
     check_suffix(out, (".png", ".jpg", ".jpeg"))

@@ -34,7 +34,7 @@ from ..devices import autocast_dtype, configure_backends, resolve_device
 from ..data.stream import is_streamed, read_batches
 from ..errors import SozoError
 from ..models.base import GenerativeModel
-from ..runs import Run, load_checkpoint, save_checkpoint, save_weights, write_json
+from ..runs import Run, WriteFailed, load_checkpoint, save_checkpoint, save_weights, write_json
 
 CKPT_VERSION = 1
 EMA_FILE = "ema.safetensors"  # model/EMA_FILE: the EMA weights beside model.safetensors (ema > 0)
@@ -183,8 +183,9 @@ class Trainer:
         try:
             save_checkpoint(self.run.last_ckpt, self.state_dict(rng_ranks))
             self.save_model()
-        except OSError as e:
-            raise SozoError(f"could not write the checkpoint in {self.run.path}: {e.strerror or e}",
+        except (OSError, WriteFailed) as e:  # every write goes through runs.atomic_path (WriteFailed)
+            reason = e.message if isinstance(e, WriteFailed) else (e.strerror or str(e))
+            raise SozoError(f"could not write the checkpoint in {self.run.path}: {reason}",
                             hint="the previous checkpoint is intact; free some disk space, then "
                                  f"sozo train --resume {self.run.path}") from None
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import SozoError
 from ..evaluation import provenance, provenance_note
-from ..runs import Run, write_text
+from ..runs import Run, check_output, write_text
 from .charts import PALETTE, bar_chart, fmt, line_chart
 from .charts import finite as _finite
 
@@ -504,6 +504,7 @@ def write_report(path: str | Path | Run, out: str | Path | None = None, *, embed
     out = Path(out) if out is not None else run.path / "report.html"
     if out.is_dir():
         out = out / "report.html"
+    check_output(out)  # never over the run's config.yaml, metrics or weights
     html_text = render_report(run, embed=embed, base=out.parent)
     write_text(out, html_text)
     return out

@@ -15,6 +15,7 @@ import torch
 
 from ...data.images import IMAGE_EXTENSIONS, _convert, _walk, to_float, to_uint8
 from ...errors import SozoError
+from ...runs import check_output
 
 OUT_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -90,6 +91,8 @@ def apply_files(model: Any, images: list[str | Path], out: str | Path, folder: s
         jobs += [(p, out / _out_name(Path(p.name))) for p in srcs]
     if not jobs:
         raise SozoError("which images? give image files, or --folder DIR", hint="sozo apply RUN photo.jpg --out out.png")
+    for src, dst in jobs:  # never over an input or a run's own files
+        check_output(dst, inputs=[s for s, _ in jobs])
     written, failed = [], []
     for src, dst in jobs:
         try:
