@@ -10,9 +10,10 @@ images = model.sample(16, seed=0)            # (16, 1, 28, 28) floats in [-1, 1]
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -20,9 +21,9 @@ from ._version import __version__
 from .config import SECTIONS, build_run_config, load_yaml, merge_overrides, parse_set, to_dict
 from .errors import SozoError
 from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, render_table
+
 # loading a run lives below the API (a family's tools open runs too); re-exported here as the API
-from .loading import (HOLDOUT_SEED, _split, load, load_fitted, prepare_data, rebuild_run_config,  # noqa: F401
-                      run_config, split_data)
+from .loading import HOLDOUT_SEED, load, load_fitted, prepare_data, rebuild_run_config, run_config, split_data
 from .registry import get_model, model_names
 from .runs import Run, read_model_json, write_json, write_text
 
@@ -85,7 +86,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
             raise SozoError(f"{run.path} has a checkpoint but no config.yaml", hint="the run folder is damaged")
         name = saved.get("model", {}).get("name")
         if model is not None and model != name:
-            raise SozoError(f"{run.path} is a '{name}' run, not '{model}'", hint=f"sozo train {name} --resume {run.path}")
+            raise SozoError(f"{run.path} is a '{name}' run, not '{model}'",
+                            hint=f"sozo train {name} --resume {run.path}")
         cls = get_model(name)
         sections = merge_overrides(saved, overrides, cls)
         for sec in ("model", "data"):
@@ -94,7 +96,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                 changed -= {"stream", "stream_above_mb"}
             if changed:
                 raise SozoError(f"cannot change {sec} options when resuming ({', '.join(sorted(changed))})",
-                                hint="only training options (epochs, device, log_every…) may change; start a new run instead")
+                                hint="only training options (epochs, device, log_every…) may change; "
+                                     "start a new run instead")
         rc = build_run_config(name, cls, sections)
     else:
         if model is None:
@@ -279,7 +282,8 @@ def apply(run: str | Path | Run, images: list[str | Path] | str | Path | None = 
     """
     from .models.img2img.apply import apply_files
     items = [] if images is None else [images] if isinstance(images, (str, Path)) else list(images)
-    return apply_files(load(run, device=device, raw=raw), items, out, folder=folder, reverse=reverse, size=size, log=log)
+    return apply_files(load(run, device=device, raw=raw), items, out, folder=folder, reverse=reverse, size=size,
+                       log=log)
 
 
 def stylize(content: Any = None, style: Any = None, out: str | Path | None = "stylized.png", **options: Any) -> Any:
@@ -293,4 +297,5 @@ def stylize(content: Any = None, style: Any = None, out: str | Path | None = "st
     return _stylize(content, style, out, **options)
 
 
-__all__ = ["train", "load", "evaluate", "EvalOptions", "prepare_data", "compose", "apply", "list_models", "run_config", "stylize", "Run", "SECTIONS"]
+__all__ = ["train", "load", "evaluate", "EvalOptions", "prepare_data", "compose", "apply", "list_models", "run_config",
+           "stylize", "Run", "SECTIONS"]

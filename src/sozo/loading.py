@@ -7,8 +7,9 @@ can open a run without a family importing the layer above it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
@@ -77,7 +78,8 @@ def rebuild_run_config(run: str | Path | Run) -> RunConfig:
     """The typed RunConfig of a trained run, rebuilt from its config.yaml (defaults fill new fields)."""
     run = Run(run) if not isinstance(run, Run) else run
     if not run.config_yaml.exists():
-        raise SozoError(f"{run.path} has no config.yaml", hint="the run folder is incomplete; give the folder `sozo train` wrote")
+        raise SozoError(f"{run.path} has no config.yaml",
+                        hint="the run folder is incomplete; give the folder `sozo train` wrote")
     cfg = run_config(run)
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) or "name" not in cfg["model"]:
         raise SozoError(f"{run.config_yaml} does not name its model", hint="the run folder is damaged")
@@ -118,7 +120,8 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = 
 def _load_ema(net: GenerativeModel, folder: Path, ema: Any) -> None:
     """Put the EMA tensors that config.json's ``ema`` entry names over ``net``'s live weights."""
     name = ema.get("file") if isinstance(ema, dict) else None
-    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors") or name.startswith("."):
+    if (not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors")
+            or name.startswith(".")):
         raise SozoError(f"{folder / 'config.json'} names {name!r} as its EMA weights, which is not a "
                         "safetensors file inside model/")
     path = folder / name
@@ -144,7 +147,8 @@ def _read_json(folder: Path, name: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SozoError(f"missing {path}", hint="the model/ folder is incomplete; `sozo train --resume` rewrites it") from None
+        raise SozoError(f"missing {path}",
+                        hint="the model/ folder is incomplete; `sozo train --resume` rewrites it") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SozoError(f"corrupt {path}: {e}", hint="`sozo train --resume` rewrites it") from None
 

@@ -19,14 +19,14 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from .errors import SozoError
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -129,7 +129,7 @@ class Run:
         except (OSError, KeyError, ValueError, TypeError):
             return None
 
-    def require(self, what: str = "model") -> "Run":
+    def require(self, what: str = "model") -> Run:
         """Check the folder is a run (has what the caller needs) or raise a clear SozoError."""
         if not self.path.exists():
             raise SozoError(f"no such run folder: {self.path}", hint="give the folder `sozo train` printed")
@@ -164,7 +164,8 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not path.exists():
-        raise SozoError(f"missing weights file {path}", hint="the run's model/ folder is incomplete; resume the run or retrain")
+        raise SozoError(f"missing weights file {path}",
+                        hint="the run's model/ folder is incomplete; resume the run or retrain")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
@@ -177,7 +178,8 @@ def read_model_json(run: Run) -> dict[str, Any]:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SozoError(f"corrupt {path}: {e}", hint="`sozo train --resume` rewrites it from checkpoints/last.pt") from None
+        raise SozoError(f"corrupt {path}: {e}",
+                        hint="`sozo train --resume` rewrites it from checkpoints/last.pt") from None
     if not isinstance(info, dict) or "family" not in info or "config" not in info:
         raise SozoError(f"{path} does not describe a sozo model (no 'family'/'config')")
     return info

@@ -564,8 +564,8 @@ def folder_cache_path(root: Path, files: list[Path], size: int, mode: str | None
 
     import PIL
 
-    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "pillow": PIL.__version__, "root": str(root.resolve()),
-                                        "size": size, "mode": mode}).encode())
+    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "pillow": PIL.__version__,
+                                        "root": str(root.resolve()), "size": size, "mode": mode}).encode())
     for f in files:
         st = f.stat()
         digest.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

@@ -65,8 +65,9 @@ class TwoDomainData:
         return int(self.train["a"].shape[-1])
 
     def __repr__(self) -> str:
+        held = None if self.heldout is None else len(self.heldout["a"])
         return (f"TwoDomainData(name={self.name!r}, layout={self.layout!r}, a={tuple(self.train['a'].shape)}, "
-                f"b={tuple(self.train['b'].shape)}, heldout={None if self.heldout is None else len(self.heldout['a'])})")
+                f"b={tuple(self.train['b'].shape)}, heldout={held})")
 
 
 # --------------------------------------------------------------------------- reading files
@@ -118,7 +119,8 @@ def _stack(arrays: list[np.ndarray], channels: int | None) -> torch.Tensor:
     """Arrays -> uint8 (N, C, H, W); C = 1 only when every image is grey (or ``channels`` says)."""
     grey = all(a.ndim == 2 for a in arrays) if channels is None else channels == 1
     if grey:
-        return torch.from_numpy(np.stack([a if a.ndim == 2 else a.mean(2).round().astype(np.uint8) for a in arrays])[:, None])
+        grey = [a if a.ndim == 2 else a.mean(2).round().astype(np.uint8) for a in arrays]
+        return torch.from_numpy(np.stack(grey)[:, None])
     rgb = [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
     return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
 
@@ -129,7 +131,8 @@ def _mode(channels: int | None) -> str | None:
 
 def _warn_skips(failures: list[tuple[Path, str]], where: Path) -> int:
     if failures:
-        warnings.warn(f"skipped {len(failures)} unreadable image files in {where}: {_skip_summary(failures)}", stacklevel=3)
+        warnings.warn(f"skipped {len(failures)} unreadable image files in {where}: {_skip_summary(failures)}",
+                      stacklevel=3)
     return len(failures)
 
 
@@ -162,8 +165,8 @@ def load_matched(dir_a: Path, dir_b: Path, size: int, channels_a: int | None = N
                              "For unpaired data train cyclegan instead")
     lone = len(fa) + len(fb) - 2 * len(names)
     if lone:
-        warnings.warn(f"{lone} images in {dir_a.name}/ or {dir_b.name}/ have no partner of the same name and are left out",
-                      stacklevel=3)
+        warnings.warn(f"{lone} images in {dir_a.name}/ or {dir_b.name}/ have no partner of the same name "
+                      "and are left out", stacklevel=3)
     ka, xa, ea = _decode([(fa[n], None) for n in names], size, _mode(channels_a))
     kb, xb, eb = _decode([(fb[n], None) for n in names], size, _mode(channels_b))
     both = sorted(set(ka) & set(kb))
@@ -246,7 +249,8 @@ def load_pairs(spec: str, size: int, channels_a: int | None = None, channels_b: 
         a, b, skipped = load_matched(ta, tb, size, channels_a, channels_b)
         held = None
         if test is not None:
-            ha, hb, s2 = load_matched(test[0], test[1], size, channels_a or int(a.shape[1]), channels_b or int(b.shape[1]))
+            ha, hb, s2 = load_matched(test[0], test[1], size, channels_a or int(a.shape[1]),
+                                      channels_b or int(b.shape[1]))
             held, skipped = {"a": ha, "b": hb}, skipped + s2
         layout = "paired folders"
     else:
@@ -279,7 +283,8 @@ def load_unpaired(spec: str, size: int, channels_a: int | None = None, channels_
             data = load_pairs(spec, size, channels_a, channels_b, holdout, limit, seed)
         except SozoError as e:
             raise SozoError(f"{root} has no trainA/ and trainB/ folders (and no side-by-side pairs: {e.message})",
-                            hint="CycleGAN data: root/trainA/*.jpg and root/trainB/*.jpg (testA/, testB/ optional)") from None
+                            hint="CycleGAN data: root/trainA/*.jpg and root/trainB/*.jpg "
+                                 "(testA/, testB/ optional)") from None
         data.paired = False
         return data
     (ta, tb), test = folders

@@ -14,8 +14,9 @@ ev.score(model, n=10000, seed=0)   # {"fd", "kid", "kid_std", "precision", "reca
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

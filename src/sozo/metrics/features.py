@@ -15,8 +15,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -216,7 +217,8 @@ class LeNetExtractor(nn.Module):
         }
 
 
-def _augment(x: torch.Tensor, max_shift: int, gen: torch.Generator, rotate_deg: float = 10.0, scale: float = 0.1) -> torch.Tensor:
+def _augment(x: torch.Tensor, max_shift: int, gen: torch.Generator, rotate_deg: float = 10.0,
+             scale: float = 0.1) -> torch.Tensor:
     """Light random affine augmentation per image: shift by up to ±``max_shift`` px, rotate by up
     to ±``rotate_deg`` degrees, scale by up to ±``scale``; the background (-1) fills the border."""
     b, _, h, w = x.shape
@@ -477,7 +479,8 @@ def extractor_digest(extractor: FeatureExtractor) -> str:
     return digest
 
 
-def extract_features(extractor: FeatureExtractor, images: torch.Tensor | np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def extract_features(extractor: FeatureExtractor, images: torch.Tensor | np.ndarray,
+                     batch_size: int = 1000) -> np.ndarray:
     """Features ``(N, dim)`` float32 of uint8 (0..255) or float ([-1, 1]) images, converting a
     chunk at a time so a large uint8 dataset is never held as float all at once."""
     x = _as_nchw(images)

@@ -4,7 +4,8 @@ measures (FD, KID, precision/recall, class histogram) with their table, the leag
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -16,7 +17,8 @@ from ..evaluation import EvalContext, EvalOptions, Reference, Row, Table
 from .base import GenerativeModel
 
 
-def fit_image_config(family: str, config: Any, data: Any, fits: Callable[[int], bool], sizes: list[int]) -> dict[str, Any]:
+def fit_image_config(family: str, config: Any, data: Any, fits: Callable[[int], bool],
+                     sizes: list[int]) -> dict[str, Any]:
     """What the data decides of an image family's config: the size (the data's, or the nearest of
     ``sizes`` the conv networks can take when ``fits`` refuses it), the channels, and for
     conditional models the number of classes. Returns the changes to apply."""
@@ -91,7 +93,8 @@ class ImageModel(GenerativeModel):
         return getattr(config, "image_size", None)
 
     @classmethod
-    def load_data(cls, data: DataConfig, config: Any, log: Callable[[str], None] = print) -> tuple[ImageData, dict[str, torch.Tensor]]:
+    def load_data(cls, data: DataConfig, config: Any,
+                  log: Callable[[str], None] = print) -> tuple[ImageData, dict[str, torch.Tensor]]:
         size = cls.preferred_image_size(config)
         with warnings.catch_warnings(record=True) as caught:  # skipped files: say so once, plainly
             warnings.simplefilter("always")

@@ -23,17 +23,28 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import DataConfig, replace
-from ..data.text import (CORPORA, SPECIALS, UNK, Vocab, detokenize_words, normalize, read_text, resolve_source,
-                         strip_gutenberg, word_tokens)
+from ..data.text import (
+    CORPORA,
+    SPECIALS,
+    UNK,
+    Vocab,
+    detokenize_words,
+    normalize,
+    read_text,
+    resolve_source,
+    strip_gutenberg,
+    word_tokens,
+)
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Row, Table
 from ..registry import register_model
@@ -248,7 +259,8 @@ class LanguageModel(GenerativeModel):
 
     def load_model_files(self, files: dict[str, Any]) -> None:
         if "vocab.json" not in files:
-            raise SozoError("the run's model/ folder has no vocab.json", hint="it is damaged; `sozo train --resume` rewrites it")
+            raise SozoError("the run's model/ folder has no vocab.json",
+                            hint="it is damaged; `sozo train --resume` rewrites it")
         self._set_vocab(Vocab.from_json(files["vocab.json"], "model/vocab.json"))
 
     def _set_vocab(self, vocab: Vocab) -> None:
@@ -519,7 +531,8 @@ class TextLSTM(LanguageModel):
         super().__init__(config)
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim)
-        self.rnn = nn.LSTM(c.embed_dim, c.hidden, c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0)
+        self.rnn = nn.LSTM(c.embed_dim, c.hidden, c.layers, batch_first=True,
+                           dropout=c.dropout if c.layers > 1 else 0.0)
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
 

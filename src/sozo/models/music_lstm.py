@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -38,8 +39,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DataConfig, replace
-from ..data.music import (SPECIALS, MusicData, TokenVocab, events_to_piece, events_to_tokens, load_music,
-                          token_duration, token_pitches, windows_tensor)
+from ..data.music import (
+    SPECIALS,
+    MusicData,
+    TokenVocab,
+    events_to_piece,
+    events_to_tokens,
+    load_music,
+    token_duration,
+    token_pitches,
+    windows_tensor,
+)
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Row, Table
 from ..registry import register_model
@@ -147,7 +157,8 @@ class MusicLSTM(GenerativeModel):
     def load_model_files(self, files: dict[str, Any]) -> None:
         for name in ("notes.json", "durations.json"):
             if name not in files:
-                raise SozoError(f"the run's model/ folder has no {name}", hint="it is damaged; `sozo train --resume` rewrites it")
+                raise SozoError(f"the run's model/ folder has no {name}",
+                                hint="it is damaged; `sozo train --resume` rewrites it")
         self._set_vocabs(TokenVocab.from_json(files["notes.json"], "model/notes.json"),
                          TokenVocab.from_json(files["durations.json"], "model/durations.json"))
 
@@ -234,8 +245,10 @@ class MusicLSTM(GenerativeModel):
                 n, d = notes[i:i + batch_size].to(self.device), durs[i:i + batch_size].to(self.device)
                 with self.autocast():
                     ln, ld = self.logits(n[:, :-1], d[:, :-1])
-                sn += float(F.cross_entropy(ln.float().flatten(0, 1), n[:, 1:].flatten(), ignore_index=0, reduction="sum"))
-                sd += float(F.cross_entropy(ld.float().flatten(0, 1), d[:, 1:].flatten(), ignore_index=0, reduction="sum"))
+                sn += float(F.cross_entropy(ln.float().flatten(0, 1), n[:, 1:].flatten(), ignore_index=0,
+                                            reduction="sum"))
+                sd += float(F.cross_entropy(ld.float().flatten(0, 1), d[:, 1:].flatten(), ignore_index=0,
+                                            reduction="sum"))
                 count += int((n[:, 1:] != 0).sum())
         finally:
             self.train(was)
@@ -369,7 +382,8 @@ def unigram_ce(model: MusicLSTM, data: MusicData) -> dict[str, float]:
         with np.errstate(divide="ignore"):  # the specials have no mass: -inf, never a held-out token
             logp = np.log(counts / counts.sum())
         held = [t for ev in data.heldout_events for t in vocab.encode(events_to_tokens(ev)[idx])]
-        out[f"unigram_{'note' if key == 'notes' else 'duration'}_ce"] = round(float(-logp[held].mean()), 4) if held else None
+        name = f"unigram_{'note' if key == 'notes' else 'duration'}_ce"
+        out[name] = round(float(-logp[held].mean()), 4) if held else None
     return out
 
 
@@ -420,7 +434,8 @@ def music_comparison(model: MusicLSTM, data: MusicData, n: int, seed: int, bars:
     if data.train_events:  # real vs real: the training pieces' histogram against the held-out one
         floor = histogram_distance(pitch_class_histogram(rolls(excerpts(data.train_events))), ref)
     out: dict[str, Any] = {}
-    keep = ("empty_bars", "pitch_classes_per_bar", "qualified_notes", "in_scale", "pc_hist_distance", "samples", "notes")
+    keep = ("empty_bars", "pitch_classes_per_bar", "qualified_notes", "in_scale", "pc_hist_distance", "samples",
+            "notes")
     for name, R in (("composed", R_gen), ("heldout", R_held), ("random", R_rand)):
         m = measure_rolls(R, steps_per_bar=16, reference=ref)
         if name == "heldout":
@@ -438,7 +453,8 @@ def _clean(v: Any) -> Any:
 
 def _chr(key: str) -> Callable[[dict[str, Any]], str]:
     """composed / held-out / random values of one music measure, in one cell."""
-    return lambda r: " / ".join("-" if r[s].get(key) is None else f"{r[s][key]:.3g}" for s in ("composed", "heldout", "random"))
+    return lambda r: " / ".join("-" if r[s].get(key) is None else f"{r[s][key]:.3g}"
+                                for s in ("composed", "heldout", "random"))
 
 
 _CHR = (("empty_bars", "empty bars"), ("pitch_classes_per_bar", "pitch classes / bar"),

@@ -16,8 +16,8 @@ to pixel-level noise, and in 200 L-BFGS steps it changed the picture by almost n
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn as nn
@@ -234,7 +234,7 @@ class RandomMultiScale(nn.Module):
         self.convs = nn.ModuleList()
         with torch.no_grad():
             h = (calibration - self.mean) / self.std
-            for k in range(self.levels):
+            for _ in range(self.levels):
                 conv = nn.Conv2d(3, width, kernel, padding=kernel // 2, padding_mode="reflect")
                 w = torch.randn(width, 3, kernel, kernel, generator=g)
                 conv.weight.copy_(w / w.flatten(1).norm(dim=1).view(-1, 1, 1, 1))  # unit-norm filters

@@ -1,8 +1,9 @@
 """Reading, resizing and writing the pictures of a style transfer; the bundled demo photographs."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ def demo_images() -> tuple[np.ndarray, np.ndarray, str, str]:
     try:
         import skimage.data as data
     except ImportError:
-        raise SozoError("the bundled demo needs scikit-image", hint="pip install scikit-image, or give two images") from None
+        raise SozoError("the bundled demo needs scikit-image",
+                        hint="pip install scikit-image, or give two images") from None
     return getattr(data, DEMO_CONTENT)(), getattr(data, DEMO_STYLE)(), f"skimage.data.{DEMO_CONTENT}", \
         f"skimage.data.{DEMO_STYLE}"
 

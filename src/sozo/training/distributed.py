@@ -42,8 +42,9 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -126,7 +127,8 @@ class Context:
 
     def in_step(self, params: list[torch.Tensor]) -> bool:
         """True when every rank holds the same weights (a checksum over ``params`` per rank)."""
-        s = torch.stack([p.detach().double().sum() for p in params]).cpu() if params else torch.zeros(1, dtype=torch.float64)
+        s = (torch.stack([p.detach().double().sum() for p in params]).cpu() if params
+             else torch.zeros(1, dtype=torch.float64))
         both = torch.stack([s, -s])
         self._guard(lambda: dist.all_reduce(both, op=dist.ReduceOp.MAX, group=self.control))
         return bool(torch.equal(both[0], -both[1]))
@@ -361,7 +363,7 @@ class GlobalDraws(TorchFunctionMode):
         super().__init__()
         self.local = self.total = self.offset = 0
 
-    def batch(self, local: int, total: int, offset: int) -> "GlobalDraws":
+    def batch(self, local: int, total: int, offset: int) -> GlobalDraws:
         self.local, self.total, self.offset = local, total, offset
         return self
 
@@ -384,7 +386,8 @@ class GlobalDraws(TorchFunctionMode):
                     and args[0].size(0) == b:
                 like = args[0]
                 big = like.new_empty((self.total, *like.shape[1:]))
-                if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+                if (like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last)
+                        and not like.is_contiguous()):
                     big = big.contiguous(memory_format=torch.channels_last)
                 return self._rows(func(big, *args[1:], **kwargs))
             elif func is torch.nn.functional.dropout:

@@ -22,19 +22,20 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
-from . import distributed
-from .ema import EMA
 from ..config import TrainConfig
-from ..devices import autocast_dtype, configure_backends, resolve_device
 from ..data.stream import is_streamed, read_batches
+from ..devices import autocast_dtype, configure_backends, resolve_device
 from ..errors import SozoError
 from ..models.base import GenerativeModel
 from ..runs import Run, load_checkpoint, save_checkpoint, save_weights, write_json
+from . import distributed
+from .ema import EMA
 
 CKPT_VERSION = 1
 EMA_FILE = "ema.safetensors"  # model/EMA_FILE: the EMA weights beside model.safetensors (ema > 0)
@@ -76,7 +77,7 @@ class Trainer:
     cfg: TrainConfig
     run: Run
     model_info: dict[str, Any]  # written to model/config.json beside the weights
-    callbacks: list[Callable[["Trainer", int], dict[str, Any] | None]] = field(default_factory=list)
+    callbacks: list[Callable[[Trainer, int], dict[str, Any] | None]] = field(default_factory=list)
     log: Callable[[str], None] = print
     heldout: dict[str, torch.Tensor] | None = None  # examples kept out of training (for evaluation)
     pos: Position = field(default_factory=Position)
@@ -91,7 +92,8 @@ class Trainer:
         configure_backends(self.device, threads=self.cfg.threads, deterministic=self.cfg.deterministic)
         self.n = next(iter(self.data.values())).size(0)
         # batches an epoch, as the family cuts them (the default drops the last partial batch)
-        self.steps_per_epoch = len(self.model.epoch_batches(self.n, self.cfg.batch_size, torch.Generator().manual_seed(0)))
+        self.steps_per_epoch = len(self.model.epoch_batches(self.n, self.cfg.batch_size,
+                                                            torch.Generator().manual_seed(0)))
         if self.steps_per_epoch == 0:
             raise SozoError(f"batch_size {self.cfg.batch_size} is larger than the {self.n} training examples",
                             hint=f"use --batch-size {max(1, self.n // 4)} or more data")
@@ -193,7 +195,8 @@ class Trainer:
         ema_file = self.run.model_dir / EMA_FILE
         ema_info = {}
         if self.ema is not None:  # the averaged networks' tensors, keyed as in model.safetensors
-            save_weights(ema_file, self.ema.tensors(), metadata={"family": self.model.family, "step": str(self.pos.step),
+            save_weights(ema_file, self.ema.tensors(),
+                         metadata={"family": self.model.family, "step": str(self.pos.step),
                                                                   "decay": str(self.ema.decay)})
             ema_info = {"ema": {"decay": self.ema.decay, "warmup": self.ema.warmup, "updates": self.ema.updates,
                                 "file": EMA_FILE}}
@@ -232,7 +235,8 @@ class Trainer:
                 rng = None
                 torch.manual_seed(distributed.seed_for_rank(self.cfg.seed + int(state["step"]), self.dist.rank))
         if rng is not None:
-            set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v]) for k, v in rng.items()})
+            set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
+                           for k, v in rng.items()})
         self.pos = Position(int(state["step"]), int(state["epoch"]), int(state["batch"]))
 
     # --- the loop ------------------------------------------------------------------------
@@ -329,7 +333,8 @@ class Trainer:
             if self.is_main:  # model/ exists (at step 0) from the start, so a killed run is always loadable
                 self.save_model()
         if self.is_main:
-            prec = ("bf16 autocast" if self.model.amp_dtype is not None else "fp32") + (", compiled" if self.compiled else "")
+            prec = (("bf16 autocast" if self.model.amp_dtype is not None else "fp32")
+                    + (", compiled" if self.compiled else ""))
             procs = (f" x {self.dist.world} processes ({self.dist.backend}, {self.cfg.batch_size // self.dist.world} "
                      f"examples each a step{', sync batch norm' if self.cfg.sync_bn else ''})") if self.dist else ""
             self.log(f"{self.model.family}: {self.n} training examples, {self.steps_per_epoch} steps an epoch, "
@@ -350,7 +355,8 @@ class Trainer:
                                                f"is intact: the same torchrun (or --nproc) command with "
                                                f"sozo train --resume {self.run.path} continues it") from None
                 except Diverged as e:
-                    if self.cfg.on_divergence != "rollback" or rollbacks >= MAX_ROLLBACKS or not self.run.last_ckpt.exists():
+                    if (self.cfg.on_divergence != "rollback" or rollbacks >= MAX_ROLLBACKS
+                            or not self.run.last_ckpt.exists()):
                         raise
                     rollbacks += 1
                     lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.model.optimizers.items()}

@@ -175,6 +175,7 @@ def bar_chart(values: list[float], labels: list[str], floor: list[float] | None 
                  f"{html.escape(lab[:6])}</text>")
         if fshares:
             fy = mt + ph - fshares[i] / top * ph
-            o.append(f'<line class="floorbar" x1="{x - 2:.1f}" x2="{x + bw * 0.7 + 2:.1f}" y1="{fy:.1f}" y2="{fy:.1f}"/>')
+            o.append(f'<line class="floorbar" x1="{x - 2:.1f}" x2="{x + bw * 0.7 + 2:.1f}" '
+                     f'y1="{fy:.1f}" y2="{fy:.1f}"/>')
     o.append(f'<line class="axis" x1="{ml}" x2="{ml + pw}" y1="{mt + ph}" y2="{mt + ph}"/></svg>')
     return "".join(o)

@@ -25,9 +25,10 @@ import mimetypes
 import platform
 import re
 import sys
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..errors import SozoError
 from ..evaluation import provenance, provenance_note
@@ -242,7 +243,8 @@ def headline(summary: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(named, dict) and _finite(ev.get(named.get("key"))):
         k = named["key"]
         return {"label": str(named.get("label") or _label(k, ev)), "value": _value_text(k, ev),
-                "floor": _value_text(k, floor) if k in floor else "", "better": -1 if named.get("lower_is_better") else 1,
+                "floor": _value_text(k, floor) if k in floor else "",
+                "better": -1 if named.get("lower_is_better") else 1,
                 "source": "eval.json", "raw": float(ev[k])}
     for k in HEADLINE_ORDER:
         if _finite(ev.get(k)):
@@ -324,7 +326,8 @@ def run_charts(records: list[dict[str, Any]]) -> list[dict[str, str]]:
                            "tips": [f"epoch {r.get('epoch')}: {k} = {fmt(r[k])}" for r in ep]})
         last = ep[-1][k] if ep else (st[-1][1] if st else None)
         out.append({"key": k, "title": loss_title(k), "svg": line_chart(series, cursor=cursor),
-                    "last": fmt(last) if last is not None else "", "legend": [(s["label"], s["color"]) for s in series]})
+                    "last": fmt(last) if last is not None else "",
+                    "legend": [(s["label"], s["color"]) for s in series]})
     return out
 
 
@@ -395,7 +398,8 @@ def _read_text(path: Path) -> str:
 
 def timeline(summary: dict[str, Any], asset: Callable[[Path], str]) -> list[dict[str, Any]]:
     """The frames of the sample timeline: {epoch, step, kind, src|text|href, name, losses}."""
-    by_epoch = {r["epoch"]: r for r in summary["records"] if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int)}
+    by_epoch = {r["epoch"]: r for r in summary["records"]
+                if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int)}
     frames = []
     for s in summary["samples"]:
         rec = by_epoch.get(s["epoch"], {})

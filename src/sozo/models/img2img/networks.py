@@ -100,7 +100,8 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         bias = norm != "batch"
         w = width
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, w, 7, bias=bias), _norm(norm, w), nn.ReLU(True)]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, w, 7, bias=bias), _norm(norm, w),
+                                   nn.ReLU(True)]
         for m in (1, 2):  # down: w -> 2w -> 4w
             layers += [nn.Conv2d(w * m, w * m * 2, 3, 2, 1, bias=bias), _norm(norm, w * m * 2), nn.ReLU(True)]
         layers += [ResnetBlock(w * 4, norm, dropout) for _ in range(blocks)]

@@ -20,7 +20,8 @@ from ...data.text import PAD
 RNNState = Any  # a GRU's h (L, B, H) or an LSTM's (h, c)
 
 
-def make_rnn(kind: str, input_size: int, hidden: int, layers: int, dropout: float, bidirectional: bool = False) -> nn.RNNBase:
+def make_rnn(kind: str, input_size: int, hidden: int, layers: int, dropout: float,
+             bidirectional: bool = False) -> nn.RNNBase:
     cls = nn.LSTM if kind == "lstm" else nn.GRU
     return cls(input_size, hidden, layers, batch_first=True, bidirectional=bidirectional,
                dropout=dropout if layers > 1 else 0.0)

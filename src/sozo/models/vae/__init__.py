@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ...config import replace
-from ...errors import SozoError
-from ...registry import register_variant
 from ...data.stream import as_tensor
+from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row
+from ...registry import register_variant
 from ...viz.grid import save_grid, save_walk
 from ..images import IMAGE_TABLE, ImageModel, fit_image_config
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_plan, conv_sizes
@@ -68,8 +69,8 @@ class VAEConfig:
     latent_dim: int = 20
     hidden: list[int] = field(default_factory=lambda: [400])  # MLP widths (the decoder reverses them)
     width: int = 32  # conv: channels of the first conv, doubling each halving of the size (capped at 8x)
-    image_size: Optional[int] = None  # None: the data's size (conv: the nearest it supports)
-    channels: Optional[int] = None  # None: the data's channels
+    image_size: int | None = None  # None: the data's size (conv: the nearest it supports)
+    channels: int | None = None  # None: the data's channels
     beta: float = 1.0  # weight of the KL term (beta-VAE: > 1)
     binarize: bool = False  # threshold pixels at 0.5 (targets and encoder input) for binarised-MNIST figures
     lr: float = 1e-3  # Adam
@@ -229,7 +230,8 @@ class VAE(ImageModel):
                 raise SozoError(f"the encoder gives codes {tuple(mu.shape)} instead of ({x.size(0)}, {c.latent_dim})")
             logits = self._decode(mu, y)
             if logits.shape != x.shape:
-                raise SozoError(f"the decoder makes {tuple(logits.shape[1:])} images but the data is {tuple(x.shape[1:])}")
+                raise SozoError(f"the decoder makes {tuple(logits.shape[1:])} images "
+                                f"but the data is {tuple(x.shape[1:])}")
 
     # --- encoding and decoding -----------------------------------------------------------
     @torch.no_grad()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ...data.images import to_float
-from ...data.stream import as_tensor, cat_rows
+from ...data.stream import cat_rows
 from ...errors import SozoError
 from ...runs import Run
 from ...viz.grid import make_grid, save_grid, save_walk
