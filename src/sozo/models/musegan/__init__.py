@@ -214,7 +214,7 @@ class MuseGAN(GenerativeModel):
     def train_callbacks(self, train: Any, log: Callable[[str], Any] = print) -> list[Callable]:
         """Music measures of 64 phrases each epoch, into metrics.jsonl (cheap: a few tenths of a second)."""
         def measure(trainer: Any, epoch: int) -> dict[str, Any]:
-            from ..metrics.music import measure_rolls
+            from ...metrics.music import measure_rolls
             m = measure_rolls(self.rolls(self.sample(64, seed=trainer.cfg.seed)), self.config.steps_per_bar,
                               self.config.lowest)
             return {f"music_{k}": round(m[k], 4) for k in ("empty_bars", "pitch_classes_per_bar", "qualified_notes",
@@ -310,7 +310,7 @@ class MuseGAN(GenerativeModel):
 
     def write_samples(self, path: Path, n: int, seed: int) -> Path:
         """A piece of up to 4 phrases: the piano roll (PNG) and the matching MIDI beside it."""
-        from ..music.notes import write_piece
+        from ...music.notes import write_piece
         piece = self.compose(bars=self.config.n_bars * max(1, min(n, 4)), seed=seed)
         path = Path(path).with_suffix(".png")
         write_piece(piece, path.with_suffix(".mid"))
@@ -323,7 +323,7 @@ class MuseGAN(GenerativeModel):
     def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
         """The music measures of ``options.n`` generated phrases (at most EVAL_MAX) beside held-out
         chorales (the first half against the second: a floor) and random notes."""
-        from ..metrics.music import measure_rolls, pitch_class_histogram
+        from ...metrics.music import measure_rolls, pitch_class_histogram
         c = self.config
         data = context.data
         held = data.heldout["pitches"]
