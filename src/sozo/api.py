@@ -20,7 +20,7 @@ import torch
 from ._version import __version__
 from .config import SECTIONS, build_run_config, load_yaml, merge_overrides, parse_set, to_dict
 from .errors import SozoError
-from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, render_table
+from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, Table, render_table
 
 # loading a run lives below the API (a family's tools open runs too); re-exported here as the API
 from .loading import HOLDOUT_SEED, load, load_fitted, prepare_data, rebuild_run_config, run_config, split_data
@@ -65,13 +65,14 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
         log = lambda message: None  # noqa: E731
     restart = False  # resume=True on a folder without a checkpoint: (re)start the run there
     if isinstance(resume, bool):
-        if resume and out is None:
-            raise SozoError("resume=True needs out=: the run folder to continue, or to start when it has no checkpoint",
-                            hint='for example sozo.train("dcgan", out="runs/mine", resume=True)')
-        restart = resume and not Run(out).last_ckpt.exists()
+        if resume:
+            if out is None:
+                raise SozoError("resume=True needs out=: the run folder to continue, or to start when it has no "
+                                "checkpoint", hint='for example sozo.train("dcgan", out="runs/mine", resume=True)')
+            restart = not Run(out).last_ckpt.exists()
+            if restart and Run(out).config_yaml.exists():
+                log(f"{out} has no checkpoint yet: starting its run again from the beginning")
         resume = out if resume and not restart else None
-        if restart and Run(out).config_yaml.exists():
-            log(f"{out} has no checkpoint yet: starting its run again from the beginning")
 
     named = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "device": device,
              "progress": progress, "source": str(data) if data is not None else None, **options}
@@ -167,19 +168,18 @@ def evaluate(runs: list[str | Path | Run] | str | Path | Run, options: EvalOptio
     items = [runs] if isinstance(runs, (str, Path, Run)) else list(runs)
     if not items:
         raise SozoError("which run? e.g. sozo evaluate runs/dcgan-mnist-sample")
-    plan = []
+    plan: list[tuple[Run, Table]] = []
     for r in items:  # every folder and family checked before any work
         run = (r if isinstance(r, Run) else Run(r)).require("model")
         cls = get_model(read_model_json(run)["family"])
-        if getattr(cls, "eval_table", None) is None:
+        if cls.eval_table is None:
             raise SozoError(f"'{cls.family}' models have no evaluation yet", hint="sozo models lists the families")
-        plan.append((run, cls))
+        plan.append((run, cls.eval_table))
     device = resolve_device(opts.device)
     shared: dict[Any, Any] = {}  # what runs on the same data share: the image feature extractor and its real stats
     firsts: dict[str, tuple[str, dict]] = {}  # table kind -> the first run with an extractor, and that extractor
     done: list[tuple[Run, Entry]] = []
-    for run, cls in plan:
-        table = cls.eval_table
+    for run, table in plan:
         rc = rebuild_run_config(run)
         model = load(run, device=device, raw=opts.raw)  # its EMA weights when it has them, unless raw
 
@@ -259,12 +259,13 @@ def compose(run: str | Path | Run, out: str | Path | None = None, *, bars: int =
     if not isinstance(bars, int) or isinstance(bars, bool) or bars < 1:
         raise SozoError(f"bars must be a whole number at least 1, got {bars!r}")
     model = load(run, device=device, raw=raw)
-    if not hasattr(model, "compose"):
+    compose = getattr(model, "compose", None)  # the music families' method
+    if compose is None:
         raise SozoError(f"{Path(str(run))} is a '{model.family}' run; compose needs a music run",
                         hint="train one with sozo train music-lstm (or musegan)")
     if controls is not None and all(v is None for v in controls.values()):
         controls = None
-    piece = model.compose(bars=bars, seed=seed, temperature=temperature, duration_temperature=duration_temperature,
+    piece = compose(bars=bars, seed=seed, temperature=temperature, duration_temperature=duration_temperature,
                           controls=controls)
     if out is not None:
         write_piece(piece, out)

@@ -15,11 +15,14 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import yaml
 
 from .errors import SozoError, did_you_mean
+
+if TYPE_CHECKING:
+    from .models.base import GenerativeModel
 
 
 @dataclass
@@ -267,7 +270,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def merge_overrides(base: dict[str, dict[str, Any]], overrides: list[tuple[str, Any]],
-                    family: type) -> dict[str, dict[str, Any]]:
+                    family: type[GenerativeModel]) -> dict[str, dict[str, Any]]:
     """Place each override into its section; bare keys are looked up in all three sections.
 
     ``family`` is the model family class (its ``Config`` dataclass lists the model options).
@@ -297,7 +300,7 @@ def merge_overrides(base: dict[str, dict[str, Any]], overrides: list[tuple[str, 
     return out
 
 
-def build_run_config(model_name: str, family: type, sections: dict[str, dict[str, Any]]) -> RunConfig:
+def build_run_config(model_name: str, family: type[GenerativeModel], sections: dict[str, dict[str, Any]]) -> RunConfig:
     """Typed RunConfig from plain sections (defaults fill what is missing).
 
     A ``preset`` (named in ``family.presets()``) supplies defaults that explicit values override.

@@ -7,7 +7,7 @@ can open a run without a family importing the layer above it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from .config import RunConfig, build_run_config, from_dict
-from .data.stream import take_rows
+from .data.stream import Rows, take_rows
 from .devices import resolve_device
 from .errors import SozoError
 from .models.base import GenerativeModel
@@ -25,7 +25,7 @@ from .runs import Run, load_weights, read_model_json
 HOLDOUT_SEED = 0  # the train/held-out split is the same for every run on the same data
 
 
-def _split(tensors: dict[str, torch.Tensor], holdout: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def _split(tensors: Mapping[str, Rows], holdout: float) -> tuple[dict[str, Rows], dict[str, Rows]]:
     """A seeded train / held-out split of a dict of tensors sharing their first dimension.
 
     Streamed images are split into two views of their cache: nothing is read.
@@ -37,7 +37,7 @@ def _split(tensors: dict[str, torch.Tensor], holdout: float) -> tuple[dict[str, 
     return {k: take_rows(v, keep) for k, v in tensors.items()}, {k: take_rows(v, hold) for k, v in tensors.items()}
 
 
-def load_fitted(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict[str, torch.Tensor]]:
+def load_fitted(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict[str, Rows]]:
     """Load the data the run config names and let the family fit its config to it, before any split.
 
     Returns (data object, resolved run config, every example's tensors in the data's own order).
@@ -45,11 +45,11 @@ def load_fitted(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any,
     cls = get_model(rc.model_name)
     data, tensors = cls.load_data(rc.data, rc.model, log=log)
     model_cfg = cls.resolve_config(rc.model, data)
-    tensors = cls.fit_tensors(tensors, model_cfg)
-    return data, RunConfig(rc.model_name, model_cfg, rc.data, rc.train), tensors
+    fitted = dict(cls.fit_tensors(tensors, model_cfg))
+    return data, RunConfig(rc.model_name, model_cfg, rc.data, rc.train), fitted
 
 
-def split_data(data: Any, rc: RunConfig, tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+def split_data(data: Any, rc: RunConfig, tensors: dict[str, Rows]) -> tuple[dict[str, Rows], dict[str, Rows]]:
     """(train, held-out) tensors: the family's own held-out part (a corpus's dev set) when the data
     object has one, else a seeded ``data.holdout`` share of the examples (``HOLDOUT_SEED``)."""
     held = getattr(data, "heldout", None)  # a family that holds out its own split (a corpus's dev set)
@@ -58,7 +58,8 @@ def split_data(data: Any, rc: RunConfig, tensors: dict[str, torch.Tensor]) -> tu
     return _split(tensors, rc.data.holdout)
 
 
-def prepare_data(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict, dict]:
+def prepare_data(rc: RunConfig,
+                 log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict[str, Rows], dict[str, Rows]]:
     """Load the data the run config names, let the family fit its config to it, split it.
 
     Returns (data object, resolved run config, train tensors, held-out tensors).

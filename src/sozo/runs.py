@@ -65,7 +65,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 class Run:
     """A run folder on disk (it need not exist yet)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | os.PathLike[str]):  # a str, a Path or another Run
         self.path = Path(path)
 
     def __repr__(self) -> str:

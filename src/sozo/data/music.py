@@ -175,7 +175,7 @@ def score_events(score: Any) -> dict[str, Any]:
     melody = _onset_events(_top_part(score).stripTies().flatten().notesAndRests)
     try:
         chordified = score.chordify()
-        chords = []
+        chords: list[tuple[tuple[int, ...], Fraction]] = []
         for el in chordified.flatten().notesAndRests:
             d = _q(el.quarterLength)
             if d <= 0:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import SozoError
 from .images import _GREY_MODES, IMAGE_EXTENSIONS, _convert, _skip_summary, _walk, resize_images
+from .stream import Rows
 
 DEMOS = ("digit-sketches", "thin-bold")
 TRAIN_NAMES = ("train",)
@@ -119,8 +120,8 @@ def _stack(arrays: list[np.ndarray], channels: int | None) -> torch.Tensor:
     """Arrays -> uint8 (N, C, H, W); C = 1 only when every image is grey (or ``channels`` says)."""
     grey = all(a.ndim == 2 for a in arrays) if channels is None else channels == 1
     if grey:
-        grey = [a if a.ndim == 2 else a.mean(2).round().astype(np.uint8) for a in arrays]
-        return torch.from_numpy(np.stack(grey)[:, None])
+        greys = [a if a.ndim == 2 else a.mean(2).round().astype(np.uint8) for a in arrays]
+        return torch.from_numpy(np.stack(greys)[:, None])
     rgb = [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
     return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
 
@@ -315,11 +316,10 @@ def _slug(root: Path) -> str:
 def _digits32(holdout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The 5,000 bundled MNIST digits padded to 32x32 (the U-Net's stride): (train x, y, held x, y)."""
     from .images import _mnist_sample
-    x, y, _ = _mnist_sample()
-    order = np.random.default_rng(0).permutation(len(x))  # class-balanced prefixes
-    x = torch.from_numpy(x[order]).float()
-    y = torch.from_numpy(y[order])
-    x = F.pad(x, (2, 2, 2, 2))  # (N, 1, 32, 32), black border
+    xs, ys, _ = _mnist_sample()
+    order = np.random.default_rng(0).permutation(len(xs))  # class-balanced prefixes
+    x = F.pad(torch.from_numpy(xs[order]).float(), (2, 2, 2, 2))  # (N, 1, 32, 32), black border
+    y = torch.from_numpy(ys[order])
     n_hold = int(round(len(x) * holdout))
     return x[n_hold:], y[n_hold:], x[:n_hold], y[:n_hold]
 
@@ -376,6 +376,6 @@ def thin_bold(holdout: float = 0.1, limit: int = 0) -> TwoDomainData:
     return TwoDomainData(train, held, False, "thin-bold", "bundled demo")
 
 
-def resize_domain(t: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+def resize_domain(t: dict[str, Rows], size: int) -> dict[str, Rows]:
     """Resize the image tensors ("a", "b") of a split to ``size`` (labels untouched)."""
     return {k: (resize_images(v, size) if k in ("a", "b") and v.shape[-1] != size else v) for k, v in t.items()}

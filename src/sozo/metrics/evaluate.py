@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.stream import as_tensor, is_streamed, take_rows
+from ..data.stream import Rows, as_tensor, is_streamed, take_rows
 from ..errors import SozoError
 from .features import extract_features, extractor_digest, get_extractor, real_reference
 from .frechet import class_histogram, feature_stats, frechet_distance, kid, precision_recall
@@ -106,7 +106,7 @@ class Evaluator:
         return out
 
 
-def evaluator_for_data(data: Any, tensors: dict[str, torch.Tensor], device: str | torch.device = "cpu",
+def evaluator_for_data(data: Any, tensors: dict[str, Rows], device: str | torch.device = "cpu",
                        inception_weights: str | None = None, log: Callable[[str], Any] | None = print,
                        holdout: float = 0.1) -> Evaluator:
     """An Evaluator on a run's real images: ``tensors`` are every example as the run loaded them
@@ -121,7 +121,8 @@ def evaluator_for_data(data: Any, tensors: dict[str, torch.Tensor], device: str 
         part = held if len(held["images"]) else {k: take_rows(v, torch.arange(min(10000, len(v))))
                                                  for k, v in train.items()}
         tensors = {k: as_tensor(v) for k, v in part.items()}
-    return Evaluator(tensors["images"], tensors.get("labels"), int(getattr(data, "num_classes", 0) or 0),
+    real = {k: as_tensor(v) for k, v in tensors.items()}  # (in memory: the tensors themselves)
+    return Evaluator(real["images"], real.get("labels"), int(getattr(data, "num_classes", 0) or 0),
                      data_key=data.name, device=device, inception_weights=inception_weights, log=log)
 
 
@@ -151,7 +152,7 @@ def modes_chart(counts: list[int], real_counts: list[int] | None, path: Path, ti
     return path
 
 
-def eval_callback(n: int, reference: Callable[[], tuple[Any, Any, dict[str, torch.Tensor]]],
+def eval_callback(n: int, reference: Callable[[], tuple[Any, Any, dict[str, Rows]]],
                   log: Callable[[str], Any] | None = None) -> Callable:
     """A trainer callback logging the measures every ``eval_every`` epochs (an Evaluator built once).
 

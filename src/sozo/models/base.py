@@ -10,14 +10,18 @@ load folders at) is on :class:`sozo.models.images.ImageModel`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Table
+
+if TYPE_CHECKING:
+    from ..data.stream import Rows
 
 
 def _torch_at_least(major: int, minor: int) -> bool:
@@ -69,12 +73,13 @@ class GenerativeModel(nn.Module):
         return config
 
     @classmethod
-    def load_data(cls, data: Any, config: Any, log: Any = print) -> tuple[Any, dict[str, torch.Tensor]]:
-        """Load what ``data`` (a DataConfig) names: (data object with .name, tensors sharing dim 0)."""
+    def load_data(cls, data: Any, config: Any, log: Any = print) -> tuple[Any, Mapping[str, Rows]]:
+        """Load what ``data`` (a DataConfig) names: (data object with .name, tensors sharing dim 0;
+        an image family's images may be streamed from their cache, see ``sozo.data.stream``)."""
         raise NotImplementedError
 
     @classmethod
-    def fit_tensors(cls, tensors: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
+    def fit_tensors(cls, tensors: Mapping[str, Rows], config: Any) -> Mapping[str, Rows]:
         """Adapt loaded tensors to the resolved config (e.g. resize images)."""
         return tensors
 

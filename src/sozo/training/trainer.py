@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..data.stream import is_streamed, read_batches
+from ..data.stream import Rows, StreamedImages, read_batches
 from ..devices import autocast_dtype, configure_backends, resolve_device
 from ..errors import SozoError
 from ..models.base import GenerativeModel
@@ -73,13 +73,13 @@ class Trainer:
     """Trains ``model`` on ``data`` (a dict of tensors sharing their first dimension) into ``run``."""
 
     model: GenerativeModel
-    data: dict[str, torch.Tensor]
+    data: dict[str, Rows]  # streamed images stay on disk; the rest moves to the device
     cfg: TrainConfig
     run: Run
     model_info: dict[str, Any]  # written to model/config.json beside the weights
     callbacks: list[Callable[[Trainer, int], dict[str, Any] | None]] = field(default_factory=list)
     log: Callable[[str], None] = print
-    heldout: dict[str, torch.Tensor] | None = None  # examples kept out of training (for evaluation)
+    heldout: dict[str, Rows] | None = None  # examples kept out of training (for evaluation)
     pos: Position = field(default_factory=Position)
     stopped_early: bool = False
 
@@ -108,9 +108,9 @@ class Trainer:
         # data lives on the training device (uint8 images are small); batches are indexed there.
         # Streamed images (larger than memory) stay on disk: batches() reads them through workers
         fmt = self.model.memory_format()
-        self.data = {k: v if is_streamed(v) else v.to(self.device).contiguous(memory_format=fmt) if v.ndim == 4
-                     else v.to(self.device) for k, v in self.data.items()}
-        self._streamed = [k for k, v in self.data.items() if is_streamed(v)]
+        self.data = {k: v if isinstance(v, StreamedImages) else v.to(self.device).contiguous(memory_format=fmt)
+                     if v.ndim == 4 else v.to(self.device) for k, v in self.data.items()}
+        self._streamed = [k for k, v in self.data.items() if isinstance(v, StreamedImages)]
         if self.dist and self.cfg.sync_bn:
             distributed.convert_sync_batchnorm(self.model)
         self.model.to(self.device, memory_format=fmt)
@@ -259,7 +259,7 @@ class Trainer:
         """``batches()`` for streamed data: the same indices, the streamed rows read by worker processes
         (``data_workers``) ahead of the step, the in-memory tensors (labels) indexed here."""
         shards = [distributed.shard(index, self.dist) for index in order[start:]]  # this rank's rows (CPU)
-        streamed = {k: self.data[k] for k in self._streamed}
+        streamed = {k: v for k, v in self.data.items() if isinstance(v, StreamedImages)}
         cuda = self.device.type == "cuda"
         fmt = self.model.memory_format()
         reads = read_batches(streamed, shards, self.cfg.data_workers, pin_memory=cuda)

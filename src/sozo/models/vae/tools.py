@@ -42,15 +42,16 @@ class RunData:
 
     model: VAE
     data: Any  # ImageData: name, class_names, num_classes
-    train: dict[str, torch.Tensor]
-    heldout: dict[str, torch.Tensor]
+    # "images": a tensor, or a StreamedImages read from the cache (sozo.data.stream); "labels": a tensor
+    train: dict[str, Any]
+    heldout: dict[str, Any]
     source: str
 
     @property
     def labels_name(self) -> list[str] | None:
         return self.model.class_names or getattr(self.data, "class_names", None)
 
-    def split(self, which: str) -> dict[str, torch.Tensor]:
+    def split(self, which: str) -> dict[str, Any]:
         """The held-out images, the training images, or all (held-out first, so indices agree)."""
         if which not in SPLITS:
             raise SozoError(f"unknown split '{which}'", hint="use one of " + ", ".join(SPLITS))
@@ -62,7 +63,7 @@ class RunData:
             return self.train
         return {k: cat_rows(self.heldout[k], self.train[k]) for k in self.train if k in self.heldout}
 
-    def labels_for(self, part: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> torch.Tensor | None:
+    def labels_for(self, part: dict[str, Any], idx: torch.Tensor | slice) -> torch.Tensor | None:
         """Labels the model needs to encode (cvae), else None."""
         return part["labels"][idx] if self.model.config.conditional else None
 
