@@ -23,7 +23,7 @@ import os
 import signal
 import struct
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeGuard
 
@@ -302,7 +302,7 @@ def _worker_init(_: int) -> None:
 
 
 def read_batches(arrays: dict[str, StreamedImages], indices: Sequence[torch.Tensor], workers: int,
-                 pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+                 pin_memory: bool = False) -> Generator[dict[str, torch.Tensor], None, None]:
     """``{k: arrays[k][i]}`` for each index tensor ``i`` of ``indices``, in that order.
 
     The first batch is read here (a one-batch check starts no processes); the rest by ``workers``

@@ -113,8 +113,10 @@ class Trainer:
         self._streamed = [k for k, v in self.data.items() if isinstance(v, StreamedImages)]
         if self.dist and self.cfg.sync_bn:
             distributed.convert_sync_batchnorm(self.model)
-        self.model.to(self.device, memory_format=fmt)
-        self._grads = self._draws = None
+        # Module.to takes memory_format= (keyword only, documented); torch's overloads of `to` leave it out
+        self.model.to(self.device, memory_format=fmt)  # type: ignore[call-overload]
+        self._grads: distributed.GradAverager | None = None
+        self._draws: distributed.GlobalDraws | None = None
         if self.dist:
             self.dist.broadcast_module(self.model)  # every rank starts from rank 0's weights
             self._grads = distributed.GradAverager(self.model, self.dist)
@@ -127,7 +129,7 @@ class Trainer:
         # the EMA of the weights (ema > 0): on every rank alike, as the ranks' weights are equal
         self.ema = self._new_ema() if self.cfg.ema > 0 else None
         self._stop = False
-        self._tb = None
+        self._tb: Any = None  # a tensorboard SummaryWriter once the first record is written (tensorboard=true)
         if self.is_main:  # temporaries of writes a killed process never finished
             for folder in (self.run.last_ckpt.parent, self.run.model_dir):
                 for tmp in folder.glob(".*.tmp") if folder.exists() else ():
@@ -172,7 +174,7 @@ class Trainer:
         if pending is not None:
             self._check_finite(self._means(*pending))
         rng_ranks = None
-        if self.dist:
+        if self.dist and self._grads is not None:  # (the averager exists exactly when there are processes)
             if not self.dist.in_step(self._grads.params):
                 raise SozoError(f"the {self.dist.world} processes hold different weights at step {self.pos.step}",
                                 hint=f"'{self.model.family}' updates its weights in a way the processes do not share; "
@@ -489,8 +491,8 @@ class Trainer:
         vals = torch.stack([sums[k].float() / counts[k] for k in keys])
         if self.dist:  # the mean over the ranks (each rank's losses are of its share of the batch)
             vals = self.dist.average_(vals)
-        vals = vals.tolist()
-        return {k: round(v, 6) if math.isfinite(v) else v for k, v in zip(keys, vals)}
+        means = vals.tolist()
+        return {k: round(v, 6) if math.isfinite(v) else v for k, v in zip(keys, means)}
 
     def _check_finite(self, rec: dict[str, Any]) -> None:
         bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
