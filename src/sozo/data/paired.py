@@ -30,7 +30,6 @@ import torch.nn.functional as F
 
 from ..errors import SozoError
 from .images import _GREY_MODES, IMAGE_EXTENSIONS, _convert, _skip_summary, _walk, resize_images
-from .stream import Rows
 
 DEMOS = ("digit-sketches", "thin-bold")
 TRAIN_NAMES = ("train",)
@@ -52,6 +51,8 @@ class TwoDomainData:
     layout: str
     skipped: int = 0
     notes: list[str] = field(default_factory=list)
+    image_size: int = 0  # the crop side and the size images are loaded at (set by the family's load_data)
+    load_size: int = 0
 
     @property
     def channels_a(self) -> int:
@@ -376,6 +377,6 @@ def thin_bold(holdout: float = 0.1, limit: int = 0) -> TwoDomainData:
     return TwoDomainData(train, held, False, "thin-bold", "bundled demo")
 
 
-def resize_domain(t: dict[str, Rows], size: int) -> dict[str, Rows]:
+def resize_domain(t: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
     """Resize the image tensors ("a", "b") of a split to ``size`` (labels untouched)."""
     return {k: (resize_images(v, size) if k in ("a", "b") and v.shape[-1] != size else v) for k, v in t.items()}

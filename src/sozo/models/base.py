@@ -29,6 +29,17 @@ def _torch_at_least(major: int, minor: int) -> bool:
     return (int(parts[0]), int(parts[1])) >= (major, minor)
 
 
+def resolved_sizes(config: Any, *names: str) -> tuple[int, ...]:
+    """The values of ``names`` (sizes the config leaves at None for the data to decide), once
+    ``resolve_config`` has filled them; building a network from an unresolved config is refused."""
+    values = tuple(getattr(config, name) for name in names)
+    missing = [name for name, v in zip(names, values) if v is None]
+    if missing:
+        raise SozoError(f"{', '.join(missing)} not set: the config was not resolved against its data",
+                        hint="build models through sozo.train or sozo.load (resolve_config fills these)")
+    return values
+
+
 class GenerativeModel(nn.Module):
     """Base class of every family. Subclasses set ``Config`` and ``description`` and register."""
 

@@ -33,6 +33,7 @@ from ...nn.adversarial import (
 from ...nn.init import normal_init
 from ...registry import register_variant
 from ...viz.grid import make_grid, save_gif, save_grid, save_image
+from ..base import resolved_sizes
 from ..images import ImageModel, fit_image_config
 from .networks import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, conv_sizes, conv_start
 
@@ -110,15 +111,18 @@ class GAN(ImageModel):
     def __init__(self, config: GANConfig, class_names: list[str] | None = None):
         super().__init__(config, class_names)
         c = config
-        shape = (c.channels, c.image_size, c.image_size)
+        size, channels = resolved_sizes(c, "image_size", "channels")
+        shape = (channels, size, size)
         k = c.num_classes if c.conditional else 0
+        self.generator: nn.Module
+        self.discriminator: nn.Module
         if c.arch == "mlp":
             self.generator = MLPGenerator(c.latent_dim, c.g_hidden, shape, c.g_batchnorm, k, c.embed_dim)
             self.discriminator = MLPDiscriminator(shape, c.d_hidden, c.d_dropout, k, c.embed_dim)
         else:
-            self.generator = ConvGenerator(c.latent_dim, c.image_size, c.channels, c.width, c.g_norm,
-                                           c.g_act, k, c.embed_dim)
-            self.discriminator = ConvDiscriminator(c.image_size, c.channels, c.width, c.d_norm, k)
+            (width,) = resolved_sizes(c, "width")
+            self.generator = ConvGenerator(c.latent_dim, size, channels, width, c.g_norm, c.g_act, k, c.embed_dim)
+            self.discriminator = ConvDiscriminator(size, channels, width, c.d_norm, k)
         if c.init_std > 0:
             normal_init(self, c.init_std)
         if c.spectral_norm:  # after the init: the normalised weight starts from the initialised one

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ from ...nn.adversarial import (
 )
 from ...nn.init import normal_init
 from ...registry import register_model
-from ..base import GenerativeModel
+from ..base import GenerativeModel, resolved_sizes
 from .evaluate import CYCLEGAN_TABLE, PIX2PIX_TABLE
 from .networks import (
     PatchDiscriminator,
@@ -132,6 +132,10 @@ def lr_factor(step: int, total: int, decay_from: float) -> float:
     return max(0.0, (total - step) / (total - start))
 
 
+@overload
+def jitter(x: torch.Tensor, size: int, flip: bool, like: None = None) -> tuple[torch.Tensor, None]: ...
+@overload
+def jitter(x: torch.Tensor, size: int, flip: bool, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 def jitter(x: torch.Tensor, size: int, flip: bool, like: torch.Tensor | None = None
            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A random ``size`` crop (and a random horizontal flip) of each image of uint8 (B, C, L, L);
@@ -176,8 +180,10 @@ def check_size(config: Img2ImgConfig, size: int) -> None:
 def _g(config: Img2ImgConfig, in_ch: int, out_ch: int) -> nn.Module:
     c = config
     if c.generator == "unet":
-        return UnetGenerator(in_ch, out_ch, c.depth, c.g_width, c.norm, c.dropout)
-    return ResnetGenerator(in_ch, out_ch, c.blocks, c.g_width, c.norm, c.dropout)
+        depth, width = resolved_sizes(c, "depth", "g_width")
+        return UnetGenerator(in_ch, out_ch, depth, width, c.norm, c.dropout)
+    blocks, width = resolved_sizes(c, "blocks", "g_width")
+    return ResnetGenerator(in_ch, out_ch, blocks, width, c.norm, c.dropout)
 
 
 class Img2ImgModel(GenerativeModel):
@@ -192,13 +198,16 @@ class Img2ImgModel(GenerativeModel):
     generator_names: tuple[str, ...] = ()
     discriminator_names: tuple[str, ...] = ()
     lr_options = ("lr", "lr_d")
+    examples_a: torch.Tensor  # (n_examples, C, S, S) uint8 buffers: held-out inputs and targets for figures
+    examples_b: torch.Tensor
 
     def __init__(self, config: Img2ImgConfig):
         super().__init__(config)
         c = config
         k = c.n_examples
-        self.register_buffer("examples_a", torch.zeros(k, c.channels_a, c.image_size, c.image_size, dtype=torch.uint8))
-        self.register_buffer("examples_b", torch.zeros(k, c.channels_b, c.image_size, c.image_size, dtype=torch.uint8))
+        size, ca, cb = resolved_sizes(c, "image_size", "channels_a", "channels_b")
+        self.register_buffer("examples_a", torch.zeros(k, ca, size, size, dtype=torch.uint8))
+        self.register_buffer("examples_b", torch.zeros(k, cb, size, size, dtype=torch.uint8))
         self.adversary = c.adversary()
 
     # --- data and config -----------------------------------------------------------------
