@@ -140,7 +140,8 @@ def tokenize(text: str, level: str, lowercase: bool) -> list[str]:
 
 def detokenize(tokens: list[str], level: str, truecase: bool = True) -> str:
     """Readable text: paragraphs joined by blank lines; words with punctuation attached."""
-    paras, cur = [], []
+    paras: list[str] = []
+    cur: list[str] = []
     for t in tokens + [NL]:
         if t == NL:
             if cur:
@@ -469,7 +470,8 @@ class LanguageModel(GenerativeModel):
         if d.limit:
             tokens = tokens[:d.limit]
         held = tokens[split_tail(len(tokens), d.holdout):]
-        x = windows(self.vocab.encode(held), c.seq_len)
+        vocab = self._need_vocab()
+        x = windows(vocab.encode(held), c.seq_len)
         if len(x) == 0:
             raise SozoError(f"{context.run.path}: the held-out tail ({len(held)} tokens) is shorter than one window",
                             hint="train with a larger --set holdout=… or a longer text")
@@ -477,7 +479,7 @@ class LanguageModel(GenerativeModel):
         nll, count = self.nll(x)
         res = {"heldout_ppl": round(math.exp(nll), 3), "heldout_nll": round(nll, 4),
                "bits_per_token": round(nll / math.log(2), 4), "tokens": count, "level": c.level,
-               "vocab": len(self.vocab), "heldout_unk": round(sum(t not in self.vocab for t in held) / len(held), 4),
+               "vocab": len(vocab), "heldout_unk": round(sum(t not in vocab for t in held) / len(held), 4),
                "params": sum(p.numel() for p in self.parameters()), "seconds": round(time.perf_counter() - t0, 2)}
         context.use_reference("heldout", count, split_by=f"the last {d.holdout:g} of the text's {c.level} tokens",
                               split_seed=None)
@@ -606,14 +608,16 @@ def write_interactively(model: LanguageModel, prompt: str = "", choices: int = 1
         def read() -> str:
             return input()  # looked up at each call (tests script builtins.input)
     ids = model.encode_prompt(prompt, say)
-    start, marks = len(ids), []  # marks: lengths before each pick (for 'u')
+    vocab = model._need_vocab()
+    start = len(ids)
+    marks: list[int] = []  # lengths before each pick (for 'u')
     shown = {"\n": "¶ (new paragraph)", " ": "␣ (space)", "''": '"'}
     say("Pick the next word: its number, Enter for 1, or type your own; u takes the last pick back, q ends.")
     fresh = True
     offered: list[tuple[str, float]] = []
     while True:
         if fresh:  # the text so far (a paragraph break just chosen shows as ¶) and the choices after it
-            text = model.text_of(ids) + (" ¶" if model.vocab.itos[ids[-1]] == "\n" and len(ids) > start else "")
+            text = model.text_of(ids) + (" ¶" if vocab.itos[ids[-1]] == "\n" and len(ids) > start else "")
             say("\n" + (text if len(text) <= 400 else "…" + text[-400:]))
             offered = model.next_word_choices(ids, choices)
             for n, (tok, p) in enumerate(offered, 1):
@@ -635,7 +639,7 @@ def write_interactively(model: LanguageModel, prompt: str = "", choices: int = 1
             if not 1 <= n <= len(offered):
                 say(f"  no choice {n}: pick 1-{len(offered)}")
                 continue
-            new = [model.vocab.stoi[offered[n - 1][0]]]
+            new = [vocab.stoi[offered[n - 1][0]]]
         else:
             try:
                 new = model.typed_ids(raw)

@@ -30,6 +30,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -268,7 +269,11 @@ class MusicLSTM(GenerativeModel):
         or until each piece lasts ``quarters`` quarter notes. Each step reads the last ``seq_len``
         tokens (a sliding window, as in training); the special tokens are never produced."""
         notes_v, durs_v = self._vocabs()
-        if events is None and quarters is None:
+        if events is not None:
+            limit = events
+        elif quarters is not None:
+            limit = int(quarters * 16) + 8  # at most 64th notes: a hard stop
+        else:
             raise ValueError("give events or quarters")
         was = self.training
         self.eval()
@@ -277,7 +282,6 @@ class MusicLSTM(GenerativeModel):
         start = torch.full((n, 1), 2, dtype=torch.long)  # START
         seq_n, seq_d = start.clone(), start.clone()
         elapsed = torch.zeros(n)
-        limit = events if events is not None else int(quarters * 16) + 8  # at most 64th notes: a hard stop
         try:
             for _ in range(limit):
                 wn, wd = seq_n[:, -self.config.seq_len:], seq_d[:, -self.config.seq_len:]
@@ -287,7 +291,7 @@ class MusicLSTM(GenerativeModel):
                 seq_n = torch.cat([seq_n, nid[:, None]], 1)
                 seq_d = torch.cat([seq_d, did[:, None]], 1)
                 elapsed += dur_q[did]
-                if events is None and bool((elapsed >= quarters).all()):
+                if quarters is not None and events is None and bool((elapsed >= quarters).all()):
                     break
         finally:
             self.train(was)
@@ -351,7 +355,7 @@ class MusicLSTM(GenerativeModel):
         c = self.config
         t0 = time.perf_counter()
         held_tok = [events_to_tokens(e) for e in data.heldout_events]
-        hx = windows_tensor(held_tok, self.notes, self.durations, c.seq_len, c.seq_len)
+        hx = windows_tensor(held_tok, *self._vocabs(), c.seq_len, c.seq_len)
         ce = self.nll(hx["notes"], hx["durations"])
         n = max(2, min(options.n or 32, 64))  # pieces to compose (sampling is sequential)
         res = {"heldout_note_ce": round(ce["notes"], 4), "heldout_duration_ce": round(ce["durations"], 4),
@@ -368,11 +372,12 @@ class MusicLSTM(GenerativeModel):
         return res
 
 
-def unigram_ce(model: MusicLSTM, data: MusicData) -> dict[str, float]:
+def unigram_ce(model: MusicLSTM, data: MusicData) -> dict[str, float | None]:
     """A baseline to read the cross-entropies against: the held-out tokens scored by their training
     frequencies alone (add-one smoothed), with no context."""
-    out = {}
-    for key, vocab, idx in (("notes", model.notes, 0), ("durations", model.durations, 1)):
+    out: dict[str, float | None] = {}
+    notes, durations = model._vocabs()
+    for key, vocab, idx in (("notes", notes, 0), ("durations", durations, 1)):
         counts = np.ones(len(vocab))
         for ev in data.train_events:
             for t in vocab.encode(events_to_tokens(ev)[idx]):
@@ -422,7 +427,8 @@ def music_comparison(model: MusicLSTM, data: MusicData, n: int, seed: int, bars:
     lo, hi = min(pitches), max(pitches)
     random_pieces = []
     for _ in range(n):
-        ev, t = [], 0.0
+        ev: list[tuple[tuple[int, ...], Fraction]] = []
+        t = 0.0
         while t < 4 * bars:
             d = durs[int(rng.integers(len(durs)))]
             ev.append(((int(rng.integers(lo, hi + 1)),), d))
@@ -479,8 +485,7 @@ MusicLSTM.eval_table = Table(
                             "floor)"],))
 
 
-def _frac(token: str) -> Any:
-    from fractions import Fraction
+def _frac(token: str) -> Fraction:
     return Fraction(0) if token in SPECIALS else Fraction(token)
 
 

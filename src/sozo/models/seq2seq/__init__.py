@@ -382,8 +382,11 @@ class Seq2Seq(GenerativeModel):
         return logp, replace(state, rnn=rnn), (w[:, 0] if w is not None else None)
 
     def select(self, state: DecodeState, index: torch.Tensor) -> DecodeState:
-        pick = lambda x: x.index_select(0, index) if x is not None else None  # noqa: E731
-        return DecodeState(select_state(state.rnn, index), pick(state.memory), pick(state.keys), pick(state.mask))
+        memory, keys = state.memory, state.keys
+        return DecodeState(select_state(state.rnn, index),
+                           memory.index_select(0, index) if memory is not None else None,
+                           keys.index_select(0, index) if keys is not None else None,
+                           state.mask.index_select(0, index))
 
     # --- using a trained model -------------------------------------------------------------
     def _need_vocabs(self) -> tuple[Vocab, Vocab]:

@@ -130,7 +130,7 @@ class Decoder(nn.Module):
         """tokens (B, T) -> features (B, T, H), new state, attention weights (B, T, S) or None."""
         y, state = self.rnn(self.drop(self.embed(tokens)), state)  # (B, T, H): one call over T steps
         weights = None
-        if self.attention is not None:
+        if self.attention is not None and self.combine is not None:  # (both, or neither)
             ctx, weights = self.attention(y, keys, memory, mask)  # (B, T, K), (B, T, S)
             y = torch.tanh(self.combine(torch.cat([y, ctx], dim=-1)))
         return self.drop(y), state, weights
