@@ -84,7 +84,7 @@ def parse_style_layers(spec: str | list[str] | dict[str, float] | None) -> dict[
 
 
 def build_features(kind: str, layers: list[str], calibration: torch.Tensor, path: Path | None,
-                   pool: str, seed: int, log: Callable[[str], None]) -> torch.nn.Module:
+                   pool: str, seed: int, log: Callable[[str], None]) -> feats.Features:
     """The feature network: VGG-19 from the weights file ``path``, or random multi-scale features (said plainly)."""
     if pool not in ("max", "avg"):
         raise SozoError(f"unknown pooling '{pool}'", hint="use avg (common for style transfer) or max (VGG's own)")

@@ -137,7 +137,7 @@ def side_by_side(panels: list[tuple[np.ndarray, str]], height: int = 256, pad: i
     for arr, label in panels:
         im = Image.fromarray(arr)
         w = max(1, round(im.width * height / im.height))
-        scaled.append((im.resize((w, height), Image.LANCZOS), label))
+        scaled.append((im.resize((w, height), Image.Resampling.LANCZOS), label))
     caption = 18
     total_w = sum(im.width for im, _ in scaled) + pad * (len(scaled) + 1)
     canvas = Image.new("RGB", (total_w, height + 2 * pad + caption), (255, 255, 255))
