@@ -11,13 +11,13 @@ from __future__ import annotations
 import html
 import json
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 PALETTE = ["#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
            "#9c755f", "#7f7f7f"]
 
 
-def finite(v: Any) -> bool:
+def finite(v: Any) -> TypeGuard[float]:
     """A real number (not a bool) that is neither NaN nor infinite: what a chart can plot."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 

@@ -85,6 +85,11 @@ def _read_json(path: Path, problems: list[str], label: str | None = None) -> Any
         return None
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a mapping (a section of a JSON or YAML file), else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def _read_yaml(path: Path, problems: list[str]) -> tuple[dict | None, str]:
     if not path.exists():
         return None, ""
@@ -105,7 +110,7 @@ def list_samples(run: Run) -> list[dict[str, Any]]:
     """``samples/epoch-NNNN.*`` sorted by epoch: [{epoch, path, kind: image|text|file, mime}]."""
     if not run.samples_dir.is_dir():
         return []
-    out = []
+    out: list[dict[str, Any]] = []
     for p in run.samples_dir.iterdir():
         m = SAMPLE_RE.match(p.name)
         if not m or not p.is_file():
@@ -139,9 +144,7 @@ def summarize(path: str | Path | Run) -> dict[str, Any]:
         ev = None
     samples = list_samples(run)
     config = config or {}
-    model_sec = config.get("model") if isinstance(config.get("model"), dict) else {}
-    data_sec = config.get("data") if isinstance(config.get("data"), dict) else {}
-    train_sec = config.get("train") if isinstance(config.get("train"), dict) else {}
+    model_sec, data_sec, train_sec = (_mapping(config.get(s)) for s in ("model", "data", "train"))
     family = (info or {}).get("family") or model_sec.get("name")
     data = ((info or {}).get("data") or {}).get("name") if isinstance((info or {}).get("data"), dict) else None
     data = data or data_sec.get("source")
@@ -210,7 +213,7 @@ def eval_rows(ev: dict[str, Any] | None) -> list[dict[str, Any]]:
     """
     if not ev:
         return []
-    floor = ev.get("floor") if isinstance(ev.get("floor"), dict) else {}
+    floor = _mapping(ev.get("floor"))
     keys = [k for k in MEASURES if k in ev] + [k for k in ev if k not in MEASURES]
     rows = []
     for k in keys:
@@ -238,7 +241,7 @@ def headline(summary: dict[str, Any]) -> dict[str, Any] | None:
     """The one measure a card shows: from eval.json, else the best eval_* logged during training,
     else the last epoch's first loss. {label, value, floor, better, source}."""
     ev = summary.get("eval") or {}
-    floor = ev.get("floor") if isinstance(ev.get("floor"), dict) else {}
+    floor = _mapping(ev.get("floor"))
     named = (provenance(ev) or {}).get("headline")  # the measure the family ranks its runs by
     if isinstance(named, dict) and _finite(ev.get(named.get("key"))):
         k = named["key"]
@@ -304,7 +307,7 @@ def loss_title(key: str) -> str:
     return key.replace("_", " ")
 
 
-def run_charts(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+def run_charts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One chart per metric key of one run: per-step values thin, per-epoch values bold with dots;
     x is the step. Returns [{key, title, svg, last}]."""
     steps = [r for r in records if r.get("kind") == "step"]
