@@ -341,7 +341,7 @@ def test_cli_bad_input_exits_2(corpus, trained, tmp_path, capsys):
                  "--batch-size", "32", "--epochs", "1", "--no-progress", "--out", str(gan)]) == 0
     capsys.readouterr()
     assert main(["translate", str(gan), "私 は 本 を 読 ん だ 。"]) == 2
-    assert "needs a seq2seq run" in capsys.readouterr().err
+    assert "needs a model that makes translations" in capsys.readouterr().err
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "train.ja").write_text("a\nb\nc\n")

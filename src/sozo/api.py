@@ -9,6 +9,7 @@ images = model.sample(16, seed=0)            # (16, 1, 28, 28) floats in [-1, 1]
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from functools import partial
@@ -18,14 +19,14 @@ from typing import Any
 import torch
 
 from ._version import __version__
-from .config import SECTIONS, build_run_config, load_yaml, merge_overrides, parse_set, to_dict
+from .config import SECTIONS, RunConfig, build_run_config, load_yaml, merge_overrides, parse_set, to_dict
 from .errors import SozoError
 from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, Table, render_table
 
 # loading a run lives below the API (a family's tools open runs too); re-exported here as the API
 from .loading import HOLDOUT_SEED, load, load_fitted, prepare_data, rebuild_run_config, run_config, split_data
 from .registry import get_model, model_names
-from .runs import Run, read_model_json, write_json, write_text
+from .runs import Run, RunLock, read_model_json, write_json, write_text
 
 
 def list_models() -> dict[str, str]:
@@ -39,6 +40,24 @@ def _new_run_dir(model: str, data_name: str) -> Path:
     while path.exists():
         path, i = base.with_name(f"{base.name}-{i}"), i + 1
     return path
+
+
+def _bundled_names() -> set[str]:
+    """--data names a bundled loader claims (never read as paths, whatever the working directory holds)."""
+    from .data.images import IMAGE_SOURCES
+    from .data.music import BUNDLED as MUSIC
+    from .data.paired import DEMOS
+    from .data.text import CORPORA
+    return {"", *IMAGE_SOURCES, *MUSIC, *DEMOS, *CORPORA, "aesop"}
+
+
+def resolved_source(source: str) -> str:
+    """``source`` as an absolute path when it names an existing file or folder by a relative path, so
+    that resume, evaluation and the tools find the data from any directory; bundled names unchanged."""
+    if not source or source in _bundled_names():
+        return source
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() and not Path(source).is_absolute() else source
 
 
 def _overrides(set_items: list[str] | None, options: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -57,9 +76,15 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     ``["key=value", …]`` strings as on the command line. ``resume`` continues a run exactly where
     its last checkpoint stopped (``epochs`` may raise the total). ``resume=True`` with ``out``
     continues the run in ``out`` when it has a checkpoint and starts it there otherwise, so the
-    same call can simply be run again after a disconnect (a notebook on Colab).
+    same call can simply be run again after a disconnect (a notebook on Colab). A folder that was
+    started but stopped before its first checkpoint starts again, by the same call or ``resume``.
+
+    One process at a time writes a run folder: the folder is locked (an OS lock on RUN/.lock)
+    before anything is written, and a second process is refused naming the holder's PID. A run
+    stopped by Ctrl-C or SIGTERM saves its checkpoint and returns with ``run.interrupted`` set to
+    the signal's number (None when it ran to its end).
     """
-    from .training import Trainer, distributed
+    from .training import distributed
 
     if not distributed.is_main():  # another process of a torchrun job: rank 0 speaks for all
         log = lambda message: None  # noqa: E731
@@ -77,6 +102,18 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     named = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "device": device,
              "progress": progress, "source": str(data) if data is not None else None, **options}
     overrides = _overrides(set, named)
+    started = None  # --resume on a folder that was started but never reached a checkpoint: its config
+    if resume is not None:
+        never = Run(resume)
+        if never.path.is_dir() and never.config_yaml.is_file() and not never.last_ckpt.exists():
+            started = load_yaml(never.config_yaml) or {}
+            name = started.get("model", {}).get("name") if isinstance(started.get("model"), dict) else None
+            if model is not None and name not in (None, model):
+                raise SozoError(f"{never.path} is a '{name}' run, not '{model}'", hint=f"sozo train {name} --resume {never.path}")
+            model = model or name
+            log(f"{never.path} has no checkpoint yet (it stopped before its first one): starting it again "
+                "from step 0 with its config.yaml")
+            out, resume, restart = never.path, None, True
     if resume is not None:
         run = Run(resume).require("checkpoint")
         if out is not None and Path(out).resolve() != run.path.resolve():
@@ -104,28 +141,59 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
         if model is None:
             raise SozoError("which model? e.g. sozo train dcgan", hint="sozo models lists them")
         cls = get_model(model)
-        base = load_yaml(config) if config else {}
+        base = started if started is not None else load_yaml(config) if config else {}
         if base.get("model", {}).get("name") not in (None, model):
             raise SozoError(f"config {config} is for '{base['model']['name']}', not '{model}'")
         rc = build_run_config(model, cls, merge_overrides(base, overrides, cls))
+        typed = rc.data.source
+        rc.data.source = resolved_source(typed)  # stored resolved in config.yaml (a relative path breaks elsewhere)
+        if rc.data.source != typed:
+            log(f"data: {typed} (stored in config.yaml as {rc.data.source})")
 
     torch.manual_seed(rc.train.seed)
     distributed.setup(rc.train.device)  # joins the other processes when torchrun started several
+    lock: RunLock | None = None  # one writer per run folder, taken before anything is written in it
+    if distributed.is_main() and (resume is not None or out is not None):
+        lock = Run(resume if resume is not None else out).lock()
+    try:
+        return _train_locked(rc, cls, resume, out, restart, lock, callbacks, log)
+    finally:
+        if lock is not None:
+            lock.release()
+            folder = Path(lock.path).parent
+            if not (folder / "config.yaml").exists():  # nothing was started there (e.g. the data failed to load)
+                Path(lock.path).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty
+
+
+def _train_locked(rc: RunConfig, cls: type, resume: Any, out: Any, restart: bool, lock: RunLock | None,
+                  callbacks: list | None, log: Callable[[str], None]) -> Run:
+    """The rest of ``train`` once the run folder is locked (or, without ``out``, before it is named)."""
+    from .training import Trainer, distributed
+
     data_obj, rc, train_t, held_t = prepare_data(rc, log=log)
     if resume is None and not distributed.is_main():  # rank 0 makes (or refuses) the folder; the others follow
         run = Run(distributed.broadcast_from_main(None))
     elif resume is None:
         run = Run(out) if out else Run(_new_run_dir(rc.model_name, data_obj.name))
-        if restart:
-            run.metrics_file.unlink(missing_ok=True)  # records of a start that never reached a checkpoint
-        elif run.config_yaml.exists() or run.last_ckpt.exists():
+        if lock is None:
+            lock = run.lock()  # released when the process ends (the default folder is named by the data)
+        if run.last_ckpt.exists():
             raise SozoError(f"{run.path} already holds a run",
                             hint=f"continue it with --resume {run.path}, or choose another --out")
+        if run.config_yaml.exists() and not restart:  # a start that never reached its first checkpoint
+            log(f"{run.path} has no checkpoint yet (it stopped before its first one): starting its run again")
+            restart = True
+        if restart:
+            run.metrics_file.unlink(missing_ok=True)  # records of a start that never reached a checkpoint
         run.path.mkdir(parents=True, exist_ok=True)
         write_text(run.config_yaml, rc.dump())
         distributed.broadcast_from_main(str(run.path))
-    elif distributed.is_main():
-        write_text(run.config_yaml, rc.dump())  # the (possibly raised) epochs and other train options
+    else:
+        run = Run(resume)
+        if distributed.is_main():
+            write_text(run.config_yaml, rc.dump())  # the (possibly raised) epochs and other train options
     torch.manual_seed(rc.train.seed)  # the weights' init depends on the seed only
     kept = cls.info_from_data(data_obj)  # what model/config.json keeps of the data (image families: class names)
     net = cls.from_info(rc.model, kept)
@@ -142,6 +210,7 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                                        log=log))
     trainer = Trainer(net, train_t, rc.train, run, info, callbacks=callbacks, log=log, heldout=held_t)
     trainer.fit(resume=resume is not None)
+    run.interrupted = trainer.stop_signal if trainer.stopped_early else None  # saved, but not finished
     return run
 
 

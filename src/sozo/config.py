@@ -61,6 +61,8 @@ class TrainConfig:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
         _at_least(self, 2, "eval_samples")
         _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads", "data_workers")
+        if not 0 <= self.seed <= 2**63 - 1:
+            raise SozoError(f"'seed' must be from 0 to 2^63 - 1, got {self.seed}", hint="for example --seed 7")
         if not 0.0 <= self.ema < 1.0:
             raise SozoError(f"'ema' (the decay of the weights' moving average) must be in [0, 1), got {self.ema}",
                             hint="for example --set ema=0.999 (0: no EMA)")

@@ -365,6 +365,8 @@ def create_app(root: str | Path, device: str = "cpu", host: str = "127.0.0.1") -
             n = int(request.values.get("n", 16))
             seed_text = request.values.get("seed")
             seed = int(seed_text) if seed_text not in (None, "") else random.randrange(2**31)
+            if not 0 <= seed < 2**63:
+                return jsonify(error="seed must be from 0 to 2^63 - 1"), 400
         except ValueError:
             return jsonify(error="n and seed must be whole numbers"), 400
         if not 1 <= n <= MAX_SAMPLES:

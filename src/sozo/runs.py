@@ -62,8 +62,24 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+class RunLock:
+    """An exclusive OS lock on RUN/.lock, held by one process at a time (see :meth:`Run.lock`)."""
+
+    def __init__(self, path: Path, handle: Any):
+        self.path, self._handle = path, handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file releases the lock
+            self._handle = None
+
+
 class Run:
     """A run folder on disk (it need not exist yet)."""
+
+    # set by sozo.train on the run it returns: the signal number that stopped training early
+    # (SIGINT 2, SIGTERM 15) after its checkpoint was saved; None when training ran to its end
+    interrupted: int | None = None
 
     def __init__(self, path: str | os.PathLike[str]):  # a str, a Path or another Run
         self.path = Path(path)
@@ -128,6 +144,37 @@ class Run:
             return json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))["step"]
         except (OSError, KeyError, ValueError, TypeError):
             return None
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
+    def lock(self) -> RunLock:
+        """Take the run folder for this process: an exclusive OS file lock on RUN/.lock (flock), held
+        until ``release()`` or the end of the process (a crash or SIGKILL releases it too), so two
+        processes never write one run folder. Another holder is a SozoError naming its PID."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): one writer is then the user's care
+            return RunLock(self.lock_file, None)
+        if self.path.exists() and not self.path.is_dir():
+            raise SozoError(f"{self.path} is a file, not a run folder", hint="give --out a folder name")
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_file, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the lock's life
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise SozoError(f"{self.path} is in use by another sozo process (PID {holder})",
+                            hint="wait for it to finish, or stop it (its checkpoint is saved on Ctrl-C); "
+                                 "two processes must not write one run folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return RunLock(self.lock_file, handle)
 
     def require(self, what: str = "model") -> Run:
         """Check the folder is a run (has what the caller needs) or raise a clear SozoError."""

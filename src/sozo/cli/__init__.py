@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        args.func(args)
+        code = args.func(args)
     except SozoError as e:
         print(f"error: {e.message}", file=sys.stderr)
         if e.hint:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return int(code or 0)
 
 
 __all__ = ["main", "build_parser", "commands", "MODULES"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import SozoError
 
-Handler = Callable[[argparse.Namespace], None]
+Handler = Callable[[argparse.Namespace], "int | None"]  # None or 0: success; else the exit status
 Arguments = Callable[[Any], None]  # adds flags to a parser or an argument group
 
 
@@ -109,6 +109,20 @@ def positive(name: str) -> Callable[[str], int]:
     return parse
 
 
+MAX_SEED = 2**63 - 1  # seeds are 64-bit: torch's generators take them, and derived seeds stay in range
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed, a whole number from 0 to 2^63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed must be a whole number, got '{text}'") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must be from 0 to 2^63 - 1 ({MAX_SEED}), got {value}")
+    return value
+
+
 def add_model_options(parser: argparse.ArgumentParser, device: str = "cpu") -> None:
     """``--device`` and ``--raw`` for commands that load a run's model to make something."""
     parser.add_argument("--device", default=device,
@@ -117,10 +131,25 @@ def add_model_options(parser: argparse.ArgumentParser, device: str = "cpu") -> N
                         help="use the live weights, not their EMA (runs trained with --set ema=...)")
 
 
-def load_model(args: argparse.Namespace) -> Any:
-    """The model of ``args.run`` on ``args.device``: its EMA weights when it has them, unless --raw."""
+# what each kind of model is used with, for the hint when a command meets the wrong kind
+USE = {"images": "sozo sample RUN", "text": "sozo write RUN", "translations": 'sozo translate RUN "…"',
+       "music": "sozo compose RUN --out piece.mid", "image-translations": "sozo apply RUN IMAGE --out OUT"}
+
+
+def load_model(args: argparse.Namespace, makes: str | tuple[str, ...] | None = None) -> Any:
+    """The model of ``args.run`` on ``args.device``: its EMA weights when it has them, unless --raw.
+
+    ``makes``: what the command needs the model to make (see ``GenerativeModel.makes``); a run of
+    another kind is a SozoError saying what it makes and which command uses it."""
     from ..api import load
-    return load(args.run, device=args.device, raw=args.raw)
+    model = load(args.run, device=args.device, raw=args.raw)
+    wanted = (makes,) if isinstance(makes, str) else makes
+    if wanted is not None and model.makes not in wanted:
+        what = model.makes or "nothing this command uses"
+        raise SozoError(f"{args.run} is a '{model.family}' run, which makes {what}; "
+                        f"`sozo {args.command}` needs a model that makes {' or '.join(wanted)}",
+                        hint=f"use {USE[model.makes]}" if model.makes in USE else "sozo models lists the families")
+    return model
 
 
 def log(message: str) -> None:

@@ -15,6 +15,7 @@ from .common import (
     log,
     options_of,
     positive,
+    seed,
     taken_over,
 )
 
@@ -39,7 +40,7 @@ def _train_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--data", help="what to train on (default: the model's bundled data, where it has one). " + data)
     s.add_argument("--epochs", type=positive("--epochs"))
     s.add_argument("--batch-size", type=positive("--batch-size"))
-    s.add_argument("--seed", type=int)
+    s.add_argument("--seed", type=seed)
     s.add_argument("--out", help="run folder to create (default runs/MODEL-DATA)")
     s.add_argument("--resume", metavar="RUN", help="continue a run exactly where its last checkpoint stopped")
     s.add_argument("--config", metavar="FILE.yaml", help="a config file (sections model, data, train)")
@@ -56,7 +57,7 @@ def _train_args(s: argparse.ArgumentParser) -> None:
          examples=("sozo train dcgan --epochs 20 --seed 7",
                    "sozo train wgan-gp --data path/to/images/ --epochs 50 --out runs/faces",
                    "sozo train dcgan --resume runs/faces"))
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int | None:
     from ..api import train
     from ..training import distributed
     if args.nproc and args.nproc > 1:  # start torchrun with this same command, less --nproc
@@ -66,22 +67,27 @@ def cmd_train(args: argparse.Namespace) -> None:
         code = distributed.launch(args.nproc, distributed.without_nproc(args.argv)[0])
         if code:
             raise SystemExit(code)
-        return
+        return None
     run = train(args.model, args.data, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                 out=args.out, resume=args.resume, config=args.config, set=args.set, device=args.device,
                 progress=False if args.no_progress else None, log=log, **family_keywords(args, "train"))
     if not distributed.is_main():
-        return
+        return None
+    if run.interrupted:  # saved, not finished: `sozo train … && sozo evaluate …` must not carry on
+        log(f"run folder: {run.path} (interrupted at step {run.trained_step()}, not finished; "
+            f"continue with: sozo train --resume {run.path})")
+        return 128 + run.interrupted  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
     print(f"run folder: {run.path}")
     latest = sorted(run.samples_dir.glob("epoch-*")) if run.samples_dir.exists() else []
     if latest:
         print(f"latest samples: {latest[-1]}")
+    return None
 
 
 def _sample_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help="a run folder")
     s.add_argument("--n", type=positive("--n"), default=64)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--label", help="class id or name (conditional models)")
     s.add_argument("--nrow", type=positive("--nrow"), help="images per row")
     s.add_argument("--out", default="samples.png")
@@ -92,7 +98,7 @@ def _sample_args(s: argparse.ArgumentParser) -> None:
          examples=("sozo sample runs/faces --n 64 --seed 1 --out grid.png",))
 def cmd_sample(args: argparse.Namespace) -> None:
     from ..viz.grid import save_grid
-    model = load_model(args)
+    model = load_model(args, makes=("images", "image-translations"))  # pix2pix/cyclegan: translated examples
     images = model.sample(args.n, seed=args.seed, labels=args.label)
     out = Path(args.out)
     check_suffix(out, (".png", ".jpg", ".jpeg"))
@@ -106,7 +112,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def _evaluate_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("runs", nargs="+", metavar="RUN", help="one or more run folders (compared side by side)")
     s.add_argument("--n", type=positive("--n"), default=10000, help="generated samples (default 10000)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     add_model_options(s, device="auto")
     s.add_argument("--inception-weights", metavar="PATH",
                    help="Inception-v3 weights file for the standard FID (needs torch-fidelity); "
@@ -131,7 +137,7 @@ def _interpolate_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help="a run folder")
     s.add_argument("--steps", type=positive("--steps"), default=10)
     s.add_argument("--paths", type=positive("--paths"), default=8, help="how many walks side by side")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--label", help="class id or name (conditional models)")
     s.add_argument("--out", default="walk.gif", help=".gif (animated) or .png (a strip, a row per walk)")
     add_model_options(s)
@@ -145,7 +151,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     check_suffix(out, (".gif", ".png"))
     if taken_over(args, "interpolate"):  # e.g. autoencoders' --from/--to: between two real images
         return
-    model = load_model(args)
+    model = load_model(args, makes="images")
     if not hasattr(model, "write_interpolation"):
         raise SozoError(f"'{model.family}' models do not support interpolation")
     model.write_interpolation(out, steps=args.steps, paths=args.paths, seed=args.seed, labels=args.label)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SozoError
-from .common import add_model_options, check_suffix, command, family_options, load_model, positive
+from .common import add_model_options, check_suffix, command, family_options, load_model, positive, seed
 
 AUTOENCODERS = "a run folder (ae, vae, conv-vae, beta-vae, cvae)"
 
@@ -100,7 +100,7 @@ def _latent_arith_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--n", type=positive("--n"), default=8, help="starting images, a row each")
     s.add_argument("--steps", type=positive("--steps"), default=5, help="columns from s=0 to s=--strength")
     s.add_argument("--strength", type=float, default=1.5, help="the largest multiple of the vector (default 1.5)")
-    s.add_argument("--seed", type=int, default=0, help="which images the vectors are averaged over")
+    s.add_argument("--seed", type=seed, default=0, help="which images the vectors are averaged over")
     s.add_argument("--out", default="arith.png", help=".png (a row per image) or .gif")
     add_model_options(s)
 

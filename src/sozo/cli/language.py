@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import SozoError
-from .common import add_model_options, command, family_options, load_model, log, positive
+from .common import add_model_options, command, family_options, load_model, log, positive, seed
 
 family_options("train", "text-lstm/text-gpt", data_help="a .txt file or folder, or aesop")
 
@@ -19,7 +18,7 @@ def _write_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--top-k", type=int, default=0, help="sample only among the k most likely tokens (0: all)")
     s.add_argument("--top-p", type=float, default=1.0,
                    help="nucleus sampling: the smallest set with this mass (1: all)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--interactive", "-i", action="store_true",
                    help="human-led: show the likeliest next words with their probabilities and let you pick each one")
     s.add_argument("--choices", type=positive("--choices"), default=10,
@@ -34,10 +33,7 @@ def _write_args(s: argparse.ArgumentParser) -> None:
                    'sozo write runs/aesop --prompt "The Fox and the" --words 80 --temperature 0.5 --seed 1',
                    "sozo write runs/aesop -i    # pick each next word yourself"))
 def cmd_write(args: argparse.Namespace) -> None:
-    model = load_model(args)
-    if not hasattr(model, "write"):
-        raise SozoError(f"{args.run} is a '{model.family}' run; write needs a language-model run",
-                        hint="train one with sozo train text-lstm --data book.txt")
+    model = load_model(args, makes="text")
     if args.interactive:
         from ..models.language import write_interactively
         print(write_interactively(model, args.prompt, args.choices))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_options, command, family_options, positive
+from .common import add_model_options, command, family_options, positive, seed
 
 family_options("train", "music-lstm/musegan",
                data_help="chorales, a folder of MIDI/MusicXML, or (musegan) a JSB .json")
@@ -21,9 +21,9 @@ def _compose_args(s: argparse.ArgumentParser) -> None:
                    help="pitch sampling temperature (default: the run's, 0.5 for music-lstm; 0: always the likeliest)")
     s.add_argument("--duration-temperature", type=float, metavar="T",
                    help="music-lstm: duration sampling temperature (default: the run's, 0.5)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     for control, what in CONTROLS:
-        s.add_argument(f"--{control}", type=int, metavar="SEED", help=f"musegan: a seed for {what}")
+        s.add_argument(f"--{control}", type=seed, metavar="SEED", help=f"musegan: a seed for {what}")
     s.add_argument("--out", default="piece.mid", help="piece.mid (default), .musicxml, .mxl, .wav or .png")
     add_model_options(s)
 

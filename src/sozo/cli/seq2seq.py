@@ -60,10 +60,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
         raise SozoError("nothing to translate: an argument is empty", hint='quote the sentence: sozo translate RUN "…"')
     if args.attention_map:
         check_suffix(Path(args.attention_map), (".png", ".pdf", ".svg"))
-    model = load_model(args)
-    if not hasattr(model, "translate"):
-        raise SozoError(f"{args.run} is a '{model.family}' run; translate needs a seq2seq run",
-                        hint="train one with sozo train seq2seq --data …")
+    model = load_model(args, makes="translations")
     keep = [i for i, t in enumerate(texts) if t.strip()]  # blank lines of a file stay blank in the output
     done = model.translate([texts[i] for i in keep], beam=args.beam, length_penalty=args.length_penalty,
                            max_len=args.max_len, log=log) if keep else []

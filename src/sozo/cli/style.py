@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import check_suffix, command, log, positive
+from .common import check_suffix, command, log, positive, seed
 
 
 def _stylize_args(s: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def _stylize_args(s: argparse.ArgumentParser) -> None:
                    help="auto (default: VGG-19 if a weights file is found), vgg19, random")
     s.add_argument("--weights", metavar="PATH", help="VGG-19 weights in torchvision's format (vgg19-dcbb9e9d.pth)")
     s.add_argument("--progress-gif", metavar="FILE.gif", help="also write the optimisation as an animation")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--threads", type=positive("--threads"), help="CPU threads for torch")
     s.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
 

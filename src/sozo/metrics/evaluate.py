@@ -59,6 +59,12 @@ class Evaluator:
         """The measures between two disjoint seeded halves of the real data (what 'perfect' scores)."""
         if self._floor is None:
             feats = self.ref["features"]
+            n, d = feats.shape
+            if n // 2 <= d:  # the limit is the real images, not the generated ones: --n does not help
+                raise SozoError(f"the real data has {n} images: the real-vs-real floor compares two halves of "
+                                f"{n // 2}, and the Fréchet distance needs more than the {d} feature dimensions",
+                                hint=f"evaluate a run trained on at least {2 * (d + 1)} images (several times more "
+                                     "for a stable estimate); --n sets the generated samples, not the real ones")
             perm = np.random.default_rng(FLOOR_SEED).permutation(len(feats))
             a, b = feats[perm[: len(feats) // 2]], feats[perm[len(feats) // 2:]]
             self._floor = self._measures(a, b, self._real_predictions(perm[len(feats) // 2:]))

@@ -45,6 +45,10 @@ class GenerativeModel(nn.Module):
 
     family: ClassVar[str] = ""  # set by @register_model
     description: ClassVar[str] = ""
+    # what the family makes, for the commands that use a trained model (one capability check each):
+    # "images" (sozo sample, interpolate), "text" (write), "translations" (translate), "music" (compose),
+    # "image-translations" (apply)
+    makes: ClassVar[str] = ""
     Config: ClassVar[type]
     train_defaults: ClassVar[dict[str, Any]] = {}  # trainer settings this family prefers (the user's win)
     lr_options: ClassVar[tuple[str, ...]] = ("lr",)  # the config's learning rates (named in the divergence hint)

@@ -23,13 +23,13 @@ def fit_image_config(family: str, config: Any, data: Any, fits: Callable[[int], 
     ``sizes`` the conv networks can take when ``fits`` refuses it), the channels, and for
     conditional models the number of classes. Returns the changes to apply."""
     size = config.image_size or data.size
-    if config.arch == "conv" and not fits(size):
+    if getattr(config, "arch", None) == "conv" and not fits(size):  # families without ``arch`` take any size
         if config.image_size:  # the user asked for it explicitly
             raise SozoError(f"the conv networks cannot take {size}x{size} images",
                             hint="use --set image_size= one of " + ", ".join(map(str, sizes)))
         size = min(sizes, key=lambda s: (abs(s - size), s))
     changes: dict[str, Any] = {"image_size": size, "channels": config.channels or data.channels}
-    if config.conditional:
+    if getattr(config, "conditional", False):
         if not data.num_classes:
             raise SozoError(f"{family} is conditioned on labels, but '{data.name}' has none",
                             hint="use labelled data (mnist-sample, digits, a folder with one subfolder per class)")
@@ -70,6 +70,8 @@ IMAGE_TABLE = Table(
 
 class ImageModel(GenerativeModel):
     """A family trained on images: batches are {"images": uint8 (B, C, H, W), "labels": int64 (B,)}."""
+
+    makes = "images"
 
     default_folder_size = 64  # a folder of photos of any sizes is loaded at this size unless set
 
@@ -120,7 +122,7 @@ class ImageModel(GenerativeModel):
         want = (c.channels, c.image_size, c.image_size)
         if tuple(x.shape[1:]) != want:
             raise SozoError(f"data images are {tuple(x.shape[1:])} but the model expects {want}")
-        if c.conditional and batch.get("labels") is None:
+        if getattr(c, "conditional", False) and batch.get("labels") is None:
             raise SozoError(f"{self.family} needs labels, and the data has none")
         return x
 

@@ -213,6 +213,7 @@ class LanguageModel(GenerativeModel):
     """Next-token models over a book; subclasses give ``logits`` and the sampling state."""
 
     Config = LanguageConfig
+    makes = "text"
     train_defaults = {"batch_size": 32, "log_every": 20}
 
     def __init__(self, config: LanguageConfig):
@@ -362,8 +363,9 @@ class LanguageModel(GenerativeModel):
                      top_p: float = 1.0, generator: torch.Generator | None = None) -> list[int]:
         """``n`` new token ids after ``prompt_ids``. temperature 0: greedy; top_k 0 and top_p 1: no cut.
         The special tokens (<pad>, <unk>, <s>, </s>) are never produced."""
-        if temperature < 0:
-            raise SozoError(f"temperature must be at least 0, got {temperature}")
+        if not math.isfinite(temperature) or temperature < 0:  # nan/inf would make every probability nan
+            raise SozoError(f"temperature must be a number at least 0, got {temperature}",
+                            hint="for example --temperature 0.7 (0: always the likeliest word)")
         if top_k < 0 or not 0 < top_p <= 1:
             raise SozoError(f"top_k must be at least 0 and top_p in (0, 1], got {top_k} and {top_p}")
         was = self.training

@@ -109,6 +109,7 @@ class MusicLSTM(GenerativeModel):
     """Pitch and duration embeddings -> stacked LSTM -> attention -> two softmax heads."""
 
     Config = MusicLSTMConfig
+    makes = "music"
     description = ("Music: note-sequence LSTM with attention (Foster ch. 7) on the Bach chorales bundled with "
                    "music21 or a folder of MIDI/MusicXML (sozo compose RUN --out piece.mid)")
     train_defaults = {"batch_size": 32, "log_every": 20, "epochs": 15}  # held-out CE bottoms out near 15 (chorales)

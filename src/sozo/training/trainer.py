@@ -82,6 +82,7 @@ class Trainer:
     heldout: dict[str, Rows] | None = None  # examples kept out of training (for evaluation)
     pos: Position = field(default_factory=Position)
     stopped_early: bool = False
+    stop_signal: int | None = None  # the signal that stopped training early (SIGINT, SIGTERM), if one did
 
     def __post_init__(self) -> None:
         self.dist = distributed.setup(self.cfg.device)  # None in a single process
@@ -244,7 +245,7 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------
     def batches(self, epoch: int, start: int):
         """Batches of ``epoch`` from index ``start``: a permutation seeded by (seed, epoch), drop_last."""
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch) % 2**64)  # the same for small seeds
         order = self.model.epoch_batches(self.n, self.cfg.batch_size, gen)
         rest = order[start:]
         if self._streamed:
@@ -285,6 +286,7 @@ class Trainer:
         if self._stop:  # a second Ctrl-C: stop now (the last checkpoint is intact)
             raise KeyboardInterrupt
         self._stop = True
+        self.stop_signal = signum
         self.log("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)")
 
     def _compile(self) -> bool:
@@ -497,10 +499,12 @@ class Trainer:
     def _check_finite(self, rec: dict[str, Any]) -> None:
         bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
+            where = (f"the last good checkpoint is in {self.run.last_ckpt}; {self.model.divergence_hint()} "
+                     "and resume or retrain" if self.run.last_ckpt.exists() else
+                     f"no checkpoint was written yet; {self.model.divergence_hint()} and run the same command "
+                     "again (it starts the run over)")
             raise Diverged(f"training diverged: {', '.join(bad)} became {rec[bad[0]]} by step {self.pos.step}",
-                            hint=f"the last good checkpoint is in {self.run.last_ckpt}; "
-                                 f"{self.model.divergence_hint()} and resume or retrain, "
-                                 "or train with --set on_divergence=rollback")
+                           hint=f"{where}, or train with --set on_divergence=rollback")
 
     def _emit(self, rec: dict[str, Any], bar: Any) -> None:
         if not self.is_main:

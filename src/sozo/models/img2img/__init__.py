@@ -190,6 +190,7 @@ class Img2ImgModel(GenerativeModel):
     """What pix2pix and CycleGAN share: data, sizes, jitter, schedule, translation, figures."""
 
     Config = Img2ImgConfig
+    makes = "image-translations"
     # the papers train photos with batch 1 (instance norm makes that work; pass --batch-size 1): on the
     # 32 px demos batch 1 is 8x slower per image, so the default is 16
     train_defaults = {"batch_size": 16, "epochs": 10}

@@ -78,6 +78,7 @@ class MuseGAN(GenerativeModel):
     """Multi-track GAN of four-voice chorales: chord/style/melody/groove latents, WGAN-GP critic."""
 
     Config = MuseGANConfig
+    makes = "music"
     description = ("MuseGAN: 4-voice chorales from chords/style/melody/groove latents, bar generator per track, "
                    "WGAN-GP critic (default data: music21's Bach chorales; --data Jsb16thSeparated.json)")
     train_defaults = {"batch_size": 64, "log_every": 20, "n_samples": 4}

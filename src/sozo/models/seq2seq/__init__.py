@@ -157,6 +157,7 @@ class Seq2Seq(GenerativeModel):
     """RNN encoder-decoder with attention for translation."""
 
     Config = Seq2SeqConfig
+    makes = "translations"
     description = ("Translation: GRU/LSTM encoder-decoder, additive or multiplicative attention, beam search "
                    "(--src ja --tgt en; preset=article: the PyTorch tutorial's settings, plain: no attention)")
 
