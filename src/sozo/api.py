@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, Table, rende
 from .loading import HOLDOUT_SEED, load, load_fitted, prepare_data, rebuild_run_config, run_config, split_data
 from .registry import get_model, model_names
 from .runs import Run, RunLock, read_model_json, write_json, write_text
+
+if TYPE_CHECKING:
+    from .models.base import GenerativeModel
 
 
 def list_models() -> dict[str, str]:
@@ -109,7 +112,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
             started = load_yaml(never.config_yaml) or {}
             name = started.get("model", {}).get("name") if isinstance(started.get("model"), dict) else None
             if model is not None and name not in (None, model):
-                raise SozoError(f"{never.path} is a '{name}' run, not '{model}'", hint=f"sozo train {name} --resume {never.path}")
+                raise SozoError(f"{never.path} is a '{name}' run, not '{model}'",
+                                hint=f"sozo train {name} --resume {never.path}")
             model = model or name
             log(f"{never.path} has no checkpoint yet (it stopped before its first one): starting it again "
                 "from step 0 with its config.yaml")
@@ -153,8 +157,9 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     torch.manual_seed(rc.train.seed)
     distributed.setup(rc.train.device)  # joins the other processes when torchrun started several
     lock: RunLock | None = None  # one writer per run folder, taken before anything is written in it
-    if distributed.is_main() and (resume is not None or out is not None):
-        lock = Run(resume if resume is not None else out).lock()
+    folder = resume if resume is not None else out
+    if distributed.is_main() and folder is not None:
+        lock = Run(folder).lock()
     try:
         return _train_locked(rc, cls, resume, out, restart, lock, callbacks, log)
     finally:
@@ -167,7 +172,7 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                     folder.rmdir()  # only if empty
 
 
-def _train_locked(rc: RunConfig, cls: type, resume: Any, out: Any, restart: bool, lock: RunLock | None,
+def _train_locked(rc: RunConfig, cls: type[GenerativeModel], resume: Any, out: Any, restart: bool, lock: RunLock | None,
                   callbacks: list | None, log: Callable[[str], None]) -> Run:
     """The rest of ``train`` once the run folder is locked (or, without ``out``, before it is named)."""
     from .training import Trainer, distributed
