@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sozo-installed
 
-.PHONY: setup demo test test-slow bench clean browser docs
+.PHONY: setup demo test test-slow lint bench clean browser docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,14 @@ browser:
 			"install the chromium and chromium-driver packages to run them"; \
 	fi
 
-test: $(STAMP) browser
+# lint: ruff check (the agreed style: its rules at line length 120, no `ruff format` pass) and mypy over
+# src/sozo; the settings are in pyproject.toml. `make test` runs it first, so CI does too.
+LINT_PATHS := src tests benchmarks examples docs/hooks
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/mypy
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
@@ -58,4 +65,4 @@ docs: $(STAMP)
 	@echo "docs: open site/index.html"
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache site
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache site

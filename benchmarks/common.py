@@ -7,7 +7,8 @@ import platform
 import resource
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     torch.set_num_threads(args.threads)
     notes, durs, n_notes, n_durs, windows = token_ids(args.limit)
     cases = [
-        lambda: plain_loop(notes, durs, n_notes, n_durs, args.steps, args.batch_size, args.seed, torch.device(args.device)),
+        lambda: plain_loop(notes, durs, n_notes, n_durs, args.steps, args.batch_size, args.seed,
+                           torch.device(args.device)),
         lambda: sozo_case("sozo", [], args.steps, args.batch_size, windows, args),
     ]
     extra = {"threads": args.threads, "batch_size": args.batch_size,

@@ -141,7 +141,8 @@ def tutorial_loop(train: dict[str, torch.Tensor], src_vocab: int, tgt_vocab: int
 def sozo_case(name: str, sets: list[str], data_path: str, pairs: int, batch_size: int, seed: int, threads: int,
               precision: str = "fp32") -> dict:
     cls = get_model("seq2seq")
-    rc = build_run_config("seq2seq", cls, merge_overrides({}, parse_set([f"source={data_path}", "bleu_every=0"] + sets), cls))
+    rc = build_run_config("seq2seq", cls,
+                          merge_overrides({}, parse_set([f"source={data_path}", "bleu_every=0"] + sets), cls))
     data, rc, train, _ = prepare_data(rc, log=lambda m: None)
     n = train["src"].size(0)
     steps = -(-pairs // batch_size)
@@ -165,7 +166,8 @@ def sozo_case(name: str, sets: list[str], data_path: str, pairs: int, batch_size
 
 def main(argv: list[str] | None = None) -> dict | None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="a parallel folder (default ../shared/data/small_parallel_enja)")
+    p.add_argument("--data", default=str(DEFAULT_DATA),
+                   help="a parallel folder (default ../shared/data/small_parallel_enja)")
     p.add_argument("--src", default="ja")
     p.add_argument("--tgt", default="en")
     p.add_argument("--tutorial-pairs", type=int, default=600, help="pairs the one-at-a-time loop trains on")
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     cls = get_model("seq2seq")
     rc = build_run_config("seq2seq", cls, merge_overrides({}, parse_set([f"source={args.data}"] + base), cls))
     data, rc, train, _ = prepare_data(rc, log=lambda m: None)
-    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+    env = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+           "cpu": platform.processor() or platform.machine(),
            "hidden": args.hidden, "src_vocab": len(data.src_vocab), "tgt_vocab": len(data.tgt_vocab),
            "train_pairs": train["src"].size(0)}
     cases = {
@@ -198,7 +201,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     }
     if args.bf16:
         cases["sozo-article-bf16"] = lambda: sozo_case("sozo-article-bf16", base + ["preset=article"], args.data,
-                                                       args.sozo_pairs, args.batch_size, args.seed, args.threads, "bf16")
+                                                       args.sozo_pairs, args.batch_size, args.seed, args.threads,
+                                                       "bf16")
     best: dict[str, dict] = {}
     for r in range(args.repeats):
         for name, case in cases.items():

@@ -27,7 +27,11 @@ def setup_cell(extras: str = "") -> str:
 # Setup. On Google Colab this installs sozo beside Colab's own PyTorch (its CUDA build is kept:
 # pinning the installed version stops pip from replacing it) and keeps the run folders on Google
 # Drive. After a disconnect, run every cell again: each sozo.train(..., resume=True) continues its run.
-import os, subprocess, sys
+import os
+import subprocess
+import sys
+
+from IPython.display import Image, display
 
 SOZO_GIT = "{SOZO_GIT}"  # placeholder: the sozo repository's URL
 IN_COLAB = "google.colab" in sys.modules
@@ -41,9 +45,7 @@ if IN_COLAB:
 else:
     RUNS = os.environ.get("SOZO_RUNS", "runs")
 
-from pathlib import Path
-from IPython.display import Image, display
-import sozo
+import sozo  # noqa: E402 -- on Colab, the lines above install it
 
 
 def show(path):
@@ -181,7 +183,8 @@ and a gradient penalty keeps it 1-Lipschitz; the critic is updated 5 times per g
 """),
     code("""
 wgan = sozo.train("wgan-gp", epochs=CONV_EPOCHS, limit=LIMIT, out=f"{RUNS}/01-wgan-gp{TAG}", resume=True, **COMMON)
-print({k: v for k, v in sozo.run_config(wgan)["model"].items() if k in ("objective", "n_critic", "gp_lambda", "d_norm")})
+shown = ("objective", "n_critic", "gp_lambda", "d_norm")
+print({k: v for k, v in sozo.run_config(wgan)["model"].items() if k in shown})
 show(save_grid(sozo.load(wgan).sample(64, seed=0), "wgan-gp-samples.png"))
 """),
     md("""
@@ -199,10 +202,13 @@ for ax, run in zip(axes, (gan, dcgan, wgan)):
     steps = [r for r in run.metrics() if r.get("kind") == "step"]
     for key in sorted({k for r in steps for k in r if k.startswith("loss")}):
         ax.plot([r["step"] for r in steps if key in r], [r[key] for r in steps if key in r], label=key)
-    ax.set_title(run.path.name); ax.set_xlabel("step")
+    ax.set_title(run.path.name)
+    ax.set_xlabel("step")
     if ax.lines:
         ax.legend(fontsize=8)
-fig.tight_layout(); fig.savefig("gan-curves.png", dpi=80); plt.close(fig)
+fig.tight_layout()
+fig.savefig("gan-curves.png", dpi=80)
+plt.close(fig)
 show("gan-curves.png")
 """),
     md("""
@@ -376,12 +382,16 @@ BEAM = 5
 PAIRS, EPOCHS, SIZES, PRECISION, BEAM = 0, 10, dict(embed_dim=256, hidden=256, batch_size=128), "auto", 5
 """,
         quick="""
-PAIRS, EPOCHS, SIZES, PRECISION, BEAM = 1000, 1, dict(embed_dim=16, hidden=16, batch_size=64, bleu_pairs=20), "fp32", 2
+PAIRS, EPOCHS, PRECISION, BEAM = 1000, 1, "fp32", 2
+SIZES = dict(embed_dim=16, hidden=16, batch_size=64, bleu_pairs=20)
 """)),
     md("""
 ## The corpus
 """),
     code("""
+from pathlib import Path
+
+
 def find_corpus():
     \"\"\"small_parallel_enja where it is (SOZO_DATA, ../shared/data…), else the Tatoeba pairs (downloaded once).\"\"\"
     roots = [os.environ.get("SOZO_DATA", ""), "../shared/data", "../../shared/data", "data"]
@@ -407,7 +417,8 @@ enja = sozo.train("seq2seq", CORPUS, src="ja", tgt="en", epochs=EPOCHS, limit=PA
                   out=f"{RUNS}/03-enja{TAG}", resume=True, **SIZES, **COMMON)
 for r in enja.metrics():
     if r.get("kind") == "epoch":
-        print(f"epoch {r['epoch']}: dev BLEU {r.get('dev_bleu', float('nan')):.1f}, chrF {r.get('dev_chrf', float('nan')):.1f}")
+        bleu, chrf = r.get("dev_bleu", float("nan")), r.get("dev_chrf", float("nan"))
+        print(f"epoch {r['epoch']}: dev BLEU {bleu:.1f}, chrF {chrf:.1f}")
 """),
     md("""
 ## Translate
@@ -483,6 +494,9 @@ LSTM = dict(embed_dim=16, hidden=16, layers=1, seq_len=16, batch_size=64, limit=
 GPT = dict(d_model=16, heads=2, layers=1, seq_len=16, batch_size=64, limit=4000)
 """)),
     code("""
+from pathlib import Path
+
+
 def find_book():
     \"\"\"aesop_fables.txt where it is (SOZO_DATA, ../shared/data…), else downloaded from Project Gutenberg
     into sozo's cache and checked against a pinned SHA-256 (the same as `sozo data download aesop`).\"\"\"
@@ -569,7 +583,7 @@ P2P_LIMIT = 0      # training pairs (0: all 4,500)
 LIMIT = 2000       # CycleGAN: images per domain (0: all 2,250)
 """,
         gpu="""
-P2P_EPOCHS, CYC_EPOCHS, P2P_LIMIT, LIMIT = 10, 10, 0, 0   # the README's figures: L1 0.0185 (pix2pix), cycle error 0.024 (CycleGAN)
+P2P_EPOCHS, CYC_EPOCHS, P2P_LIMIT, LIMIT = 10, 10, 0, 0  # the README's L1 0.0185 (pix2pix), cycle error 0.024
 """,
         quick="""
 P2P_EPOCHS, CYC_EPOCHS, P2P_LIMIT, LIMIT = 1, 1, 300, 300
@@ -588,6 +602,7 @@ On held-out sketches it never trained on: sketches, the model's digits, the real
 """),
     code("""
 import torch
+
 from sozo.data import paired
 from sozo.data.images import to_float
 from sozo.viz.grid import save_grid
@@ -610,7 +625,8 @@ from sozo.viz.grid import save_image
 save_image(((held["a"][3, 0].numpy() > 127) * 255).astype("uint8"), "my-sketch.png")
 written = sozo.apply(p2p, "my-sketch.png", out="my-digit.png")
 print(written)
-show("my-sketch.png"); show("my-digit.png")
+show("my-sketch.png")
+show("my-digit.png")
 """),
     md("""
 ## CycleGAN: thin strokes ↔ bold strokes, without pairs
@@ -701,7 +717,8 @@ show(res.files["plot"])           # content and style losses by step
 content's colours.
 """),
     code("""
-res2 = stylize(out="stylized-luminance.png", size=SIZE, steps=STEPS, seed=0, preserve_colors="luminance", threads=THREADS)
+res2 = stylize(out="stylized-luminance.png", size=SIZE, steps=STEPS, seed=0, preserve_colors="luminance",
+               threads=THREADS)
 show("stylized-luminance.png")
 """),
     md("""
@@ -764,6 +781,7 @@ sozo's own small synthesiser, no external program) or `.png` (a piano roll).
 """),
     code("""
 from IPython.display import Audio
+
 from sozo.music import write_piece
 
 model = sozo.load(bach)

@@ -15,9 +15,21 @@ from sozo.errors import SozoError
 from sozo.models.gan import GANConfig
 from sozo.models.gan.networks import ConvDiscriminator, MLPDiscriminator
 from sozo.models.img2img import Img2ImgConfig, Pix2Pix
-from sozo.nn.adversarial import (OBJECTIVES, PENALTIES, ObjectiveName, PenaltyChoice, add_spectral_norm, adversary,
-                                 compiled_networks, critic_update, generator_loss, generator_update, get_objective,
-                                 gradient_penalty, r1_penalty)
+from sozo.nn.adversarial import (
+    OBJECTIVES,
+    PENALTIES,
+    ObjectiveName,
+    PenaltyChoice,
+    add_spectral_norm,
+    adversary,
+    compiled_networks,
+    critic_update,
+    generator_loss,
+    generator_update,
+    get_objective,
+    gradient_penalty,
+    r1_penalty,
+)
 
 from .helpers import build, check_resume, check_save_load, check_step_changes, first_batch, tiny_options
 

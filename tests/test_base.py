@@ -107,3 +107,12 @@ def test_image_runs_keep_class_names_and_others_none(tmp_path):
     old = {k: v for k, v in info.items() if k not in ("data", "sozo_version")}
     path.write_text(json.dumps({**old, "class_names": None, "data": info["data"], "sozo_version": "0.1.0"}))
     assert torch.equal(sozo.load(lm).sample(2, seed=1, tokens=5), before)
+
+
+@pytest.mark.parametrize("name, missing", [("dcgan", "image_size, channels"), ("vae", "image_size, channels"),
+                                           ("pix2pix", "image_size, channels_a, channels_b")])
+def test_a_network_from_an_unresolved_config_is_refused_by_name(name, missing):
+    """Sizes a config leaves at None for the data to decide are checked before any network is built."""
+    cls = get_model(name)
+    with pytest.raises(SozoError, match=f"^{missing} not set: the config was not resolved"):
+        cls(cls.Config())

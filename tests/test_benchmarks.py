@@ -72,10 +72,11 @@ def test_stream_case_quick(capsys, tmp_path, monkeypatch):
 def test_plain_vae_matches_sozo_objective():
     """The re-typed example's loss (sigmoid + BCE(sum) + KL) equals sozo's negative ELBO for the same weights."""
     import torch
+
     from benchmarks.vae import PlainVAE, loss_function
     from sozo.config import build_run_config
-    from sozo.registry import get_model
     from sozo.models.vae.objectives import bernoulli_nll, gaussian_kl
+    from sozo.registry import get_model
 
     torch.manual_seed(0)
     plain = PlainVAE()
@@ -208,6 +209,7 @@ def test_training_steps_never_wait_for_the_device(family, sets, data, monkeypatc
 
 
 def _call_item_in_sozo():
-    from sozo.models.language import pick_token  # any sozo function that reads a value on the host
     import torch
+
+    from sozo.models.language import pick_token  # any sozo function that reads a value on the host
     pick_token(torch.zeros(8), 0.0, 0, 1.0, None)

@@ -30,7 +30,8 @@ def _require_browser() -> None:
     except ImportError:
         pytest.skip("selenium is not installed (pip install 'sozo[test]')")
     if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver; `make test` does it as root)")
+        pytest.skip(f"no Chromium at {CHROMIUM} "
+                    "(apt-get install chromium chromium-driver; `make test` does it as root)")
     if not Path(CHROMEDRIVER).is_file():
         pytest.skip(f"no chromedriver at {CHROMEDRIVER} (apt-get install chromium-driver)")
 
@@ -120,6 +121,7 @@ def gallery(runs_root):
 def test_report_opens_without_errors_and_the_slider_moves(driver, runs_root, screens):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+
     from sozo.viz.report import write_report
 
     report = write_report(runs_root / "gan")
@@ -156,6 +158,7 @@ def test_report_opens_without_errors_and_the_slider_moves(driver, runs_root, scr
 
 def test_report_of_a_text_run(driver, runs_root, screens):
     from selenium.webdriver.common.by import By
+
     from sozo.viz.report import write_report
 
     report = write_report(runs_root / "enja")

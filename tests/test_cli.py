@@ -159,7 +159,8 @@ def test_config_file_and_overrides(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model:\n  width: 8\n  latent_dim: 12\ndata:\n  limit: 100\ntrain:\n  epochs: 1\n  batch_size: 20\n")
     out = tmp_path / "r"
-    assert main(["train", "dcgan", "--config", str(cfg), "--set", "latent_dim=10", "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", "dcgan", "--config", str(cfg), "--set", "latent_dim=10", "--out", str(out),
+                 "--no-progress"]) == 0
     import yaml
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["model"]["width"] == 8 and saved["model"]["latent_dim"] == 10  # --set wins over the file

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +17,11 @@ def test_coerce_types():
     assert coerce("3", int, "k") == 3 and coerce(3.0, int, "k") == 3
     assert coerce("1e-4", float, "k") == 1e-4
     assert coerce("yes", bool, "k") is True and coerce("off", bool, "k") is False
-    assert coerce(None, Optional[int], "k") is None and coerce("64", Optional[int], "k") == 64
+    old_spelling = Optional[int]  # noqa: UP045 -- typing's spelling must keep working beside int | None
+    for opt in (old_spelling, int | None):
+        assert coerce(None, opt, "k") is None and coerce("64", opt, "k") == 64
+        with pytest.raises(SozoError, match=r"'k' must be int \| None, got 'x'"):
+            coerce("x", opt, "k")
     assert coerce("64,128", list[int], "k") == [64, 128]
     for value, tp in [("x", int), (True, int), (2.5, int), ("maybe", bool), ([1], float)]:
         with pytest.raises(SozoError, match="'k' must be"):

@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sozo.data.images import (IMAGE_SOURCES, ImageData, load_images, resize_images, to_float,
-                              to_uint8)
+from sozo.data.images import IMAGE_SOURCES, ImageData, load_images, resize_images, to_float, to_uint8
 from sozo.errors import SozoError
 
 # --------------------------------------------------------------------------- bundled sources

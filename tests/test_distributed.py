@@ -277,7 +277,8 @@ def test_a_batch_that_does_not_divide_is_a_clear_error(two_process_runs):
 
 
 def test_nproc_flag(capsys):
-    assert without_nproc(["train", "dcgan", "--nproc", "2", "--epochs", "3"]) == (["train", "dcgan", "--epochs", "3"], 2)
+    args = ["train", "dcgan", "--nproc", "2", "--epochs", "3"]
+    assert without_nproc(args) == (["train", "dcgan", "--epochs", "3"], 2)
     assert without_nproc(["train", "--nproc=4", "vae"]) == (["train", "vae"], 4)
     assert without_nproc(["train", "vae"]) == (["train", "vae"], None)
     from sozo.cli import main

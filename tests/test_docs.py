@@ -47,8 +47,9 @@ def test_every_page_in_the_nav_is_built(site):
 
 
 def test_cli_reference_is_generated_from_the_parser(site):
-    from sozo.cli import build_parser
     import argparse
+
+    from sozo.cli import build_parser
 
     text = _text(site / "cli" / "index.html")
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))

@@ -7,8 +7,8 @@ import torch
 import sozo
 from sozo.data.images import load_images, to_float
 from sozo.errors import SozoError
-from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator
 from sozo.models.gan import slerp
+from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator
 
 from .helpers import build, check_resume, check_save_load, check_step_changes, first_batch, tiny_options
 

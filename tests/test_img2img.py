@@ -12,8 +12,13 @@ from sozo.data import paired
 from sozo.errors import SozoError
 from sozo.models.img2img import CycleGAN, _tile_unpaired, jitter, lr_factor
 from sozo.models.img2img.evaluate import pix2pix_scores, psnr
-from sozo.models.img2img.networks import (PatchDiscriminator, ResnetGenerator, UnetGenerator, patch_output_size,
-                                          patch_receptive_field)
+from sozo.models.img2img.networks import (
+    PatchDiscriminator,
+    ResnetGenerator,
+    UnetGenerator,
+    patch_output_size,
+    patch_receptive_field,
+)
 from sozo.runs import load_checkpoint
 
 from .helpers import build, check_resume, check_save_load, check_step_changes, first_batch, tiny_options
@@ -271,7 +276,8 @@ def test_evaluate_pix2pix_scores(runs):
     d = paired.digit_sketches(limit=8)
     res = pix2pix_scores(model, d.heldout["a"][:20], d.heldout["b"][:20])
     assert 0 < res["l1"] < 1 and np.isfinite(res["psnr"]) and res["n_heldout"] == 20
-    perfect = pix2pix_scores(type("M", (), {"translate": lambda self, x: x * 0 + (d.heldout["b"][:20].float() / 127.5 - 1)})(),
+    oracle = {"translate": lambda self, x: x * 0 + (d.heldout["b"][:20].float() / 127.5 - 1)}
+    perfect = pix2pix_scores(type("M", (), oracle)(),
                              d.heldout["a"][:20], d.heldout["b"][:20])
     assert perfect["l1"] == pytest.approx(0.0, abs=1e-6) and perfect["psnr"] > 60
 

@@ -14,7 +14,7 @@ import sozo
 from sozo.cli import main
 from sozo.data.text import strip_gutenberg
 from sozo.errors import SozoError
-from sozo.models.language import TextGPT, TextLSTM, detokenize, pick_token, tokenize, windows
+from sozo.models.language import detokenize, pick_token, tokenize, windows
 
 from .helpers import build, check_resume, check_save_load, check_step_changes, first_batch, tiny_options
 

@@ -141,7 +141,9 @@ def test_the_nll_equals_a_hand_computation():
         model.net.out.bias.copy_(torch.tensor([0.3, 0.2]))
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # by hand: logit_0 = 0.3; logit_1 = -1.5 * relu(2 * x_0 + 0.5) + 0.2
-    sig = lambda v: 1 / (1 + math.exp(-v))
+    def sig(v: float) -> float:
+        return 1 / (1 + math.exp(-v))
+
     l1 = [-1.5 * 2.5 + 0.2, -1.5 * 0.5 + 0.2]
     hand = [-(math.log(sig(0.3)) + math.log(1 - sig(l1[0]))), -(math.log(1 - sig(0.3)) + math.log(sig(l1[1])))]
     assert torch.allclose(model.nll(x), torch.tensor(hand), atol=1e-6)

@@ -54,7 +54,8 @@ def midi_dir(tmp_path_factory) -> Path:
 def test_tokens_round_trip():
     assert dm.pitch_token([67, 60, 64]) == "60.64.67" and dm.token_pitches("60.64.67") == (60, 64, 67)
     assert dm.pitch_token([]) == "rest" and dm.token_pitches("rest") == ()
-    assert dm.duration_token(0.5) == "1/2" and dm.duration_token(Fraction(1, 3)) == "1/3" and dm.duration_token(3) == "3"
+    assert dm.duration_token(0.5) == "1/2" and dm.duration_token(Fraction(1, 3)) == "1/3"
+    assert dm.duration_token(3) == "3"
     events = [((60,), Fraction(1)), ((60, 64, 67), Fraction(1, 2)), ((), Fraction(3, 2)), ((62,), Fraction(1, 3))]
     notes, durs = dm.events_to_tokens(events)
     assert notes == ["60", "60.64.67", "rest", "62"] and durs == ["1", "1/2", "3/2", "1/3"]
@@ -146,7 +147,8 @@ def test_attention_is_causal(midi_dir):
 @pytest.fixture(scope="module")
 def run(midi_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    return sozo.train("music-lstm", str(midi_dir), out=out, set=TINY, log=lambda m: None, **tiny_options(epochs=2, batch_size=4))
+    return sozo.train("music-lstm", str(midi_dir), out=out, set=TINY, log=lambda m: None,
+                      **tiny_options(epochs=2, batch_size=4))
 
 
 def test_run_folder_and_save_load(run):
@@ -176,7 +178,8 @@ def test_compose_api(run):
     assert [(n.pitch, n.start) for n in again.notes] == [(n.pitch, n.start) for n in piece.notes]
     greedy = model.compose(bars=4, seed=1, temperature=0, duration_temperature=0)
     assert [(n.pitch, n.start) for n in greedy.notes] == [(n.pitch, n.start) for n in
-                                                         model.compose(bars=4, seed=2, temperature=0, duration_temperature=0).notes]
+                                                         model.compose(bars=4, seed=2, temperature=0,
+                                                                       duration_temperature=0).notes]
     with pytest.raises(SozoError, match="--style"):
         model.compose(bars=4, seed=0, controls={"chords": None, "style": 2, "melody": None, "groove": None})
     with pytest.raises(SozoError):
@@ -188,7 +191,8 @@ def test_compose_api(run):
 def test_compose_cli(run, tmp_path, capsys):
     import mido
     out = tmp_path / "piece.mid"
-    assert main(["compose", str(run.path), "--bars", "4", "--temperature", "0.5", "--seed", "3", "--out", str(out)]) == 0
+    assert main(["compose", str(run.path), "--bars", "4", "--temperature", "0.5", "--seed", "3", "--out",
+                 str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     mid = mido.MidiFile(out)
     assert 0 < mid.length <= 4 * 4 * 60 / 90 + 0.01
@@ -214,4 +218,5 @@ def test_evaluate(run, capsys):
     assert "held-out pitch CE" in out and "in-scale rate" in out
     res = json.loads((run.path / "eval.json").read_text())
     assert res["heldout_note_ce"] > 0 and res["unigram_note_ce"] > 0 and res["composed"]["samples"] == 4
-    assert res["random"]["in_scale"] < res["heldout"]["in_scale"]  # random notes leave the scale, Bach-like music does not
+    # random notes leave the scale, Bach-like music does not
+    assert res["random"]["in_scale"] < res["heldout"]["in_scale"]

@@ -101,7 +101,7 @@ def test_measure_rolls_reports_every_measure_and_checks_shapes():
 
 @pytest.mark.skipif(not JSB.exists(), reason="../shared/data/jsb_chorales is absent")
 def test_real_chorales_are_in_key_and_random_notes_are_not():
-    from sozo.data.pianoroll import read_jsb, windows, indices_to_roll
+    from sozo.data.pianoroll import indices_to_roll, read_jsb, windows
     held = windows(read_jsb(JSB)["test"], 32, 32)
     rolls = indices_to_roll(held)
     m = mm.measure_rolls(rolls, 16, LOW)

@@ -24,7 +24,8 @@ def two_part_piece() -> Piece:
 
 
 def key(piece: Piece, part: int | None = None) -> list[tuple[int, float, float]]:
-    return sorted((n.pitch, round(n.start, 3), round(n.duration, 3)) for n in piece.notes if part is None or n.part == part)
+    return sorted((n.pitch, round(n.start, 3), round(n.duration, 3))
+                  for n in piece.notes if part is None or n.part == part)
 
 
 def test_midi_reads_back_with_mido_and_music21(tmp_path):

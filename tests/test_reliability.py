@@ -159,7 +159,8 @@ def test_divergence_rollback_halves_the_learning_rate_and_finishes(tmp_path, mon
         return out
     monkeypatch.setattr(GAN, "training_step", once_nan)
     logs: list[str] = []
-    run = sozo.train("gan", out=tmp_path / "r", set=["g_hidden=[8]", "d_hidden=[8]", "limit=80", "on_divergence=rollback"],
+    run = sozo.train("gan", out=tmp_path / "r",
+                     set=["g_hidden=[8]", "d_hidden=[8]", "limit=80", "on_divergence=rollback"],
                      log=logs.append, **tiny_options(epochs=3, batch_size=16, log_every=2))
     assert any("rolled back to step 4" in m and "loss_d" in m for m in logs), logs
     state = load_checkpoint(run.last_ckpt)

@@ -55,7 +55,8 @@ def make_text_run(path: Path) -> Path:
     (path / "model" / "config.json").write_text(json.dumps({"family": "seq2seq", "config": {"hidden": 32},
                                                             "data": {"name": "corpus"}, "sozo_version": "0.1.0"}))
     (path / "model" / "model.safetensors").write_bytes(b"")
-    (path / "samples" / "epoch-0001.txt").write_text("src: 彼 は 走る 。\nref: He runs.\nout: <unk> <script>alert(1)</script>\n")
+    (path / "samples" / "epoch-0001.txt").write_text("src: 彼 は 走る 。\nref: He runs.\n"
+                                                     "out: <unk> <script>alert(1)</script>\n")
     (path / "samples" / "epoch-0002.txt").write_text("src: 彼 は 走る 。\nref: He runs.\nout: He runs fast.\n")
     recs = [{"loss": 5.1, "kind": "step", "step": 5, "epoch": 1},
             {"loss": 4.9, "kind": "epoch", "step": 10, "epoch": 1, "seconds": 1.0, "dev_bleu": 0.5, "dev_chrf": 7.0},
@@ -115,7 +116,10 @@ def assert_self_contained(html_text: str, folder: Path | None) -> None:
                 continue
             if ref.startswith("data:"):
                 continue
-            ok = (ref.startswith("/files/") and not ref.startswith("//")) if folder is None else (folder / ref).is_file()
+            if folder is None:
+                ok = ref.startswith("/files/") and not ref.startswith("//")
+            else:
+                ok = (folder / ref).is_file()
             assert ok, f"<{tag}> refers to {ref[:80]}"
 
 
@@ -365,6 +369,7 @@ def test_gallery_of_an_empty_folder(tmp_path):
 
 def test_gallery_serves_on_loopback(runs_root):
     from urllib.request import urlopen
+
     from sozo.gallery import start
     server, thread, url = start(runs_root, port=0, quiet=True)
     try:
@@ -398,7 +403,8 @@ def test_gallery_cli_warns_off_loopback(runs_root, monkeypatch, capsys):
     monkeypatch.setattr(g, "start", fake_start)
     assert main(["gallery", str(runs_root), "--host", "0.0.0.0", "--port", "9999"]) == 0
     err = capsys.readouterr().err
-    assert "warning: --host 0.0.0.0" in err and "4 runs" in err and seen == {"host": "0.0.0.0", "port": 9999, "shutdown": True}
+    assert "warning: --host 0.0.0.0" in err and "4 runs" in err
+    assert seen == {"host": "0.0.0.0", "port": 9999, "shutdown": True}
     assert main(["gallery", str(runs_root)]) == 0
     assert "warning" not in capsys.readouterr().err and seen["host"] == "127.0.0.1" and seen["port"] == 8765
 
@@ -408,4 +414,5 @@ def test_templates_are_package_data():
     text = (root / "pyproject.toml").read_text()
     assert '"sozo.viz" = ["templates/*"]' in text
     here = Path(sozo.__file__).parent / "viz" / "templates"
-    assert {"report.html.j2", "gallery.html.j2", "compare.html.j2", "base.html.j2", "style.css"} <= set(os.listdir(here))
+    templates = {"report.html.j2", "gallery.html.j2", "compare.html.j2", "base.html.j2", "style.css"}
+    assert templates <= set(os.listdir(here))

@@ -230,6 +230,7 @@ def test_a_failed_write_is_one_clear_message_and_keeps_the_old_file(tmp_path, mo
     assert (run.path / "checkpoints" / "last.pt").read_bytes() == ckpt
     monkeypatch.undo()
     from safetensors import SafetensorError
+
     from sozo.runs import WriteFailed, save_weights
 
     def no_space(*a, **k):

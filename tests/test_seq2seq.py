@@ -62,7 +62,8 @@ TINY = ["embed_dim=24", "hidden=32", "min_freq=1", "dropout=0.0", "bleu_pairs=24
 def build(corpus: Path, sets: list[str] = ()) -> tuple[Seq2Seq, dict[str, torch.Tensor]]:
     from sozo.api import prepare_data
     from sozo.config import build_run_config, merge_overrides, parse_set
-    rc = build_run_config("seq2seq", Seq2Seq, merge_overrides({}, parse_set(TINY + list(sets) + [f"source={corpus}"]), Seq2Seq))
+    rc = build_run_config("seq2seq", Seq2Seq,
+                          merge_overrides({}, parse_set(TINY + list(sets) + [f"source={corpus}"]), Seq2Seq))
     data, rc, train, held = prepare_data(rc, log=lambda m: None)
     torch.manual_seed(0)
     model = Seq2Seq(rc.model)
@@ -155,7 +156,8 @@ def test_bucketed_batches(corpus):
     flat = torch.cat(a)
     assert len(set(flat.tolist())) == len(flat)
     spread = [int(train["src_len"][x].max() - train["src_len"][x].min()) for x in a]
-    rand = [int(train["src_len"][x].max() - train["src_len"][x].min()) for x in torch.randperm(n)[: len(a) * 16].view(-1, 16)]
+    shuffled = torch.randperm(n)[: len(a) * 16].view(-1, 16)
+    rand = [int(train["src_len"][x].max() - train["src_len"][x].min()) for x in shuffled]
     assert sum(spread) < sum(rand)  # similar lengths share a batch
 
 
@@ -356,7 +358,8 @@ def test_long_lines_are_skipped_and_counted(corpus):
     said = []
     from sozo.api import prepare_data
     from sozo.config import build_run_config, merge_overrides, parse_set
-    rc = build_run_config("seq2seq", Seq2Seq, merge_overrides({}, parse_set(TINY + ["max_len=7", f"source={corpus}"]), Seq2Seq))
+    rc = build_run_config("seq2seq", Seq2Seq,
+                          merge_overrides({}, parse_set(TINY + ["max_len=7", f"source={corpus}"]), Seq2Seq))
     data, rc, train, held = prepare_data(rc, log=said.append)
     assert data.stats["skipped_long"] > 0 and train["src"].shape[0] == 300 - data.stats["skipped_long"]
     assert any("longer than max_len=7" in m for m in said)
@@ -368,7 +371,8 @@ def test_tatoeba_file_trains_with_fugashi(tmp_path):
     pytest.importorskip("unidic_lite")
     rows = []
     for (s_ja, s_en), (o_ja, o_en) in itertools.product(SUBJECTS, OBJECTS):
-        rows.append(f"{s_en.capitalize()} likes {o_en}.\t{s_ja}は{o_ja}が好きです。\tCC-BY 2.0 (France) Attribution: tatoeba.org")
+        rows.append(f"{s_en.capitalize()} likes {o_en}.\t{s_ja}は{o_ja}が好きです。\t"
+                    "CC-BY 2.0 (France) Attribution: tatoeba.org")
     (tmp_path / "jpn.txt").write_text("\n".join(rows * 2) + "\n", encoding="utf-8")
     run = sozo.train("seq2seq", str(tmp_path / "jpn.txt"), out=tmp_path / "run", set=TINY,
                      **tiny_options(epochs=1, batch_size=8, n_samples=2))
@@ -384,7 +388,8 @@ def test_tatoeba_file_trains_with_fugashi(tmp_path):
 def test_small_parallel_enja_loads(tmp_path):
     from sozo.api import prepare_data
     from sozo.config import build_run_config, merge_overrides, parse_set
-    rc = build_run_config("seq2seq", Seq2Seq, merge_overrides({}, parse_set(["limit=2000", f"source={SHARED}"]), Seq2Seq))
+    rc = build_run_config("seq2seq", Seq2Seq,
+                          merge_overrides({}, parse_set(["limit=2000", f"source={SHARED}"]), Seq2Seq))
     data, rc, train, held = prepare_data(rc, log=lambda m: None)
     assert data.name == "small_parallel_enja" and held["src"].shape[0] == 500
     assert rc.model.src_tokens == "whitespace" and train["src"].shape[0] == 2000

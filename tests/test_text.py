@@ -17,8 +17,21 @@ import torch
 
 from sozo.cli import main
 from sozo.data import text as T
-from sozo.data.text import (BOS, EOS, PAD, UNK, Tokenizer, Vocab, detect_mode, detokenize_words, encode_pairs,
-                            normalize, read_parallel, split_with_vocab, word_tokens)
+from sozo.data.text import (
+    BOS,
+    EOS,
+    PAD,
+    UNK,
+    Tokenizer,
+    Vocab,
+    detect_mode,
+    detokenize_words,
+    encode_pairs,
+    normalize,
+    read_parallel,
+    split_with_vocab,
+    word_tokens,
+)
 from sozo.errors import SozoError
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "small_parallel_enja"
@@ -253,7 +266,8 @@ def tatoeba_server(tmp_path):
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/jpn-eng.zip", hashlib.sha256(buf.getvalue()).hexdigest(), hits
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/jpn-eng.zip"
+        yield url, hashlib.sha256(buf.getvalue()).hexdigest(), hits
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -271,7 +285,8 @@ def test_data_download_tatoeba_with_sha256(tatoeba_server, tmp_path, monkeypatch
     assert main(["data", "download", "tatoeba-jpn", "--url", url, "--sha256", sha, "--no-progress"]) == 0
     assert len(hits) == 1
     # a wrong hash keeps nothing new and exits 2 with the reason
-    assert main(["data", "download", "tatoeba-jpn", "--url", url, "--sha256", "0" * 64, "--force", "--no-progress"]) == 2
+    assert main(["data", "download", "tatoeba-jpn", "--url", url, "--sha256", "0" * 64, "--force",
+                 "--no-progress"]) == 2
     assert "SHA-256 mismatch" in capsys.readouterr().err
 
 

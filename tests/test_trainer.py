@@ -1,7 +1,6 @@
 """The one trainer: precision, devices, kills, divergence, optional backends."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,8 +14,8 @@ from sozo.devices import resolve_device
 from sozo.errors import SozoError
 from sozo.runs import Run, load_checkpoint
 
-from .test_gan import DATA, TINY
 from .helpers import tiny_options
+from .test_gan import DATA, TINY
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):
@@ -109,6 +108,7 @@ def test_compile_auto_is_off_on_cpu_and_spares_the_gradient_penalty_critic(tmp_p
     sozo.train("gan", out=tmp_path / "r", set=TINY["gan"] + DATA, log=logs.append, **tiny_options())
     assert not any("compiled" in m for m in logs)
     from sozo.registry import get_model
+
     from .helpers import build
     gp, _ = build("wgan-gp", TINY["wgan-gp"] + DATA)
     assert gp.compiled_networks() == [gp.generator]

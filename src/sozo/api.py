@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ._version import __version__
 from .config import SECTIONS, RunConfig, build_run_config, load_yaml, merge_overrides, parse_set, to_dict
 from .errors import SozoError
-from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, render_table
+from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, Table, render_table
+
 # loading a run lives below the API (a family's tools open runs too); re-exported here as the API
-from .loading import (HOLDOUT_SEED, _split, load, load_fitted, prepare_data, rebuild_run_config,  # noqa: F401
-                      run_config, split_data)
+from .loading import HOLDOUT_SEED, load, load_fitted, prepare_data, rebuild_run_config, run_config, split_data
 from .registry import get_model, model_names
 from .runs import Run, RunLock, read_model_json, write_json, write_text
+
+if TYPE_CHECKING:
+    from .models.base import GenerativeModel
 
 
 def list_models() -> dict[str, str]:
@@ -89,13 +93,14 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
         log = lambda message: None  # noqa: E731
     restart = False  # resume=True on a folder without a checkpoint: (re)start the run there
     if isinstance(resume, bool):
-        if resume and out is None:
-            raise SozoError("resume=True needs out=: the run folder to continue, or to start when it has no checkpoint",
-                            hint='for example sozo.train("dcgan", out="runs/mine", resume=True)')
-        restart = resume and not Run(out).last_ckpt.exists()
+        if resume:
+            if out is None:
+                raise SozoError("resume=True needs out=: the run folder to continue, or to start when it has no "
+                                "checkpoint", hint='for example sozo.train("dcgan", out="runs/mine", resume=True)')
+            restart = not Run(out).last_ckpt.exists()
+            if restart and Run(out).config_yaml.exists():
+                log(f"{out} has no checkpoint yet: starting its run again from the beginning")
         resume = out if resume and not restart else None
-        if restart and Run(out).config_yaml.exists():
-            log(f"{out} has no checkpoint yet: starting its run again from the beginning")
 
     named = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "device": device,
              "progress": progress, "source": str(data) if data is not None else None, **options}
@@ -107,7 +112,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
             started = load_yaml(never.config_yaml) or {}
             name = started.get("model", {}).get("name") if isinstance(started.get("model"), dict) else None
             if model is not None and name not in (None, model):
-                raise SozoError(f"{never.path} is a '{name}' run, not '{model}'", hint=f"sozo train {name} --resume {never.path}")
+                raise SozoError(f"{never.path} is a '{name}' run, not '{model}'",
+                                hint=f"sozo train {name} --resume {never.path}")
             model = model or name
             log(f"{never.path} has no checkpoint yet (it stopped before its first one): starting it again "
                 "from step 0 with its config.yaml")
@@ -122,7 +128,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
             raise SozoError(f"{run.path} has a checkpoint but no config.yaml", hint="the run folder is damaged")
         name = saved.get("model", {}).get("name")
         if model is not None and model != name:
-            raise SozoError(f"{run.path} is a '{name}' run, not '{model}'", hint=f"sozo train {name} --resume {run.path}")
+            raise SozoError(f"{run.path} is a '{name}' run, not '{model}'",
+                            hint=f"sozo train {name} --resume {run.path}")
         cls = get_model(name)
         sections = merge_overrides(saved, overrides, cls)
         for sec in ("model", "data"):
@@ -131,7 +138,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                 changed -= {"stream", "stream_above_mb"}
             if changed:
                 raise SozoError(f"cannot change {sec} options when resuming ({', '.join(sorted(changed))})",
-                                hint="only training options (epochs, device, log_every…) may change; start a new run instead")
+                                hint="only training options (epochs, device, log_every…) may change; "
+                                     "start a new run instead")
         rc = build_run_config(name, cls, sections)
     else:
         if model is None:
@@ -149,8 +157,9 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     torch.manual_seed(rc.train.seed)
     distributed.setup(rc.train.device)  # joins the other processes when torchrun started several
     lock: RunLock | None = None  # one writer per run folder, taken before anything is written in it
-    if distributed.is_main() and (resume is not None or out is not None):
-        lock = Run(resume if resume is not None else out).lock()
+    folder = resume if resume is not None else out
+    if distributed.is_main() and folder is not None:
+        lock = Run(folder).lock()
     try:
         return _train_locked(rc, cls, resume, out, restart, lock, callbacks, log)
     finally:
@@ -163,7 +172,7 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                     folder.rmdir()  # only if empty
 
 
-def _train_locked(rc: RunConfig, cls: type, resume: Any, out: Any, restart: bool, lock: RunLock | None,
+def _train_locked(rc: RunConfig, cls: type[GenerativeModel], resume: Any, out: Any, restart: bool, lock: RunLock | None,
                   callbacks: list | None, log: Callable[[str], None]) -> Run:
     """The rest of ``train`` once the run folder is locked (or, without ``out``, before it is named)."""
     from .training import Trainer, distributed
@@ -233,19 +242,18 @@ def evaluate(runs: list[str | Path | Run] | str | Path | Run, options: EvalOptio
     items = [runs] if isinstance(runs, (str, Path, Run)) else list(runs)
     if not items:
         raise SozoError("which run? e.g. sozo evaluate runs/dcgan-mnist-sample")
-    plan = []
+    plan: list[tuple[Run, Table]] = []
     for r in items:  # every folder and family checked before any work
         run = (r if isinstance(r, Run) else Run(r)).require("model")
         cls = get_model(read_model_json(run)["family"])
-        if getattr(cls, "eval_table", None) is None:
+        if cls.eval_table is None:
             raise SozoError(f"'{cls.family}' models have no evaluation yet", hint="sozo models lists the families")
-        plan.append((run, cls))
+        plan.append((run, cls.eval_table))
     device = resolve_device(opts.device)
     shared: dict[Any, Any] = {}  # what runs on the same data share: the image feature extractor and its real stats
     firsts: dict[str, tuple[str, dict]] = {}  # table kind -> the first run with an extractor, and that extractor
     done: list[tuple[Run, Entry]] = []
-    for run, cls in plan:
-        table = cls.eval_table
+    for run, table in plan:
         rc = rebuild_run_config(run)
         model = load(run, device=device, raw=opts.raw)  # its EMA weights when it has them, unless raw
 
@@ -325,12 +333,13 @@ def compose(run: str | Path | Run, out: str | Path | None = None, *, bars: int =
     if not isinstance(bars, int) or isinstance(bars, bool) or bars < 1:
         raise SozoError(f"bars must be a whole number at least 1, got {bars!r}")
     model = load(run, device=device, raw=raw)
-    if not hasattr(model, "compose"):
+    compose = getattr(model, "compose", None)  # the music families' method
+    if compose is None:
         raise SozoError(f"{Path(str(run))} is a '{model.family}' run; compose needs a music run",
                         hint="train one with sozo train music-lstm (or musegan)")
     if controls is not None and all(v is None for v in controls.values()):
         controls = None
-    piece = model.compose(bars=bars, seed=seed, temperature=temperature, duration_temperature=duration_temperature,
+    piece = compose(bars=bars, seed=seed, temperature=temperature, duration_temperature=duration_temperature,
                           controls=controls)
     if out is not None:
         write_piece(piece, out)
@@ -348,7 +357,8 @@ def apply(run: str | Path | Run, images: list[str | Path] | str | Path | None = 
     """
     from .models.img2img.apply import apply_files
     items = [] if images is None else [images] if isinstance(images, (str, Path)) else list(images)
-    return apply_files(load(run, device=device, raw=raw), items, out, folder=folder, reverse=reverse, size=size, log=log)
+    return apply_files(load(run, device=device, raw=raw), items, out, folder=folder, reverse=reverse, size=size,
+                       log=log)
 
 
 def stylize(content: Any = None, style: Any = None, out: str | Path | None = "stylized.png", **options: Any) -> Any:
@@ -362,4 +372,5 @@ def stylize(content: Any = None, style: Any = None, out: str | Path | None = "st
     return _stylize(content, style, out, **options)
 
 
-__all__ = ["train", "load", "evaluate", "EvalOptions", "prepare_data", "compose", "apply", "list_models", "run_config", "stylize", "Run", "SECTIONS"]
+__all__ = ["train", "load", "evaluate", "EvalOptions", "prepare_data", "compose", "apply", "list_models", "run_config",
+           "stylize", "Run", "SECTIONS"]

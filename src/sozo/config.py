@@ -15,11 +15,14 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import yaml
 
 from .errors import SozoError, did_you_mean
+
+if TYPE_CHECKING:
+    from .models.base import GenerativeModel
 
 
 @dataclass
@@ -40,7 +43,8 @@ class TrainConfig:
     eval_samples: int = 2000  # generated samples per evaluation during training
     progress: bool = True  # a progress bar with the current losses
     tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard extra)
-    on_divergence: Literal["stop", "rollback"] = "stop"  # rollback: reload the last checkpoint, halve the lr (3 times at most)
+    # rollback: reload the last checkpoint, halve the lr (3 times at most)
+    on_divergence: Literal["stop", "rollback"] = "stop"
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile the networks (auto: on CUDA); falls back to eager
     deterministic: bool = False  # torch.use_deterministic_algorithms for bit-exact reruns
     threads: int = 0  # CPU threads for torch (0: torch's default)
@@ -50,7 +54,8 @@ class TrainConfig:
     data_workers: int = 2  # processes reading batches of streamed data (0: the training process reads them)
     # several processes (torchrun / --nproc): batch_size is the global batch, shared out over them
     sync_bn: bool = False  # batch norm statistics over the global batch, not each process's share
-    dist_rng: Literal["rank", "global"] = "rank"  # rank: each process its own noise; global: one process's noise, shared out
+    # rank: each process its own noise; global: one process's noise, shared out
+    dist_rng: Literal["rank", "global"] = "rank"
 
     def validate(self) -> None:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
@@ -85,7 +90,8 @@ def _at_least(cfg: Any, low: float, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
         if value < low:
-            raise SozoError(f"'{name}' must be at least {low}, got {value}", hint=f"for example --set {name}={max(low, 1)}")
+            raise SozoError(f"'{name}' must be at least {low}, got {value}",
+                            hint=f"for example --set {name}={max(low, 1)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,6 +101,8 @@ def _at_least(cfg: Any, low: float, *names: str) -> None:
 def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (Union, types.UnionType):  # Optional[int] and int | None both read "int | None"
+        return " | ".join("None" if a is type(None) else _type_name(a) for a in get_args(tp))
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
@@ -264,7 +272,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def merge_overrides(base: dict[str, dict[str, Any]], overrides: list[tuple[str, Any]],
-                    family: type) -> dict[str, dict[str, Any]]:
+                    family: type[GenerativeModel]) -> dict[str, dict[str, Any]]:
     """Place each override into its section; bare keys are looked up in all three sections.
 
     ``family`` is the model family class (its ``Config`` dataclass lists the model options).
@@ -294,7 +302,7 @@ def merge_overrides(base: dict[str, dict[str, Any]], overrides: list[tuple[str, 
     return out
 
 
-def build_run_config(model_name: str, family: type, sections: dict[str, dict[str, Any]]) -> RunConfig:
+def build_run_config(model_name: str, family: type[GenerativeModel], sections: dict[str, dict[str, Any]]) -> RunConfig:
     """Typed RunConfig from plain sections (defaults fill what is missing).
 
     A ``preset`` (named in ``family.presets()``) supplies defaults that explicit values override.

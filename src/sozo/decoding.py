@@ -62,7 +62,8 @@ def greedy(model: StepModel, src: torch.Tensor, src_len: torch.Tensor, max_len: 
         if bool(done.all()):
             break
     ids = torch.stack(out, 1).cpu()  # (B, steps)
-    att = torch.stack(attns, 1).float().cpu() if attns and attns[0] is not None else None  # (B, steps, S)
+    maps = [a for a in attns if a is not None]  # all or none: a model has attention or not
+    att = torch.stack(maps, 1).float().cpu() if maps else None  # (B, steps, S)
     hyps = []
     for b in range(B):
         n = int(lengths[b])
@@ -172,12 +173,12 @@ def beam_search(model: StepModel, src: torch.Tensor, src_len: torch.Tensor, beam
     hyps = []
     for b in range(B):
         k = int(best[b])
-        n, fin = int(pool_len[b, k]), bool(pool_fin[b, k])
+        n, finished = int(pool_len[b, k]), bool(pool_fin[b, k])
         toks = pool_tokens[b, k, :n].tolist()
-        if fin:
+        if finished:
             toks = toks[:-1]  # drop </s>
         att = pool_attn[b, k, :n].cpu() if pool_attn is not None else None
-        hyps.append(Hypothesis(toks, float(pool_raw[b, k]), float(pool_norm[b, k]), att, fin))
+        hyps.append(Hypothesis(toks, float(pool_raw[b, k]), float(pool_norm[b, k]), att, finished))
     return hyps
 
 

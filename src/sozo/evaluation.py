@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .errors import SozoError, did_you_mean
 from .viz.table import text_table
@@ -330,7 +331,8 @@ def _best_line(table: Table, rows: list[Row], entries: list[Entry]) -> str:
         return ""
     v, e = (min if table.lower_is_better else max)(scored, key=lambda t: t[0])
     way = "lower" if table.lower_is_better else "higher"
-    return f"best {row.title([x.result for x in entries])}: {e.name} ({row.cell(table.column(e.result))}; {way} is better)"
+    title, cell = row.title([x.result for x in entries]), row.cell(table.column(e.result))
+    return f"best {title}: {e.name} ({cell}; {way} is better)"
 
 
 # ------------------------------------------------------------------------------------------------

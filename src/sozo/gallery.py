@@ -20,13 +20,14 @@ from __future__ import annotations
 import io
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import SozoError
+from .evaluation import comparison_problem
 from .viz.charts import PALETTE, fmt, line_chart
 from .viz.charts import finite as _finite
-from .evaluation import comparison_problem
 from .viz.report import _jinja, _read_text, eval_rows, loss_title, metric_keys, render_report, summarize
 
 SERVED_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
@@ -78,7 +79,8 @@ class Gallery:
     def __init__(self, root: str | Path, device: str = "cpu", max_models: int = 4):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise SozoError(f"no such folder: {self.root}", hint="give the folder your runs are in, e.g. sozo gallery runs/")
+            raise SozoError(f"no such folder: {self.root}",
+                            hint="give the folder your runs are in, e.g. sozo gallery runs/")
         self.real_root = self.root.resolve()
         self.device = device
         self.max_models = max_models
@@ -174,6 +176,7 @@ class Gallery:
         """A fresh grid of ``n`` samples as PNG bytes."""
         import torch
         from PIL import Image
+
         from .viz.grid import make_grid
 
         with self._lock:

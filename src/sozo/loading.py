@@ -7,14 +7,15 @@ can open a run without a family importing the layer above it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
 
 from .config import RunConfig, build_run_config, from_dict
-from .data.stream import take_rows
+from .data.stream import Rows, take_rows
 from .devices import resolve_device
 from .errors import SozoError
 from .models.base import GenerativeModel
@@ -24,7 +25,7 @@ from .runs import Run, load_weights, read_model_json
 HOLDOUT_SEED = 0  # the train/held-out split is the same for every run on the same data
 
 
-def _split(tensors: dict[str, torch.Tensor], holdout: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def _split(tensors: Mapping[str, Rows], holdout: float) -> tuple[dict[str, Rows], dict[str, Rows]]:
     """A seeded train / held-out split of a dict of tensors sharing their first dimension.
 
     Streamed images are split into two views of their cache: nothing is read.
@@ -36,7 +37,7 @@ def _split(tensors: dict[str, torch.Tensor], holdout: float) -> tuple[dict[str, 
     return {k: take_rows(v, keep) for k, v in tensors.items()}, {k: take_rows(v, hold) for k, v in tensors.items()}
 
 
-def load_fitted(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict[str, torch.Tensor]]:
+def load_fitted(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict[str, Rows]]:
     """Load the data the run config names and let the family fit its config to it, before any split.
 
     Returns (data object, resolved run config, every example's tensors in the data's own order).
@@ -44,11 +45,11 @@ def load_fitted(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any,
     cls = get_model(rc.model_name)
     data, tensors = cls.load_data(rc.data, rc.model, log=log)
     model_cfg = cls.resolve_config(rc.model, data)
-    tensors = cls.fit_tensors(tensors, model_cfg)
-    return data, RunConfig(rc.model_name, model_cfg, rc.data, rc.train), tensors
+    fitted = dict(cls.fit_tensors(tensors, model_cfg))
+    return data, RunConfig(rc.model_name, model_cfg, rc.data, rc.train), fitted
 
 
-def split_data(data: Any, rc: RunConfig, tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+def split_data(data: Any, rc: RunConfig, tensors: dict[str, Rows]) -> tuple[dict[str, Rows], dict[str, Rows]]:
     """(train, held-out) tensors: the family's own held-out part (a corpus's dev set) when the data
     object has one, else a seeded ``data.holdout`` share of the examples (``HOLDOUT_SEED``)."""
     held = getattr(data, "heldout", None)  # a family that holds out its own split (a corpus's dev set)
@@ -57,7 +58,8 @@ def split_data(data: Any, rc: RunConfig, tensors: dict[str, torch.Tensor]) -> tu
     return _split(tensors, rc.data.holdout)
 
 
-def prepare_data(rc: RunConfig, log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict, dict]:
+def prepare_data(rc: RunConfig,
+                 log: Callable[[str], None] = print) -> tuple[Any, RunConfig, dict[str, Rows], dict[str, Rows]]:
     """Load the data the run config names, let the family fit its config to it, split it.
 
     Returns (data object, resolved run config, train tensors, held-out tensors).
@@ -77,7 +79,8 @@ def rebuild_run_config(run: str | Path | Run) -> RunConfig:
     """The typed RunConfig of a trained run, rebuilt from its config.yaml (defaults fill new fields)."""
     run = Run(run) if not isinstance(run, Run) else run
     if not run.config_yaml.exists():
-        raise SozoError(f"{run.path} has no config.yaml", hint="the run folder is incomplete; give the folder `sozo train` wrote")
+        raise SozoError(f"{run.path} has no config.yaml",
+                        hint="the run folder is incomplete; give the folder `sozo train` wrote")
     cfg = run_config(run)
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) or "name" not in cfg["model"]:
         raise SozoError(f"{run.config_yaml} does not name its model", hint="the run folder is damaged")
@@ -118,7 +121,8 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = 
 def _load_ema(net: GenerativeModel, folder: Path, ema: Any) -> None:
     """Put the EMA tensors that config.json's ``ema`` entry names over ``net``'s live weights."""
     name = ema.get("file") if isinstance(ema, dict) else None
-    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors") or name.startswith("."):
+    if (not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors")
+            or name.startswith(".")):
         raise SozoError(f"{folder / 'config.json'} names {name!r} as its EMA weights, which is not a "
                         "safetensors file inside model/")
     path = folder / name
@@ -144,7 +148,8 @@ def _read_json(folder: Path, name: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SozoError(f"missing {path}", hint="the model/ folder is incomplete; `sozo train --resume` rewrites it") from None
+        raise SozoError(f"missing {path}",
+                        hint="the model/ folder is incomplete; `sozo train --resume` rewrites it") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SozoError(f"corrupt {path}: {e}", hint="`sozo train --resume` rewrites it") from None
 

@@ -19,14 +19,14 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from .errors import SozoError
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -137,7 +137,7 @@ class Run:
     # (SIGINT 2, SIGTERM 15) after its checkpoint was saved; None when training ran to its end
     interrupted: int | None = None
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | os.PathLike[str]):  # a str, a Path or another Run
         self.path = Path(path)
 
     def __repr__(self) -> str:
@@ -232,7 +232,7 @@ class Run:
         handle.flush()
         return RunLock(self.lock_file, handle)
 
-    def require(self, what: str = "model") -> "Run":
+    def require(self, what: str = "model") -> Run:
         """Check the folder is a run (has what the caller needs) or raise a clear SozoError."""
         if not self.path.exists():
             raise SozoError(f"no such run folder: {self.path}", hint="give the folder `sozo train` printed")
@@ -267,7 +267,8 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not path.exists():
-        raise SozoError(f"missing weights file {path}", hint="the run's model/ folder is incomplete; resume the run or retrain")
+        raise SozoError(f"missing weights file {path}",
+                        hint="the run's model/ folder is incomplete; resume the run or retrain")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
@@ -280,7 +281,8 @@ def read_model_json(run: Run) -> dict[str, Any]:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SozoError(f"corrupt {path}: {e}", hint="`sozo train --resume` rewrites it from checkpoints/last.pt") from None
+        raise SozoError(f"corrupt {path}: {e}",
+                        hint="`sozo train --resume` rewrites it from checkpoints/last.pt") from None
     if not isinstance(info, dict) or "family" not in info or "config" not in info:
         raise SozoError(f"{path} does not describe a sozo model (no 'family'/'config')")
     return info

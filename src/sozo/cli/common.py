@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import SozoError
 
@@ -63,7 +64,8 @@ def command(name: str, help: str, *, arguments: Arguments, description: str | No
 
 def family_options(command: str, families: str, *, arguments: Arguments | None = None,
                    overrides: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
-                   data_help: str | None = None, takes_over: Callable[[argparse.Namespace], bool] | None = None) -> None:
+                   data_help: str | None = None,
+                   takes_over: Callable[[argparse.Namespace], bool] | None = None) -> None:
     """Register what ``families`` add to the generic ``command`` (shown in its help, applied by it)."""
     FAMILY_OPTIONS.append(FamilyOptions(command, families, arguments, overrides, data_help, takes_over))
 

@@ -5,8 +5,19 @@ import argparse
 from pathlib import Path
 
 from ..errors import SozoError
-from .common import (add_model_options, add_family_arguments, check_suffix, command, family_keywords, load_model, log,
-                     options_of, positive, taken_over, seed)
+from .common import (
+    add_family_arguments,
+    add_model_options,
+    check_suffix,
+    command,
+    family_keywords,
+    load_model,
+    log,
+    options_of,
+    positive,
+    seed,
+    taken_over,
+)
 
 
 def _models_args(s: argparse.ArgumentParser) -> None:

@@ -16,7 +16,8 @@ def _write_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--temperature", type=float, action="append", metavar="T",
                    help="sampling temperature (default 1.0; 0: greedy); repeatable")
     s.add_argument("--top-k", type=int, default=0, help="sample only among the k most likely tokens (0: all)")
-    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the smallest set with this mass (1: all)")
+    s.add_argument("--top-p", type=float, default=1.0,
+                   help="nucleus sampling: the smallest set with this mass (1: all)")
     s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--interactive", "-i", action="store_true",
                    help="human-led: show the likeliest next words with their probabilities and let you pick each one")

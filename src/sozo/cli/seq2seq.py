@@ -54,7 +54,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
             raise SozoError("give sentences as arguments or --file, not both")
         texts = read_sentences(args.file)
     if not texts:
-        raise SozoError("nothing to translate", hint='sozo translate RUN "海外に旅行に行きたい。" (or --file input.txt)')
+        raise SozoError("nothing to translate",
+                        hint='sozo translate RUN "海外に旅行に行きたい。" (or --file input.txt)')
     if args.file is None and any(not t.strip() for t in texts):
         raise SozoError("nothing to translate: an argument is empty", hint='quote the sentence: sozo translate RUN "…"')
     if args.attention_map:

@@ -26,7 +26,8 @@ def _stylize_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--preserve-colors", default="none", metavar="MODE",
                    help="none (default), luminance (transfer brightness only) or histogram (style recoloured first)")
     s.add_argument("--style-scale", type=float, default=1.0, help="style image size relative to --size (default 1)")
-    s.add_argument("--features", default="auto", help="auto (default: VGG-19 if a weights file is found), vgg19, random")
+    s.add_argument("--features", default="auto",
+                   help="auto (default: VGG-19 if a weights file is found), vgg19, random")
     s.add_argument("--weights", metavar="PATH", help="VGG-19 weights in torchvision's format (vgg19-dcbb9e9d.pth)")
     s.add_argument("--progress-gif", metavar="FILE.gif", help="also write the optimisation as an animation")
     s.add_argument("--seed", type=seed, default=0)

@@ -15,7 +15,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from sozo.errors import SozoError
 
@@ -88,8 +90,10 @@ def extract(archive: Path, target: Path) -> Path:
     if target.exists() and not target.is_dir():
         raise SozoError(f"cannot extract into {target}: it exists and is not a folder")
     kind = _archive_kind(archive)
-    opener, check = {"zip": (zipfile.ZipFile, _check_zip),
-                     "tar": (lambda p: tarfile.open(p, "r:*"), _check_tar)}[kind]
+    # (open the archive, check its entries): a ZipFile or a TarFile, each with its own check
+    formats: dict[str, tuple[Callable[[Path], Any], Callable[[Any, str], None]]] = {
+        "zip": (zipfile.ZipFile, _check_zip), "tar": (lambda p: tarfile.open(p, "r:*"), _check_tar)}
+    opener, check = formats[kind]
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with opener(archive) as arc:

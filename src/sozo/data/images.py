@@ -17,6 +17,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from sozo.errors import SozoError, closest
 
-from .stream import DATA_OFFSET, CacheWriter, StreamedImages, is_streamed, read_header
+from .stream import DATA_OFFSET, CacheWriter, Rows, StreamedImages, is_streamed, read_header
 
 IMAGE_SOURCES: list[str] = ["mnist-sample", "digits"]
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -108,7 +109,13 @@ def load_images(spec: str, image_size: int | None = None, channels: int | None =
     return _fit(data, image_size, channels)
 
 
-def resize_images(images: torch.Tensor | StreamedImages, size: int, batch: int = 512) -> torch.Tensor | StreamedImages:
+@overload
+def resize_images(images: torch.Tensor, size: int, batch: int = 512) -> torch.Tensor: ...
+@overload
+def resize_images(images: StreamedImages, size: int, batch: int = 512) -> StreamedImages: ...
+@overload
+def resize_images(images: Rows, size: int, batch: int = 512) -> Rows: ...
+def resize_images(images: Rows, size: int, batch: int = 512) -> Rows:
     """Resize uint8 (N, C, H, W) to uint8 (N, C, size, size), antialiased bilinear, in batches.
 
     Streamed images become a view that resizes each batch as it is read (the same bytes).
@@ -116,7 +123,12 @@ def resize_images(images: torch.Tensor | StreamedImages, size: int, batch: int =
     if isinstance(images, StreamedImages):
         if tuple(images.shape[-2:]) == (size, size):
             return images
-        return images.mapped(functools.partial(resize_images, size=size), (images.shape[1], size, size))
+        return images.mapped(functools.partial(_resize_tensor, size=size), (images.shape[1], size, size))
+    return _resize_tensor(images, size, batch)
+
+
+def _resize_tensor(images: torch.Tensor, size: int, batch: int = 512) -> torch.Tensor:
+    """``resize_images`` of a tensor."""
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"resize_images wants uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
     if tuple(images.shape[-2:]) == (size, size):
@@ -254,7 +266,10 @@ def _digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """scikit-learn's 1,797 8x8 digits (values 0..16) as (1797, 1, 8, 8) uint8 0..255."""
     try:  # sklearn's own CSV, read without importing sklearn (about a second saved)
         import importlib.util
-        root = importlib.util.find_spec("sklearn").submodule_search_locations[0]
+        spec = importlib.util.find_spec("sklearn")
+        if spec is None or not spec.submodule_search_locations:
+            raise OSError("scikit-learn is not installed")
+        root = spec.submodule_search_locations[0]
         table = np.loadtxt(os.path.join(root, "datasets", "data", "digits.csv.gz"), delimiter=",")
         x, y = table[:, :-1], table[:, -1].astype(np.int64)
     except (AttributeError, TypeError, OSError, ValueError, IndexError):
@@ -396,7 +411,8 @@ def _load_folder(root: Path, image_size: int | None, channels: int | None, limit
     """Every image under ``root`` (recursively), shorter side -> size, centre-cropped square."""
     files, labels, class_names = _scan_folder(root)
     size = image_size or FOLDER_DEFAULT_SIZE
-    mode = {1: "L", 3: "RGB"}.get(channels)  # None: keep grey files grey, decide after decoding
+    # None: keep grey files grey, decide after decoding
+    mode = None if channels is None else {1: "L", 3: "RGB"}.get(channels)
     order = rng.permutation(len(files))  # shuffle before limiting: limited sets stay balanced
     if stream is None:  # auto: by the memory the images would take (colour assumed when not asked)
         count = len(files) if limit is None else min(limit, len(files))
@@ -466,7 +482,10 @@ def _decode_files(files: list[Path], order: np.ndarray, size: int, mode: str | N
     from PIL import Image
 
     want = len(order) if limit is None else min(limit, len(order))
-    kept, arrays, failures, pos = [], [], [], 0
+    kept: list[int] = []
+    arrays: list[np.ndarray] = []
+    failures: list[tuple[Path, str]] = []
+    pos = 0
     workers = min(8, os.cpu_count() or 1)  # PIL releases the GIL while decoding and resizing
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # too many pixels: skip
@@ -564,8 +583,8 @@ def folder_cache_path(root: Path, files: list[Path], size: int, mode: str | None
 
     import PIL
 
-    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "pillow": PIL.__version__, "root": str(root.resolve()),
-                                        "size": size, "mode": mode}).encode())
+    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "pillow": PIL.__version__,
+                                        "root": str(root.resolve()), "size": size, "mode": mode}).encode())
     for f in files:
         st = f.stat()
         digest.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

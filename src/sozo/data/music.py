@@ -21,10 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -174,7 +175,7 @@ def score_events(score: Any) -> dict[str, Any]:
     melody = _onset_events(_top_part(score).stripTies().flatten().notesAndRests)
     try:
         chordified = score.chordify()
-        chords = []
+        chords: list[tuple[tuple[int, ...], Fraction]] = []
         for el in chordified.flatten().notesAndRests:
             d = _q(el.quarterLength)
             if d <= 0:
@@ -225,7 +226,8 @@ def _encode_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    return {**entry, **{v: [(tuple(int(x) for x in p), Fraction(d)) for p, d in entry[v]] for v in ("melody", "chords")}}
+    return {**entry,
+            **{v: [(tuple(int(x) for x in p), Fraction(d)) for p, d in entry[v]] for v in ("melody", "chords")}}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,7 +252,8 @@ def list_sources(source: str) -> tuple[str, list[tuple[str, Any]]]:
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
         if not files:
             raise SozoError(f"{path} holds no music files",
-                            hint=f"give a folder of {', '.join(SUFFIXES)} files, or leave --data out for the Bach chorales")
+                            hint=f"give a folder of {', '.join(SUFFIXES)} files, "
+                                 "or leave --data out for the Bach chorales")
         return path.name, [(f"{f.relative_to(path)}:{f.stat().st_size}:{int(f.stat().st_mtime)}", ("file", str(f)))
                            for f in files]
     if path.is_file():
@@ -259,7 +262,8 @@ def list_sources(source: str) -> tuple[str, list[tuple[str, Any]]]:
                             hint=f"give {', '.join(SUFFIXES)} files (or a folder of them)")
         return path.stem, [(f"{path.name}:{path.stat().st_size}:{int(path.stat().st_mtime)}", ("file", str(path)))]
     raise SozoError(f"no such file or folder: {source}",
-                    hint="give a folder of MIDI/MusicXML files, or leave --data out for the Bach chorales bundled with music21")
+                    hint="give a folder of MIDI/MusicXML files, "
+                         "or leave --data out for the Bach chorales bundled with music21")
 
 
 def _parse(what: tuple[str, str]) -> Any:
@@ -298,7 +302,8 @@ def read_events(source: str, limit: int = 0, log: Callable[[str], Any] = print) 
     if todo:
         t0 = time.perf_counter()
         if len(todo) > 20:
-            log(f"reading {len(todo)} pieces with music21 (about {max(1, len(todo) // 6)} s, once; then cached in {cache.parent})")
+            log(f"reading {len(todo)} pieces with music21 (about {max(1, len(todo) // 6)} s, once; "
+                f"then cached in {cache.parent})")
         skipped = []
         for i, what in todo:
             try:
@@ -309,7 +314,8 @@ def read_events(source: str, limit: int = 0, log: Callable[[str], Any] = print) 
                 skipped.append(f"{what[1]} ({e.message})")
                 stored[i] = None
         if skipped:
-            log(f"skipped {len(skipped)} unreadable files: " + "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""))
+            log(f"skipped {len(skipped)} unreadable files: " + "; ".join(skipped[:3])
+                + (" ..." if len(skipped) > 3 else ""))
         from ..runs import write_text
         write_text(cache, json.dumps({"version": CACHE_VERSION, "source": source, "pieces": stored}))
         log(f"read {len(todo)} pieces ({time.perf_counter() - t0:.1f} s)")
@@ -344,12 +350,13 @@ class TokenVocab:
         self.stoi = {t: i for i, t in enumerate(self.itos)}
 
     @classmethod
-    def build(cls, sequences: Iterable[list[str]], min_freq: int = 1) -> "TokenVocab":
+    def build(cls, sequences: Iterable[list[str]], min_freq: int = 1) -> TokenVocab:
         counts: dict[str, int] = {}
         for seq in sequences:
             for t in seq:
                 counts[t] = counts.get(t, 0) + 1
-        keep = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS), key=lambda t: (-counts[t], t))
+        keep = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS),
+                      key=lambda t: (-counts[t], t))
         return cls(list(SPECIALS) + keep)
 
     def __len__(self) -> int:
@@ -365,7 +372,7 @@ class TokenVocab:
         return list(self.itos)
 
     @classmethod
-    def from_json(cls, doc: Any, what: str = "vocabulary") -> "TokenVocab":
+    def from_json(cls, doc: Any, what: str = "vocabulary") -> TokenVocab:
         if not isinstance(doc, list) or list(doc[:3]) != list(SPECIALS) or not all(isinstance(t, str) for t in doc):
             raise SozoError(f"{what} is not a sozo music vocabulary", hint="the run folder is damaged")
         return cls(list(doc))
@@ -394,7 +401,8 @@ def windows_tensor(pieces: list[tuple[list[str], list[str]]], notes: TokenVocab,
         wn += a
         wd += b
     if not wn:
-        return {"notes": torch.zeros(0, seq_len + 1, dtype=torch.long), "durations": torch.zeros(0, seq_len + 1, dtype=torch.long)}
+        return {"notes": torch.zeros(0, seq_len + 1, dtype=torch.long),
+                "durations": torch.zeros(0, seq_len + 1, dtype=torch.long)}
     return {"notes": torch.tensor(wn, dtype=torch.long), "durations": torch.tensor(wd, dtype=torch.long)}
 
 
@@ -459,7 +467,8 @@ def load_music(source: str, voices: str = "melody", transpose: str = "none", seq
     log(f"{name}: {len(pieces)} pieces ({len(tr_idx)} training{aug}, {len(ho_idx)} held out), {voices} view; "
         f"{stats['train_events']} training events, {len(notes)} pitch tokens, {len(durs)} duration tokens; "
         f"{len(x['notes'])} windows of {seq_len} ({100 * unk:.1f}% held-out <unk>) ({time.perf_counter() - t0:.1f} s)")
-    plain = piece_views([pieces[i] for i in tr_idx], voices, transpose, augment=False) if transpose == "all" else train_ev
+    plain = (piece_views([pieces[i] for i in tr_idx], voices, transpose, augment=False) if transpose == "all"
+             else train_ev)
     return MusicData(name, notes, durs, hx, held_ev, plain, stats), x
 
 

@@ -51,6 +51,8 @@ class TwoDomainData:
     layout: str
     skipped: int = 0
     notes: list[str] = field(default_factory=list)
+    image_size: int = 0  # the crop side and the size images are loaded at (set by the family's load_data)
+    load_size: int = 0
 
     @property
     def channels_a(self) -> int:
@@ -65,8 +67,9 @@ class TwoDomainData:
         return int(self.train["a"].shape[-1])
 
     def __repr__(self) -> str:
+        held = None if self.heldout is None else len(self.heldout["a"])
         return (f"TwoDomainData(name={self.name!r}, layout={self.layout!r}, a={tuple(self.train['a'].shape)}, "
-                f"b={tuple(self.train['b'].shape)}, heldout={None if self.heldout is None else len(self.heldout['a'])})")
+                f"b={tuple(self.train['b'].shape)}, heldout={held})")
 
 
 # --------------------------------------------------------------------------- reading files
@@ -118,7 +121,8 @@ def _stack(arrays: list[np.ndarray], channels: int | None) -> torch.Tensor:
     """Arrays -> uint8 (N, C, H, W); C = 1 only when every image is grey (or ``channels`` says)."""
     grey = all(a.ndim == 2 for a in arrays) if channels is None else channels == 1
     if grey:
-        return torch.from_numpy(np.stack([a if a.ndim == 2 else a.mean(2).round().astype(np.uint8) for a in arrays])[:, None])
+        greys = [a if a.ndim == 2 else a.mean(2).round().astype(np.uint8) for a in arrays]
+        return torch.from_numpy(np.stack(greys)[:, None])
     rgb = [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
     return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
 
@@ -129,7 +133,8 @@ def _mode(channels: int | None) -> str | None:
 
 def _warn_skips(failures: list[tuple[Path, str]], where: Path) -> int:
     if failures:
-        warnings.warn(f"skipped {len(failures)} unreadable image files in {where}: {_skip_summary(failures)}", stacklevel=3)
+        warnings.warn(f"skipped {len(failures)} unreadable image files in {where}: {_skip_summary(failures)}",
+                      stacklevel=3)
     return len(failures)
 
 
@@ -162,8 +167,8 @@ def load_matched(dir_a: Path, dir_b: Path, size: int, channels_a: int | None = N
                              "For unpaired data train cyclegan instead")
     lone = len(fa) + len(fb) - 2 * len(names)
     if lone:
-        warnings.warn(f"{lone} images in {dir_a.name}/ or {dir_b.name}/ have no partner of the same name and are left out",
-                      stacklevel=3)
+        warnings.warn(f"{lone} images in {dir_a.name}/ or {dir_b.name}/ have no partner of the same name "
+                      "and are left out", stacklevel=3)
     ka, xa, ea = _decode([(fa[n], None) for n in names], size, _mode(channels_a))
     kb, xb, eb = _decode([(fb[n], None) for n in names], size, _mode(channels_b))
     both = sorted(set(ka) & set(kb))
@@ -246,7 +251,8 @@ def load_pairs(spec: str, size: int, channels_a: int | None = None, channels_b: 
         a, b, skipped = load_matched(ta, tb, size, channels_a, channels_b)
         held = None
         if test is not None:
-            ha, hb, s2 = load_matched(test[0], test[1], size, channels_a or int(a.shape[1]), channels_b or int(b.shape[1]))
+            ha, hb, s2 = load_matched(test[0], test[1], size, channels_a or int(a.shape[1]),
+                                      channels_b or int(b.shape[1]))
             held, skipped = {"a": ha, "b": hb}, skipped + s2
         layout = "paired folders"
     else:
@@ -279,7 +285,8 @@ def load_unpaired(spec: str, size: int, channels_a: int | None = None, channels_
             data = load_pairs(spec, size, channels_a, channels_b, holdout, limit, seed)
         except SozoError as e:
             raise SozoError(f"{root} has no trainA/ and trainB/ folders (and no side-by-side pairs: {e.message})",
-                            hint="CycleGAN data: root/trainA/*.jpg and root/trainB/*.jpg (testA/, testB/ optional)") from None
+                            hint="CycleGAN data: root/trainA/*.jpg and root/trainB/*.jpg "
+                                 "(testA/, testB/ optional)") from None
         data.paired = False
         return data
     (ta, tb), test = folders
@@ -310,11 +317,10 @@ def _slug(root: Path) -> str:
 def _digits32(holdout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The 5,000 bundled MNIST digits padded to 32x32 (the U-Net's stride): (train x, y, held x, y)."""
     from .images import _mnist_sample
-    x, y, _ = _mnist_sample()
-    order = np.random.default_rng(0).permutation(len(x))  # class-balanced prefixes
-    x = torch.from_numpy(x[order]).float()
-    y = torch.from_numpy(y[order])
-    x = F.pad(x, (2, 2, 2, 2))  # (N, 1, 32, 32), black border
+    xs, ys, _ = _mnist_sample()
+    order = np.random.default_rng(0).permutation(len(xs))  # class-balanced prefixes
+    x = F.pad(torch.from_numpy(xs[order]).float(), (2, 2, 2, 2))  # (N, 1, 32, 32), black border
+    y = torch.from_numpy(ys[order])
     n_hold = int(round(len(x) * holdout))
     return x[n_hold:], y[n_hold:], x[:n_hold], y[:n_hold]
 

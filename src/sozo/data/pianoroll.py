@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,8 @@ def read_jsb(source: str | Path) -> dict[str, list[np.ndarray]]:
                 raise SozoError(f"{path}: {split} piece {i} has shape {a.shape}, expected (time steps, voices)")
             a = np.where(np.isnan(a), -1, a)  # some copies of the data use NaN for silence
             if (a != np.round(a)).any() or a.min() < -1 or a.max() > 127:
-                raise SozoError(f"{path}: {split} piece {i} holds values that are not MIDI pitches (0-127, -1 = silence)")
+                raise SozoError(f"{path}: {split} piece {i} holds values that are not MIDI pitches "
+                                "(0-127, -1 = silence)")
             arrs.append(a.astype(np.int16))
         out[str(split)] = arrs
     voices = {a.shape[1] for v in out.values() for a in v}

@@ -23,9 +23,9 @@ import os
 import signal
 import struct
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, TypeGuard
 
 import numpy as np
 import torch
@@ -218,10 +218,14 @@ class StreamedImages:
         return x
 
 
+# a data column as the families hand it to the trainer: a tensor, or images streamed from their cache
+Rows: TypeAlias = torch.Tensor | StreamedImages
+
+
 def _pread_into(fd: int, buf: np.ndarray, offset: int) -> int:
     """Read ``len(buf)`` bytes at ``offset`` into ``buf``: one preadv call where the OS has it."""
     if hasattr(os, "preadv"):
-        return os.preadv(fd, [memoryview(buf)], offset)
+        return os.preadv(fd, [buf.data], offset)  # buf.data: the array's memoryview
     os.lseek(fd, offset, os.SEEK_SET)  # (Windows) each process has its own descriptor, so no race
     data = os.read(fd, buf.nbytes)
     buf[:len(data)] = np.frombuffer(data, dtype=np.uint8)
@@ -237,7 +241,7 @@ def _as_index(idx: Any) -> Any:
     return np.asarray(idx, dtype=np.int64)
 
 
-def is_streamed(x: Any) -> bool:
+def is_streamed(x: Any) -> TypeGuard[StreamedImages]:
     """True for a :class:`StreamedImages` (or anything that says it streams)."""
     return bool(getattr(x, "streamed", False))
 
@@ -298,7 +302,7 @@ def _worker_init(_: int) -> None:
 
 
 def read_batches(arrays: dict[str, StreamedImages], indices: Sequence[torch.Tensor], workers: int,
-                 pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+                 pin_memory: bool = False) -> Generator[dict[str, torch.Tensor], None, None]:
     """``{k: arrays[k][i]}`` for each index tensor ``i`` of ``indices``, in that order.
 
     The first batch is read here (a one-batch check starts no processes); the rest by ``workers``

@@ -34,9 +34,10 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from ..errors import SozoError
 
@@ -112,7 +113,7 @@ def japanese_tokens(text: str) -> list[str]:
     return [w.surface for w in _fugashi_tagger()(text) if w.surface.strip()]
 
 
-def split_with_vocab(word: str, vocab: "Vocab") -> list[str]:
+def split_with_vocab(word: str, vocab: Vocab) -> list[str]:
     """``word`` cut into the pieces of ``vocab`` with the highest unigram probability (Viterbi over
     the vocabulary's training counts; without counts, greedy longest match). Characters no piece
     covers stay together as one unknown piece.
@@ -182,7 +183,7 @@ class Tokenizer:
         text = normalize(text)
         return (text.lower() if self.lowercase else text).split()
 
-    def raw(self, text: str, vocab: "Vocab | None" = None) -> list[str]:
+    def raw(self, text: str, vocab: Vocab | None = None) -> list[str]:
         """Tokens of text a person typed (not from the corpus).
 
         Japanese for a model trained on pre-tokenised (KyTea) text: typed with spaces, the spaces are
@@ -203,7 +204,7 @@ class Tokenizer:
         return self(text)
 
     @staticmethod
-    def adapt(tokens: list[str], vocab: "Vocab") -> list[str]:
+    def adapt(tokens: list[str], vocab: Vocab) -> list[str]:
         """Re-segment each word into the most probable pieces of ``vocab`` (see split_with_vocab)."""
         return [piece for t in tokens for piece in split_with_vocab(t, vocab)]
 
@@ -285,7 +286,7 @@ class Vocab:
         return self.counts[i] if i is not None and self.counts and i >= len(SPECIALS) else 0
 
     @classmethod
-    def build(cls, sentences: Iterable[list[str]], min_freq: int = 1, max_size: int = 0) -> "Vocab":
+    def build(cls, sentences: Iterable[list[str]], min_freq: int = 1, max_size: int = 0) -> Vocab:
         """Tokens seen at least ``min_freq`` times, the most frequent first (ties by the token),
         at most ``max_size`` entries with the specials (0: no limit)."""
         counts = Counter(t for s in sentences for t in s)
@@ -325,7 +326,7 @@ class Vocab:
         return out
 
     @classmethod
-    def from_json(cls, obj: Any, where: str = "vocabulary") -> "Vocab":
+    def from_json(cls, obj: Any, where: str = "vocabulary") -> Vocab:
         if not isinstance(obj, dict) or obj.get("format") != VOCAB_FORMAT or not isinstance(obj.get("tokens"), list):
             raise SozoError(f"{where} is not a sozo vocabulary ({VOCAB_FORMAT})")
         counts = obj.get("counts")
@@ -337,7 +338,7 @@ class Vocab:
         write_text(path, json.dumps(self.to_json(), ensure_ascii=False) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocab":
+    def load(cls, path: str | Path) -> Vocab:
         path = Path(path)
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
@@ -442,7 +443,8 @@ def read_tsv(path: Path, src: str, tgt: str) -> Corpus:
         cols = line.split("\t")
         if len(cols) < 2:
             raise SozoError(f"line {i} of {path} has no tab: {line[:60]!r}",
-                            hint="each line must be 'sentence TAB translation' (Tatoeba/manythings: English TAB other TAB attribution)")
+                            hint="each line must be 'sentence TAB translation' "
+                                 "(Tatoeba/manythings: English TAB other TAB attribution)")
         ncols = max(ncols, len(cols))
         a, b = cols[0].strip(), cols[1].strip()
         if not a or not b:
@@ -580,7 +582,9 @@ def fetch_corpus(name: str, url: str | None = None, sha256: str | None = None, f
         raise SozoError(f"the {name} archive holds no {spec.file}", hint="check --url")
     from ..runs import write_text
     write_text(folder / "SHA256", digest + "\n")
-    log(f"{name}: {target} ({'archive ' if spec.archive else ''}sha256 {digest}{'' if want else ', not pinned: recorded'})")
+    kind = "archive " if spec.archive else ""
+    pinned = "" if want else ", not pinned: recorded"
+    log(f"{name}: {target} ({kind}sha256 {digest}{pinned})")
     return target
 
 

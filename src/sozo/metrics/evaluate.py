@@ -14,13 +14,14 @@ ev.score(model, n=10000, seed=0)   # {"fd", "kid", "kid_std", "precision", "reca
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..data.stream import as_tensor, is_streamed, take_rows
+from ..data.stream import Rows, as_tensor, is_streamed, take_rows
 from ..errors import SozoError
 from .features import extract_features, extractor_digest, get_extractor, real_reference
 from .frechet import class_histogram, feature_stats, frechet_distance, kid, precision_recall
@@ -111,7 +112,7 @@ class Evaluator:
         return out
 
 
-def evaluator_for_data(data: Any, tensors: dict[str, torch.Tensor], device: str | torch.device = "cpu",
+def evaluator_for_data(data: Any, tensors: dict[str, Rows], device: str | torch.device = "cpu",
                        inception_weights: str | None = None, log: Callable[[str], Any] | None = print,
                        holdout: float = 0.1) -> Evaluator:
     """An Evaluator on a run's real images: ``tensors`` are every example as the run loaded them
@@ -126,7 +127,8 @@ def evaluator_for_data(data: Any, tensors: dict[str, torch.Tensor], device: str 
         part = held if len(held["images"]) else {k: take_rows(v, torch.arange(min(10000, len(v))))
                                                  for k, v in train.items()}
         tensors = {k: as_tensor(v) for k, v in part.items()}
-    return Evaluator(tensors["images"], tensors.get("labels"), int(getattr(data, "num_classes", 0) or 0),
+    real = {k: as_tensor(v) for k, v in tensors.items()}  # (in memory: the tensors themselves)
+    return Evaluator(real["images"], real.get("labels"), int(getattr(data, "num_classes", 0) or 0),
                      data_key=data.name, device=device, inception_weights=inception_weights, log=log)
 
 
@@ -156,7 +158,7 @@ def modes_chart(counts: list[int], real_counts: list[int] | None, path: Path, ti
     return path
 
 
-def eval_callback(n: int, reference: Callable[[], tuple[Any, Any, dict[str, torch.Tensor]]],
+def eval_callback(n: int, reference: Callable[[], tuple[Any, Any, dict[str, Rows]]],
                   log: Callable[[str], Any] | None = None) -> Callable:
     """A trainer callback logging the measures every ``eval_every`` epochs (an Evaluator built once).
 

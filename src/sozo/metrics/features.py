@@ -15,8 +15,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -98,7 +99,7 @@ def _safe_key(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", key).strip("-") or "data"
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[str], None]) -> None:
+def _atomic_write_bytes(path: Path, write: Callable[[str], object]) -> None:
     """Write via ``write(tmp_path)`` to a temporary file beside ``path``, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -216,7 +217,8 @@ class LeNetExtractor(nn.Module):
         }
 
 
-def _augment(x: torch.Tensor, max_shift: int, gen: torch.Generator, rotate_deg: float = 10.0, scale: float = 0.1) -> torch.Tensor:
+def _augment(x: torch.Tensor, max_shift: int, gen: torch.Generator, rotate_deg: float = 10.0,
+             scale: float = 0.1) -> torch.Tensor:
     """Light random affine augmentation per image: shift by up to ±``max_shift`` px, rotate by up
     to ±``rotate_deg`` degrees, scale by up to ±``scale``; the background (-1) fills the border."""
     b, _, h, w = x.shape
@@ -276,7 +278,7 @@ def train_lenet(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LeNetExtractor(num_classes, x.shape[1], tuple(x.shape[2:]), name=name).to(device)
+        model = LeNetExtractor(num_classes, x.shape[1], (int(x.shape[2]), int(x.shape[3])), name=name).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
         total_steps = epochs * ((x_train.shape[0] + batch_size - 1) // batch_size)
         sched = None
@@ -463,21 +465,23 @@ def extractor_digest(extractor: FeatureExtractor) -> str:
         for key, t in sorted(extractor.state_dict().items()):
             h.update(key.encode())
             h.update(t.detach().to("cpu").contiguous().numpy().tobytes())
-    elif getattr(extractor, "weights_path", None) is not None:
-        with open(extractor.weights_path, "rb") as f:
+    elif (weights_path := getattr(extractor, "weights_path", None)) is not None:
+        with open(weights_path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     else:  # an extractor of another kind: its name and fingerprint are all there is to go by
         h.update(f"{getattr(extractor, 'name', '')}|{getattr(extractor, 'fingerprint', '')}".encode())
     digest = h.hexdigest()[:16]
     try:
-        extractor._sozo_digest = digest  # type: ignore[union-attr]
+        # a cache on the object itself; the FeatureExtractor protocol does not declare it (nor should it)
+        extractor._sozo_digest = digest  # type: ignore[attr-defined]
     except AttributeError:
         pass
     return digest
 
 
-def extract_features(extractor: FeatureExtractor, images: torch.Tensor | np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def extract_features(extractor: FeatureExtractor, images: torch.Tensor | np.ndarray,
+                     batch_size: int = 1000) -> np.ndarray:
     """Features ``(N, dim)`` float32 of uint8 (0..255) or float ([-1, 1]) images, converting a
     chunk at a time so a large uint8 dataset is never held as float all at once."""
     x = _as_nchw(images)

@@ -101,10 +101,10 @@ def qualified_notes(rolls: np.ndarray, qualified_steps: int = 3) -> float:
 
 def tonal_matrix(r1: float = 1.0, r2: float = 1.0, r3: float = 0.5) -> np.ndarray:
     """(6, 12) Harte et al.'s tonal-centroid transform: fifths, minor thirds, major thirds circles."""
-    l = np.arange(12)
-    return np.stack([r1 * np.sin(l * 7 * np.pi / 6), r1 * np.cos(l * 7 * np.pi / 6),
-                     r2 * np.sin(l * 3 * np.pi / 2), r2 * np.cos(l * 3 * np.pi / 2),
-                     r3 * np.sin(l * 2 * np.pi / 3), r3 * np.cos(l * 2 * np.pi / 3)])
+    pc = np.arange(12)  # the pitch classes
+    return np.stack([r1 * np.sin(pc * 7 * np.pi / 6), r1 * np.cos(pc * 7 * np.pi / 6),
+                     r2 * np.sin(pc * 3 * np.pi / 2), r2 * np.cos(pc * 3 * np.pi / 2),
+                     r3 * np.sin(pc * 2 * np.pi / 3), r3 * np.cos(pc * 2 * np.pi / 3)])
 
 
 def tonal_centroids(chroma_bars: np.ndarray) -> np.ndarray:

@@ -10,8 +10,9 @@ load folders at) is on :class:`sozo.models.images.ImageModel`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -19,10 +20,24 @@ from torch import nn
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Table
 
+if TYPE_CHECKING:
+    from ..data.stream import Rows
+
 
 def _torch_at_least(major: int, minor: int) -> bool:
     parts = torch.__version__.split("+")[0].split(".")
     return (int(parts[0]), int(parts[1])) >= (major, minor)
+
+
+def resolved_sizes(config: Any, *names: str) -> tuple[int, ...]:
+    """The values of ``names`` (sizes the config leaves at None for the data to decide), once
+    ``resolve_config`` has filled them; building a network from an unresolved config is refused."""
+    values = tuple(getattr(config, name) for name in names)
+    missing = [name for name, v in zip(names, values) if v is None]
+    if missing:
+        raise SozoError(f"{', '.join(missing)} not set: the config was not resolved against its data",
+                        hint="build models through sozo.train or sozo.load (resolve_config fills these)")
+    return values
 
 
 class GenerativeModel(nn.Module):
@@ -73,12 +88,13 @@ class GenerativeModel(nn.Module):
         return config
 
     @classmethod
-    def load_data(cls, data: Any, config: Any, log: Any = print) -> tuple[Any, dict[str, torch.Tensor]]:
-        """Load what ``data`` (a DataConfig) names: (data object with .name, tensors sharing dim 0)."""
+    def load_data(cls, data: Any, config: Any, log: Any = print) -> tuple[Any, Mapping[str, Rows]]:
+        """Load what ``data`` (a DataConfig) names: (data object with .name, tensors sharing dim 0;
+        an image family's images may be streamed from their cache, see ``sozo.data.stream``)."""
         raise NotImplementedError
 
     @classmethod
-    def fit_tensors(cls, tensors: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
+    def fit_tensors(cls, tensors: Mapping[str, Rows], config: Any) -> Mapping[str, Rows]:
         """Adapt loaded tensors to the resolved config (e.g. resize images)."""
         return tensors
 

@@ -4,19 +4,21 @@ measures (FD, KID, precision/recall, class histogram) with their table, the leag
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
 from ..config import DataConfig
 from ..data.images import ImageData, load_images, resize_images
-from ..data.stream import is_streamed
+from ..data.stream import Rows, is_streamed
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Reference, Row, Table
 from .base import GenerativeModel
 
 
-def fit_image_config(family: str, config: Any, data: Any, fits: Callable[[int], bool], sizes: list[int]) -> dict[str, Any]:
+def fit_image_config(family: str, config: Any, data: Any, fits: Callable[[int], bool],
+                     sizes: list[int]) -> dict[str, Any]:
     """What the data decides of an image family's config: the size (the data's, or the nearest of
     ``sizes`` the conv networks can take when ``fits`` refuses it), the channels, and for
     conditional models the number of classes. Returns the changes to apply."""
@@ -93,7 +95,8 @@ class ImageModel(GenerativeModel):
         return getattr(config, "image_size", None)
 
     @classmethod
-    def load_data(cls, data: DataConfig, config: Any, log: Callable[[str], None] = print) -> tuple[ImageData, dict[str, torch.Tensor]]:
+    def load_data(cls, data: DataConfig, config: Any,
+                  log: Callable[[str], None] = print) -> tuple[ImageData, dict[str, Rows]]:
         size = cls.preferred_image_size(config)
         with warnings.catch_warnings(record=True) as caught:  # skipped files: say so once, plainly
             warnings.simplefilter("always")
@@ -106,7 +109,7 @@ class ImageModel(GenerativeModel):
             x = images.images
             log(f"streaming {len(x)} images of {tuple(x.shape[1:])} from {x.path} "
                 f"({x.nbytes_read() / 2 ** 20:.0f} MiB on disk; --set stream=false holds them in memory)")
-        tensors = {"images": images.images}
+        tensors: dict[str, Rows] = {"images": images.images}
         if images.labels is not None:
             tensors["labels"] = images.labels
         return images, tensors
@@ -156,7 +159,7 @@ class ImageModel(GenerativeModel):
         raise SozoError(f"unknown label '{label}'", hint="valid labels: " + ", ".join(names))
 
     @classmethod
-    def fit_tensors(cls, tensors: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
+    def fit_tensors(cls, tensors: Mapping[str, Rows], config: Any) -> Mapping[str, Rows]:
         """Resize the images to the size the resolved config settled on."""
         x = tensors["images"]
         if x.shape[-1] != config.image_size:

@@ -23,17 +23,28 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import DataConfig, replace
-from ..data.text import (CORPORA, SPECIALS, UNK, Vocab, detokenize_words, normalize, read_text, resolve_source,
-                         strip_gutenberg, word_tokens)
+from ..data.text import (
+    CORPORA,
+    SPECIALS,
+    UNK,
+    Vocab,
+    detokenize_words,
+    normalize,
+    read_text,
+    resolve_source,
+    strip_gutenberg,
+    word_tokens,
+)
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Row, Table
 from ..registry import register_model
@@ -129,7 +140,8 @@ def tokenize(text: str, level: str, lowercase: bool) -> list[str]:
 
 def detokenize(tokens: list[str], level: str, truecase: bool = True) -> str:
     """Readable text: paragraphs joined by blank lines; words with punctuation attached."""
-    paras, cur = [], []
+    paras: list[str] = []
+    cur: list[str] = []
     for t in tokens + [NL]:
         if t == NL:
             if cur:
@@ -249,7 +261,8 @@ class LanguageModel(GenerativeModel):
 
     def load_model_files(self, files: dict[str, Any]) -> None:
         if "vocab.json" not in files:
-            raise SozoError("the run's model/ folder has no vocab.json", hint="it is damaged; `sozo train --resume` rewrites it")
+            raise SozoError("the run's model/ folder has no vocab.json",
+                            hint="it is damaged; `sozo train --resume` rewrites it")
         self._set_vocab(Vocab.from_json(files["vocab.json"], "model/vocab.json"))
 
     def _set_vocab(self, vocab: Vocab) -> None:
@@ -459,7 +472,8 @@ class LanguageModel(GenerativeModel):
         if d.limit:
             tokens = tokens[:d.limit]
         held = tokens[split_tail(len(tokens), d.holdout):]
-        x = windows(self.vocab.encode(held), c.seq_len)
+        vocab = self._need_vocab()
+        x = windows(vocab.encode(held), c.seq_len)
         if len(x) == 0:
             raise SozoError(f"{context.run.path}: the held-out tail ({len(held)} tokens) is shorter than one window",
                             hint="train with a larger --set holdout=… or a longer text")
@@ -467,7 +481,7 @@ class LanguageModel(GenerativeModel):
         nll, count = self.nll(x)
         res = {"heldout_ppl": round(math.exp(nll), 3), "heldout_nll": round(nll, 4),
                "bits_per_token": round(nll / math.log(2), 4), "tokens": count, "level": c.level,
-               "vocab": len(self.vocab), "heldout_unk": round(sum(t not in self.vocab for t in held) / len(held), 4),
+               "vocab": len(vocab), "heldout_unk": round(sum(t not in vocab for t in held) / len(held), 4),
                "params": sum(p.numel() for p in self.parameters()), "seconds": round(time.perf_counter() - t0, 2)}
         context.use_reference("heldout", count, split_by=f"the last {d.holdout:g} of the text's {c.level} tokens",
                               split_seed=None)
@@ -521,7 +535,8 @@ class TextLSTM(LanguageModel):
         super().__init__(config)
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim)
-        self.rnn = nn.LSTM(c.embed_dim, c.hidden, c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0)
+        self.rnn = nn.LSTM(c.embed_dim, c.hidden, c.layers, batch_first=True,
+                           dropout=c.dropout if c.layers > 1 else 0.0)
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
 
@@ -595,14 +610,16 @@ def write_interactively(model: LanguageModel, prompt: str = "", choices: int = 1
         def read() -> str:
             return input()  # looked up at each call (tests script builtins.input)
     ids = model.encode_prompt(prompt, say)
-    start, marks = len(ids), []  # marks: lengths before each pick (for 'u')
+    vocab = model._need_vocab()
+    start = len(ids)
+    marks: list[int] = []  # lengths before each pick (for 'u')
     shown = {"\n": "¶ (new paragraph)", " ": "␣ (space)", "''": '"'}
     say("Pick the next word: its number, Enter for 1, or type your own; u takes the last pick back, q ends.")
     fresh = True
     offered: list[tuple[str, float]] = []
     while True:
         if fresh:  # the text so far (a paragraph break just chosen shows as ¶) and the choices after it
-            text = model.text_of(ids) + (" ¶" if model.vocab.itos[ids[-1]] == "\n" and len(ids) > start else "")
+            text = model.text_of(ids) + (" ¶" if vocab.itos[ids[-1]] == "\n" and len(ids) > start else "")
             say("\n" + (text if len(text) <= 400 else "…" + text[-400:]))
             offered = model.next_word_choices(ids, choices)
             for n, (tok, p) in enumerate(offered, 1):
@@ -624,7 +641,7 @@ def write_interactively(model: LanguageModel, prompt: str = "", choices: int = 1
             if not 1 <= n <= len(offered):
                 say(f"  no choice {n}: pick 1-{len(offered)}")
                 continue
-            new = [model.vocab.stoi[offered[n - 1][0]]]
+            new = [vocab.stoi[offered[n - 1][0]]]
         else:
             try:
                 new = model.typed_ids(raw)

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -38,8 +40,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DataConfig, replace
-from ..data.music import (SPECIALS, MusicData, TokenVocab, events_to_piece, events_to_tokens, load_music,
-                          token_duration, token_pitches, windows_tensor)
+from ..data.music import (
+    SPECIALS,
+    MusicData,
+    TokenVocab,
+    events_to_piece,
+    events_to_tokens,
+    load_music,
+    token_duration,
+    token_pitches,
+    windows_tensor,
+)
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Row, Table
 from ..registry import register_model
@@ -148,7 +159,8 @@ class MusicLSTM(GenerativeModel):
     def load_model_files(self, files: dict[str, Any]) -> None:
         for name in ("notes.json", "durations.json"):
             if name not in files:
-                raise SozoError(f"the run's model/ folder has no {name}", hint="it is damaged; `sozo train --resume` rewrites it")
+                raise SozoError(f"the run's model/ folder has no {name}",
+                                hint="it is damaged; `sozo train --resume` rewrites it")
         self._set_vocabs(TokenVocab.from_json(files["notes.json"], "model/notes.json"),
                          TokenVocab.from_json(files["durations.json"], "model/durations.json"))
 
@@ -235,8 +247,10 @@ class MusicLSTM(GenerativeModel):
                 n, d = notes[i:i + batch_size].to(self.device), durs[i:i + batch_size].to(self.device)
                 with self.autocast():
                     ln, ld = self.logits(n[:, :-1], d[:, :-1])
-                sn += float(F.cross_entropy(ln.float().flatten(0, 1), n[:, 1:].flatten(), ignore_index=0, reduction="sum"))
-                sd += float(F.cross_entropy(ld.float().flatten(0, 1), d[:, 1:].flatten(), ignore_index=0, reduction="sum"))
+                sn += float(F.cross_entropy(ln.float().flatten(0, 1), n[:, 1:].flatten(), ignore_index=0,
+                                            reduction="sum"))
+                sd += float(F.cross_entropy(ld.float().flatten(0, 1), d[:, 1:].flatten(), ignore_index=0,
+                                            reduction="sum"))
                 count += int((n[:, 1:] != 0).sum())
         finally:
             self.train(was)
@@ -256,7 +270,11 @@ class MusicLSTM(GenerativeModel):
         or until each piece lasts ``quarters`` quarter notes. Each step reads the last ``seq_len``
         tokens (a sliding window, as in training); the special tokens are never produced."""
         notes_v, durs_v = self._vocabs()
-        if events is None and quarters is None:
+        if events is not None:
+            limit = events
+        elif quarters is not None:
+            limit = int(quarters * 16) + 8  # at most 64th notes: a hard stop
+        else:
             raise ValueError("give events or quarters")
         was = self.training
         self.eval()
@@ -265,7 +283,6 @@ class MusicLSTM(GenerativeModel):
         start = torch.full((n, 1), 2, dtype=torch.long)  # START
         seq_n, seq_d = start.clone(), start.clone()
         elapsed = torch.zeros(n)
-        limit = events if events is not None else int(quarters * 16) + 8  # at most 64th notes: a hard stop
         try:
             for _ in range(limit):
                 wn, wd = seq_n[:, -self.config.seq_len:], seq_d[:, -self.config.seq_len:]
@@ -275,7 +292,7 @@ class MusicLSTM(GenerativeModel):
                 seq_n = torch.cat([seq_n, nid[:, None]], 1)
                 seq_d = torch.cat([seq_d, did[:, None]], 1)
                 elapsed += dur_q[did]
-                if events is None and bool((elapsed >= quarters).all()):
+                if quarters is not None and events is None and bool((elapsed >= quarters).all()):
                     break
         finally:
             self.train(was)
@@ -339,7 +356,7 @@ class MusicLSTM(GenerativeModel):
         c = self.config
         t0 = time.perf_counter()
         held_tok = [events_to_tokens(e) for e in data.heldout_events]
-        hx = windows_tensor(held_tok, self.notes, self.durations, c.seq_len, c.seq_len)
+        hx = windows_tensor(held_tok, *self._vocabs(), c.seq_len, c.seq_len)
         ce = self.nll(hx["notes"], hx["durations"])
         n = max(2, min(options.n or 32, 64))  # pieces to compose (sampling is sequential)
         res = {"heldout_note_ce": round(ce["notes"], 4), "heldout_duration_ce": round(ce["durations"], 4),
@@ -356,11 +373,12 @@ class MusicLSTM(GenerativeModel):
         return res
 
 
-def unigram_ce(model: MusicLSTM, data: MusicData) -> dict[str, float]:
+def unigram_ce(model: MusicLSTM, data: MusicData) -> dict[str, float | None]:
     """A baseline to read the cross-entropies against: the held-out tokens scored by their training
     frequencies alone (add-one smoothed), with no context."""
-    out = {}
-    for key, vocab, idx in (("notes", model.notes, 0), ("durations", model.durations, 1)):
+    out: dict[str, float | None] = {}
+    notes, durations = model._vocabs()
+    for key, vocab, idx in (("notes", notes, 0), ("durations", durations, 1)):
         counts = np.ones(len(vocab))
         for ev in data.train_events:
             for t in vocab.encode(events_to_tokens(ev)[idx]):
@@ -370,7 +388,8 @@ def unigram_ce(model: MusicLSTM, data: MusicData) -> dict[str, float]:
         with np.errstate(divide="ignore"):  # the specials have no mass: -inf, never a held-out token
             logp = np.log(counts / counts.sum())
         held = [t for ev in data.heldout_events for t in vocab.encode(events_to_tokens(ev)[idx])]
-        out[f"unigram_{'note' if key == 'notes' else 'duration'}_ce"] = round(float(-logp[held].mean()), 4) if held else None
+        name = f"unigram_{'note' if key == 'notes' else 'duration'}_ce"
+        out[name] = round(float(-logp[held].mean()), 4) if held else None
     return out
 
 
@@ -409,7 +428,8 @@ def music_comparison(model: MusicLSTM, data: MusicData, n: int, seed: int, bars:
     lo, hi = min(pitches), max(pitches)
     random_pieces = []
     for _ in range(n):
-        ev, t = [], 0.0
+        ev: list[tuple[tuple[int, ...], Fraction]] = []
+        t = 0.0
         while t < 4 * bars:
             d = durs[int(rng.integers(len(durs)))]
             ev.append(((int(rng.integers(lo, hi + 1)),), d))
@@ -421,7 +441,8 @@ def music_comparison(model: MusicLSTM, data: MusicData, n: int, seed: int, bars:
     if data.train_events:  # real vs real: the training pieces' histogram against the held-out one
         floor = histogram_distance(pitch_class_histogram(rolls(excerpts(data.train_events))), ref)
     out: dict[str, Any] = {}
-    keep = ("empty_bars", "pitch_classes_per_bar", "qualified_notes", "in_scale", "pc_hist_distance", "samples", "notes")
+    keep = ("empty_bars", "pitch_classes_per_bar", "qualified_notes", "in_scale", "pc_hist_distance", "samples",
+            "notes")
     for name, R in (("composed", R_gen), ("heldout", R_held), ("random", R_rand)):
         m = measure_rolls(R, steps_per_bar=16, reference=ref)
         if name == "heldout":
@@ -439,7 +460,8 @@ def _clean(v: Any) -> Any:
 
 def _chr(key: str) -> Callable[[dict[str, Any]], str]:
     """composed / held-out / random values of one music measure, in one cell."""
-    return lambda r: " / ".join("-" if r[s].get(key) is None else f"{r[s][key]:.3g}" for s in ("composed", "heldout", "random"))
+    return lambda r: " / ".join("-" if r[s].get(key) is None else f"{r[s][key]:.3g}"
+                                for s in ("composed", "heldout", "random"))
 
 
 _CHR = (("empty_bars", "empty bars"), ("pitch_classes_per_bar", "pitch classes / bar"),
@@ -464,8 +486,7 @@ MusicLSTM.eval_table = Table(
                             "floor)"],))
 
 
-def _frac(token: str) -> Any:
-    from fractions import Fraction
+def _frac(token: str) -> Fraction:
     return Fraction(0) if token in SPECIALS else Fraction(token)
 
 

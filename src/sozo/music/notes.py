@@ -207,6 +207,7 @@ def _to_score(piece: Piece):
             part = stream.Part()
             part.partName = name if k == 0 else f"{name} {k + 1}"
             part.id = f"P{i + 1}-{k + 1}"
+            inst: instrument.Instrument
             if _is_drums(name):
                 inst = instrument.Percussion()
             else:

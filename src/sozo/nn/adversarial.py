@@ -29,9 +29,10 @@ says which networks ``torch.compile`` may take.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional, Sequence, Union
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,7 @@ ObjectiveName = Literal["bce", "least-squares", "wasserstein-clip", "wasserstein
 PenaltyChoice = Literal["auto", "none", "gp", "r1"]  # auto: the objective's own (gp for wasserstein-gp)
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
-Networks = Union[nn.Module, Sequence[nn.Module]]
+Networks = nn.Module | Sequence[nn.Module]
 
 
 # --- objectives ----------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ class Objective:
 
     name: str = ""
     description: str = ""
-    default_penalty: Optional[str] = None  # a penalty the objective is defined with (wasserstein-gp: gp)
+    default_penalty: str | None = None  # a penalty the objective is defined with (wasserstein-gp: gp)
     clips_weights: bool = False  # clip the critic's weights into [-clip, clip] after each update
     reports_distance: bool = False  # D(real) - D(fake) estimates a distance: logged as ``wdist``
 
@@ -269,7 +270,7 @@ class Adversary:
     the clip value (used when the objective clips)."""
 
     objective: Objective
-    penalty: Optional[Penalty] = None
+    penalty: Penalty | None = None
     penalty_weight: float = 0.0
     clip: float = 0.01
 
@@ -287,7 +288,7 @@ class Adversary:
                             hint=f"--set {option}=instance" + (" (or layer, none)" if option == "d_norm" else ""))
 
 
-def adversary(objective: str, penalty: str = "auto", penalty_weight: Optional[float] = None,
+def adversary(objective: str, penalty: str = "auto", penalty_weight: float | None = None,
               clip: float = 0.01, gp_lambda: float = 10.0) -> Adversary:
     """An ``Adversary`` from config values, checked (SozoErrors name the option to change).
 

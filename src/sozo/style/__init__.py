@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -26,8 +27,18 @@ from ..errors import SozoError
 from . import features as feats
 from .images import ImageLike, demo_images, fit_pair, read_image, side_by_side, thumbnail, to_array
 from .outputs import losses_folder, plot_curves, write_csv, write_json
-from .transfer import Objective, Outcome, Weights, luminance, match_histogram, match_luminance, noise_like, \
-    optimise, recolour, seconds_per_step
+from .transfer import (
+    Objective,
+    Outcome,
+    Weights,
+    luminance,
+    match_histogram,
+    match_luminance,
+    noise_like,
+    optimise,
+    recolour,
+    seconds_per_step,
+)
 
 DEFAULT_STYLE_WEIGHT = 3.0
 DEFAULT_TV_WEIGHT = 10.0
@@ -57,21 +68,23 @@ def parse_style_layers(spec: str | list[str] | dict[str, float] | None) -> dict[
         return None if spec is None else {str(k): float(v) for k, v in spec.items()}
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if not items:
-        raise SozoError("--style-layers is empty", hint="e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 (or relu3_1:0.5 for a weight)")
+        raise SozoError("--style-layers is empty",
+                        hint="e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 (or relu3_1:0.5 for a weight)")
     out: dict[str, float] = {}
     for item in items:
         name, _, w = item.partition(":")
         try:
             out[name.strip()] = float(w) if w else 1.0
         except ValueError:
-            raise SozoError(f"bad style layer weight in '{item}'", hint="write LAYER:WEIGHT, e.g. relu3_1:0.5") from None
+            raise SozoError(f"bad style layer weight in '{item}'",
+                            hint="write LAYER:WEIGHT, e.g. relu3_1:0.5") from None
         if out[name.strip()] < 0:
             raise SozoError(f"style layer weights must be >= 0, got '{item}'")
     return out
 
 
 def build_features(kind: str, layers: list[str], calibration: torch.Tensor, path: Path | None,
-                   pool: str, seed: int, log: Callable[[str], None]) -> torch.nn.Module:
+                   pool: str, seed: int, log: Callable[[str], None]) -> feats.Features:
     """The feature network: VGG-19 from the weights file ``path``, or random multi-scale features (said plainly)."""
     if pool not in ("max", "avg"):
         raise SozoError(f"unknown pooling '{pool}'", hint="use avg (common for style transfer) or max (VGG's own)")
@@ -189,7 +202,8 @@ def stylize(content: ImageLike | None = None, style: ImageLike | None = None, ou
                           features_source=net.source, seconds_per_step=seconds_per_step(outcome.records),
                           interrupted=outcome.interrupted, style_distance={"before": before, "after": after})
         if out_path is not None:
-            settings = {"content": c_name, "style": s_name, "size": size, "steps": steps, "steps_done": len(outcome.records),
+            settings = {"content": c_name, "style": s_name, "size": size, "steps": steps,
+                        "steps_done": len(outcome.records),
                         "optimizer": optimizer, "lr": lr, "init": init, "pool": pool if net.kind == "vgg19" else None,
                         "preserve_colors": preserve_colors, "style_scale": style_scale, "seed": seed,
                         "content_weight": w.content, "style_weight": w.style, "tv_weight": w.tv,
@@ -241,7 +255,8 @@ def _final(records: list) -> dict[str, float]:
     return {"step": r.step, "total": r.total, "content": r.content, "style": r.style, "tv": r.tv}
 
 
-def _write(out: Path, res: StyleResult, summary: dict[str, Any], gif: str | Path | None, frames: list) -> dict[str, Path]:
+def _write(out: Path, res: StyleResult, summary: dict[str, Any], gif: str | Path | None,
+           frames: list) -> dict[str, Path]:
     from ..viz.grid import save_gif, save_image
     out.parent.mkdir(parents=True, exist_ok=True)
     folder = losses_folder(out)

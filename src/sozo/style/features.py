@@ -16,8 +16,9 @@ to pixel-level noise, and in 200 L-BFGS steps it changed the picture by almost n
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import TypeAlias
 
 import torch
 import torch.nn as nn
@@ -73,7 +74,8 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
     for i, m in enumerate(build_vgg19_features()):
         if isinstance(m, nn.Conv2d):
             shapes[f"features.{i}.weight"] = tuple(m.weight.shape)
-            shapes[f"features.{i}.bias"] = tuple(m.bias.shape)
+            if m.bias is not None:  # (VGG's convs all have one)
+                shapes[f"features.{i}.bias"] = tuple(m.bias.shape)
     return shapes
 
 
@@ -167,6 +169,9 @@ class FeatureNet(nn.Module):
     ``kind`` says which features these are ('vgg19' or 'random-vgg19'), ``source`` where they came from.
     """
 
+    mean: torch.Tensor  # (1, 3, 1, 1) ImageNet normalisation buffers
+    std: torch.Tensor
+
     def __init__(self, features: nn.Sequential, layers: Iterable[str], kind: str, source: str):
         super().__init__()
         self.layers = list(dict.fromkeys(layers))
@@ -211,6 +216,9 @@ class RandomMultiScale(nn.Module):
     is 1; they keep their mean, so colour is part of the features.
     """
 
+    mean: torch.Tensor  # (1, 3, 1, 1) ImageNet normalisation buffers
+    std: torch.Tensor
+
     def __init__(self, layers: Iterable[str], calibration: torch.Tensor, levels: int = 5, width: int = 128,
                  kernel: int = 7, seed: int = 0):
         super().__init__()
@@ -234,11 +242,12 @@ class RandomMultiScale(nn.Module):
         self.convs = nn.ModuleList()
         with torch.no_grad():
             h = (calibration - self.mean) / self.std
-            for k in range(self.levels):
+            for _ in range(self.levels):
                 conv = nn.Conv2d(3, width, kernel, padding=kernel // 2, padding_mode="reflect")
                 w = torch.randn(width, 3, kernel, kernel, generator=g)
                 conv.weight.copy_(w / w.flatten(1).norm(dim=1).view(-1, 1, 1, 1))  # unit-norm filters
-                conv.bias.zero_()
+                if conv.bias is not None:
+                    conv.bias.zero_()
                 act = conv(h).clamp(min=0).mean(dim=(0, 2, 3))
                 scale = 1.0 / act.clamp(min=1e-6)
                 conv.weight.mul_(scale.view(-1, 1, 1, 1))
@@ -260,6 +269,9 @@ class RandomMultiScale(nn.Module):
                 h = _down(h)
         return out
 
+
+# the feature networks style transfer takes (both: images -> {layer name: activation}, .kind, .source)
+Features: TypeAlias = FeatureNet | RandomMultiScale
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
 

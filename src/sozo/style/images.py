@@ -1,8 +1,9 @@
 """Reading, resizing and writing the pictures of a style transfer; the bundled demo photographs."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ def demo_images() -> tuple[np.ndarray, np.ndarray, str, str]:
     try:
         import skimage.data as data
     except ImportError:
-        raise SozoError("the bundled demo needs scikit-image", hint="pip install scikit-image, or give two images") from None
+        raise SozoError("the bundled demo needs scikit-image",
+                        hint="pip install scikit-image, or give two images") from None
     return getattr(data, DEMO_CONTENT)(), getattr(data, DEMO_STYLE)(), f"skimage.data.{DEMO_CONTENT}", \
         f"skimage.data.{DEMO_STYLE}"
 
@@ -135,7 +137,7 @@ def side_by_side(panels: list[tuple[np.ndarray, str]], height: int = 256, pad: i
     for arr, label in panels:
         im = Image.fromarray(arr)
         w = max(1, round(im.width * height / im.height))
-        scaled.append((im.resize((w, height), Image.LANCZOS), label))
+        scaled.append((im.resize((w, height), Image.Resampling.LANCZOS), label))
     caption = 18
     total_w = sum(im.width for im, _ in scaled) + pad * (len(scaled) + 1)
     canvas = Image.new("RGB", (total_w, height + 2 * pad + caption), (255, 255, 255))

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import SozoError
-from .features import FeatureNet
+from .features import Features
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:
@@ -91,7 +92,7 @@ class Objective:
     of the random features) instead of by its Gram matrix: sliced Wasserstein, Heitz et al. 2021.
     """
 
-    def __init__(self, net: FeatureNet, content: torch.Tensor, style: torch.Tensor, weights: Weights,
+    def __init__(self, net: Features, content: torch.Tensor, style: torch.Tensor, weights: Weights,
                  slices: int = 32, seed: int = 0):
         self.net, self.w = net, weights
         with torch.no_grad():
@@ -116,7 +117,10 @@ class Objective:
     def _style(self, f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
         for n, (kind, target, dirs, scale) in self.targets.items():
-            d = sliced_distance(f[n], target, dirs) if kind == "sliced" else F.mse_loss(gram(f[n]), target)
+            if kind == "sliced" and dirs is not None:  # (a sliced target has its directions)
+                d = sliced_distance(f[n], target, dirs)
+            else:
+                d = F.mse_loss(gram(f[n]), target)
             out[n] = d / scale
         return out
 
@@ -159,8 +163,8 @@ def optimise(objective: Objective, init: torch.Tensor, steps: int, optimizer: st
     """
     x = init.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     records: list[Record] = []
-    best = {"loss": math.inf, "image": init.detach().clamp(0, 1).clone()}
-    state = {"t": time.perf_counter(), "bad": False, "stop": False}
+    best: dict[str, Any] = {"loss": math.inf, "image": init.detach().clamp(0, 1).clone()}
+    state: dict[str, Any] = {"t": time.perf_counter(), "bad": False, "stop": False}
 
     def evaluate() -> torch.Tensor:
         total, parts = objective(x)
@@ -183,22 +187,22 @@ def optimise(objective: Objective, init: torch.Tensor, steps: int, optimizer: st
     interrupted = False
     try:
         if optimizer == "lbfgs":
-            opt = torch.optim.LBFGS([x], lr=1.0 if lr is None else lr, max_iter=steps, max_eval=steps,
-                                    tolerance_grad=-1, tolerance_change=-1, history_size=50,
-                                    line_search_fn="strong_wolfe")
+            lbfgs = torch.optim.LBFGS([x], lr=1.0 if lr is None else lr, max_iter=steps, max_eval=steps,
+                                      tolerance_grad=-1, tolerance_change=-1, history_size=50,
+                                      line_search_fn="strong_wolfe")
 
             def closure() -> torch.Tensor:
                 if len(records) >= steps:
                     raise _Stop
-                opt.zero_grad()
+                lbfgs.zero_grad()
                 return evaluate()
-            opt.step(closure)
+            lbfgs.step(closure)
         elif optimizer == "adam":
-            opt = torch.optim.Adam([x], lr=0.02 if lr is None else lr)
+            adam = torch.optim.Adam([x], lr=0.02 if lr is None else lr)
             for _ in range(steps):
-                opt.zero_grad()
+                adam.zero_grad()
                 evaluate()
-                opt.step()
+                adam.step()
                 with torch.no_grad():
                     x.clamp_(0, 1)
             # the last update is not yet measured: measure it so the returned image is the best one

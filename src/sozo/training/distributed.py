@@ -37,13 +37,15 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import functools
 import os
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -122,11 +124,12 @@ class Context:
         """Rank 0's parameters and buffers everywhere (the ranks start from the same weights)."""
         with torch.no_grad():
             for t in list(module.parameters()) + list(module.buffers()):
-                self._guard(lambda t=t: dist.broadcast(t.data, src=0))
+                self._guard(functools.partial(dist.broadcast, t.data, src=0))
 
-    def in_step(self, params: list[torch.Tensor]) -> bool:
+    def in_step(self, params: Sequence[torch.Tensor]) -> bool:
         """True when every rank holds the same weights (a checksum over ``params`` per rank)."""
-        s = torch.stack([p.detach().double().sum() for p in params]).cpu() if params else torch.zeros(1, dtype=torch.float64)
+        s = (torch.stack([p.detach().double().sum() for p in params]).cpu() if params
+             else torch.zeros(1, dtype=torch.float64))
         both = torch.stack([s, -s])
         self._guard(lambda: dist.all_reduce(both, op=dist.ReduceOp.MAX, group=self.control))
         return bool(torch.equal(both[0], -both[1]))
@@ -272,15 +275,15 @@ class _SumOverRanks(torch.autograd.Function):
     """all_reduce(SUM) with its gradient (the sum over ranks of the gradients)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         y = x.clone()
-        _CTX._guard(lambda: dist.all_reduce(y))  # type: ignore[union-attr]
+        _CTX._guard(lambda: dist.all_reduce(y))  # type: ignore[union-attr]  # _sync_forward checked _CTX
         return y
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
         g = g.contiguous().clone()
-        _CTX._guard(lambda: dist.all_reduce(g))  # type: ignore[union-attr]
+        _CTX._guard(lambda: dist.all_reduce(g))  # type: ignore[union-attr]  # _sync_forward checked _CTX
         return g
 
 
@@ -288,7 +291,8 @@ def _sync_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> tor
     """Batch norm whose training statistics are those of the global batch (all ranks together)."""
     batch_stats = self.training or (self.running_mean is None and self.running_var is None)
     if not batch_stats or _CTX is None:
-        return type(self).__mro__[2].forward(self, x)  # the original class's forward
+        original = cast("type[nn.modules.batchnorm._BatchNorm]", type(self).__mro__[2])  # see _SyncMarker
+        return original.forward(self, x)  # the original class's forward
     self._check_input_dim(x)
     dims = [0] + list(range(2, x.dim()))
     shape = [1, -1] + [1] * (x.dim() - 2)
@@ -304,7 +308,8 @@ def _sync_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> tor
     count = tot[-1]
     mean = tot[:c] / count
     var = (tot[c:2 * c] / count - mean * mean).clamp_min(0)  # biased, as batch norm normalises
-    if self.training and self.track_running_stats and self.running_mean is not None:
+    if (self.training and self.track_running_stats and self.running_mean is not None
+            and self.running_var is not None and self.num_batches_tracked is not None):
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             f = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
@@ -361,7 +366,7 @@ class GlobalDraws(TorchFunctionMode):
         super().__init__()
         self.local = self.total = self.offset = 0
 
-    def batch(self, local: int, total: int, offset: int) -> "GlobalDraws":
+    def batch(self, local: int, total: int, offset: int) -> GlobalDraws:
         self.local, self.total, self.offset = local, total, offset
         return self
 
@@ -375,16 +380,19 @@ class GlobalDraws(TorchFunctionMode):
             if func in _FACTORIES:
                 size = _size_arg(func, args, kwargs)
                 if size is not None and len(size) > 0 and size[0] == b:
-                    big = (self.total, *size[1:])
+                    big_size = (self.total, *size[1:])
+                    rest = {k: v for k, v in kwargs.items() if k != "size"}
                     if func is torch.randint:
                         lead = args[:len(args) - 1] if "size" not in kwargs else args
-                        return self._rows(func(*lead, big, **{k: v for k, v in kwargs.items() if k != "size"}))
-                    return self._rows(func(big, **{k: v for k, v in kwargs.items() if k != "size"}))
+                        # the caller's own (low, high), the size made global: randint's overloads cannot follow
+                        return self._rows(func(*lead, big_size, **rest))  # type: ignore[call-overload]
+                    return self._rows(func(big_size, **rest))
             elif func in _LIKE and args and isinstance(args[0], torch.Tensor) and args[0].dim() > 0 \
                     and args[0].size(0) == b:
                 like = args[0]
                 big = like.new_empty((self.total, *like.shape[1:]))
-                if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+                if (like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last)
+                        and not like.is_contiguous()):
                     big = big.contiguous(memory_format=torch.channels_last)
                 return self._rows(func(big, *args[1:], **kwargs))
             elif func is torch.nn.functional.dropout:
@@ -409,7 +417,7 @@ def _size_arg(func: Any, args: tuple, kwargs: dict) -> tuple[int, ...] | None:
     else:
         size = args
     try:
-        return tuple(int(s) for s in size)  # type: ignore[union-attr]
+        return tuple(int(s) for s in size)
     except (TypeError, ValueError):
         return None
 

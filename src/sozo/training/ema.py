@@ -18,7 +18,8 @@ The update count is part of the state, so a resumed run continues the schedule e
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,6 +114,7 @@ class EMA:
         with torch.no_grad():
             for k, t in mine.items():
                 if t.shape != tensors[k].shape:
-                    raise RuntimeError(f"EMA tensor {k} has shape {tuple(tensors[k].shape)}, the model {tuple(t.shape)}")
+                    raise RuntimeError(f"EMA tensor {k} has shape {tuple(tensors[k].shape)}, "
+                                       f"the model {tuple(t.shape)}")
                 t.copy_(tensors[k])
         self.updates = int(state["updates"])

@@ -22,19 +22,20 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
-from . import distributed
-from .ema import EMA
 from ..config import TrainConfig
+from ..data.stream import Rows, StreamedImages, read_batches
 from ..devices import autocast_dtype, configure_backends, resolve_device
-from ..data.stream import is_streamed, read_batches
 from ..errors import SozoError
 from ..models.base import GenerativeModel
 from ..runs import Run, WriteFailed, load_checkpoint, save_checkpoint, save_weights, write_json
+from . import distributed
+from .ema import EMA
 
 CKPT_VERSION = 1
 EMA_FILE = "ema.safetensors"  # model/EMA_FILE: the EMA weights beside model.safetensors (ema > 0)
@@ -72,13 +73,13 @@ class Trainer:
     """Trains ``model`` on ``data`` (a dict of tensors sharing their first dimension) into ``run``."""
 
     model: GenerativeModel
-    data: dict[str, torch.Tensor]
+    data: dict[str, Rows]  # streamed images stay on disk; the rest moves to the device
     cfg: TrainConfig
     run: Run
     model_info: dict[str, Any]  # written to model/config.json beside the weights
-    callbacks: list[Callable[["Trainer", int], dict[str, Any] | None]] = field(default_factory=list)
+    callbacks: list[Callable[[Trainer, int], dict[str, Any] | None]] = field(default_factory=list)
     log: Callable[[str], None] = print
-    heldout: dict[str, torch.Tensor] | None = None  # examples kept out of training (for evaluation)
+    heldout: dict[str, Rows] | None = None  # examples kept out of training (for evaluation)
     pos: Position = field(default_factory=Position)
     stopped_early: bool = False
     stop_signal: int | None = None  # the signal that stopped training early (SIGINT, SIGTERM), if one did
@@ -92,7 +93,8 @@ class Trainer:
         configure_backends(self.device, threads=self.cfg.threads, deterministic=self.cfg.deterministic)
         self.n = next(iter(self.data.values())).size(0)
         # batches an epoch, as the family cuts them (the default drops the last partial batch)
-        self.steps_per_epoch = len(self.model.epoch_batches(self.n, self.cfg.batch_size, torch.Generator().manual_seed(0)))
+        self.steps_per_epoch = len(self.model.epoch_batches(self.n, self.cfg.batch_size,
+                                                            torch.Generator().manual_seed(0)))
         if self.steps_per_epoch == 0:
             raise SozoError(f"batch_size {self.cfg.batch_size} is larger than the {self.n} training examples",
                             hint=f"use --batch-size {max(1, self.n // 4)} or more data")
@@ -107,13 +109,15 @@ class Trainer:
         # data lives on the training device (uint8 images are small); batches are indexed there.
         # Streamed images (larger than memory) stay on disk: batches() reads them through workers
         fmt = self.model.memory_format()
-        self.data = {k: v if is_streamed(v) else v.to(self.device).contiguous(memory_format=fmt) if v.ndim == 4
-                     else v.to(self.device) for k, v in self.data.items()}
-        self._streamed = [k for k, v in self.data.items() if is_streamed(v)]
+        self.data = {k: v if isinstance(v, StreamedImages) else v.to(self.device).contiguous(memory_format=fmt)
+                     if v.ndim == 4 else v.to(self.device) for k, v in self.data.items()}
+        self._streamed = [k for k, v in self.data.items() if isinstance(v, StreamedImages)]
         if self.dist and self.cfg.sync_bn:
             distributed.convert_sync_batchnorm(self.model)
-        self.model.to(self.device, memory_format=fmt)
-        self._grads = self._draws = None
+        # Module.to takes memory_format= (keyword only, documented); torch's overloads of `to` leave it out
+        self.model.to(self.device, memory_format=fmt)  # type: ignore[call-overload]
+        self._grads: distributed.GradAverager | None = None
+        self._draws: distributed.GlobalDraws | None = None
         if self.dist:
             self.dist.broadcast_module(self.model)  # every rank starts from rank 0's weights
             self._grads = distributed.GradAverager(self.model, self.dist)
@@ -126,7 +130,7 @@ class Trainer:
         # the EMA of the weights (ema > 0): on every rank alike, as the ranks' weights are equal
         self.ema = self._new_ema() if self.cfg.ema > 0 else None
         self._stop = False
-        self._tb = None
+        self._tb: Any = None  # a tensorboard SummaryWriter once the first record is written (tensorboard=true)
         if self.is_main:  # temporaries of writes a killed process never finished
             for folder in (self.run.last_ckpt.parent, self.run.model_dir):
                 for tmp in folder.glob(".*.tmp") if folder.exists() else ():
@@ -171,7 +175,7 @@ class Trainer:
         if pending is not None:
             self._check_finite(self._means(*pending))
         rng_ranks = None
-        if self.dist:
+        if self.dist and self._grads is not None:  # (the averager exists exactly when there are processes)
             if not self.dist.in_step(self._grads.params):
                 raise SozoError(f"the {self.dist.world} processes hold different weights at step {self.pos.step}",
                                 hint=f"'{self.model.family}' updates its weights in a way the processes do not share; "
@@ -195,7 +199,8 @@ class Trainer:
         ema_file = self.run.model_dir / EMA_FILE
         ema_info = {}
         if self.ema is not None:  # the averaged networks' tensors, keyed as in model.safetensors
-            save_weights(ema_file, self.ema.tensors(), metadata={"family": self.model.family, "step": str(self.pos.step),
+            save_weights(ema_file, self.ema.tensors(),
+                         metadata={"family": self.model.family, "step": str(self.pos.step),
                                                                   "decay": str(self.ema.decay)})
             ema_info = {"ema": {"decay": self.ema.decay, "warmup": self.ema.warmup, "updates": self.ema.updates,
                                 "file": EMA_FILE}}
@@ -234,7 +239,8 @@ class Trainer:
                 rng = None
                 torch.manual_seed(distributed.seed_for_rank(self.cfg.seed + int(state["step"]), self.dist.rank))
         if rng is not None:
-            set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v]) for k, v in rng.items()})
+            set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
+                           for k, v in rng.items()})
         self.pos = Position(int(state["step"]), int(state["epoch"]), int(state["batch"]))
 
     # --- the loop ------------------------------------------------------------------------
@@ -257,7 +263,7 @@ class Trainer:
         """``batches()`` for streamed data: the same indices, the streamed rows read by worker processes
         (``data_workers``) ahead of the step, the in-memory tensors (labels) indexed here."""
         shards = [distributed.shard(index, self.dist) for index in order[start:]]  # this rank's rows (CPU)
-        streamed = {k: self.data[k] for k in self._streamed}
+        streamed = {k: v for k, v in self.data.items() if isinstance(v, StreamedImages)}
         cuda = self.device.type == "cuda"
         fmt = self.model.memory_format()
         reads = read_batches(streamed, shards, self.cfg.data_workers, pin_memory=cuda)
@@ -332,7 +338,8 @@ class Trainer:
             if self.is_main:  # model/ exists (at step 0) from the start, so a killed run is always loadable
                 self.save_model()
         if self.is_main:
-            prec = ("bf16 autocast" if self.model.amp_dtype is not None else "fp32") + (", compiled" if self.compiled else "")
+            prec = (("bf16 autocast" if self.model.amp_dtype is not None else "fp32")
+                    + (", compiled" if self.compiled else ""))
             procs = (f" x {self.dist.world} processes ({self.dist.backend}, {self.cfg.batch_size // self.dist.world} "
                      f"examples each a step{', sync batch norm' if self.cfg.sync_bn else ''})") if self.dist else ""
             self.log(f"{self.model.family}: {self.n} training examples, {self.steps_per_epoch} steps an epoch, "
@@ -353,7 +360,8 @@ class Trainer:
                                                f"is intact: the same torchrun (or --nproc) command with "
                                                f"sozo train --resume {self.run.path} continues it") from None
                 except Diverged as e:
-                    if self.cfg.on_divergence != "rollback" or rollbacks >= MAX_ROLLBACKS or not self.run.last_ckpt.exists():
+                    if (self.cfg.on_divergence != "rollback" or rollbacks >= MAX_ROLLBACKS
+                            or not self.run.last_ckpt.exists()):
                         raise
                     rollbacks += 1
                     lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.model.optimizers.items()}
@@ -486,8 +494,8 @@ class Trainer:
         vals = torch.stack([sums[k].float() / counts[k] for k in keys])
         if self.dist:  # the mean over the ranks (each rank's losses are of its share of the batch)
             vals = self.dist.average_(vals)
-        vals = vals.tolist()
-        return {k: round(v, 6) if math.isfinite(v) else v for k, v in zip(keys, vals)}
+        means = vals.tolist()
+        return {k: round(v, 6) if math.isfinite(v) else v for k, v in zip(keys, means)}
 
     def _check_finite(self, rec: dict[str, Any]) -> None:
         bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import html
 import json
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 PALETTE = ["#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
            "#9c755f", "#7f7f7f"]
 
 
-def finite(v: Any) -> bool:
+def finite(v: Any) -> TypeGuard[float]:
     """A real number (not a bool) that is neither NaN nor infinite: what a chart can plot."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -175,6 +175,7 @@ def bar_chart(values: list[float], labels: list[str], floor: list[float] | None 
                  f"{html.escape(lab[:6])}</text>")
         if fshares:
             fy = mt + ph - fshares[i] / top * ph
-            o.append(f'<line class="floorbar" x1="{x - 2:.1f}" x2="{x + bw * 0.7 + 2:.1f}" y1="{fy:.1f}" y2="{fy:.1f}"/>')
+            o.append(f'<line class="floorbar" x1="{x - 2:.1f}" x2="{x + bw * 0.7 + 2:.1f}" '
+                     f'y1="{fy:.1f}" y2="{fy:.1f}"/>')
     o.append(f'<line class="axis" x1="{ml}" x2="{ml + pw}" y1="{mt + ph}" y2="{mt + ph}"/></svg>')
     return "".join(o)

@@ -25,9 +25,10 @@ import mimetypes
 import platform
 import re
 import sys
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..errors import SozoError
 from ..evaluation import provenance, provenance_note
@@ -84,6 +85,11 @@ def _read_json(path: Path, problems: list[str], label: str | None = None) -> Any
         return None
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a mapping (a section of a JSON or YAML file), else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def _read_yaml(path: Path, problems: list[str]) -> tuple[dict | None, str]:
     if not path.exists():
         return None, ""
@@ -104,7 +110,7 @@ def list_samples(run: Run) -> list[dict[str, Any]]:
     """``samples/epoch-NNNN.*`` sorted by epoch: [{epoch, path, kind: image|text|file, mime}]."""
     if not run.samples_dir.is_dir():
         return []
-    out = []
+    out: list[dict[str, Any]] = []
     for p in run.samples_dir.iterdir():
         m = SAMPLE_RE.match(p.name)
         if not m or not p.is_file():
@@ -138,9 +144,7 @@ def summarize(path: str | Path | Run) -> dict[str, Any]:
         ev = None
     samples = list_samples(run)
     config = config or {}
-    model_sec = config.get("model") if isinstance(config.get("model"), dict) else {}
-    data_sec = config.get("data") if isinstance(config.get("data"), dict) else {}
-    train_sec = config.get("train") if isinstance(config.get("train"), dict) else {}
+    model_sec, data_sec, train_sec = (_mapping(config.get(s)) for s in ("model", "data", "train"))
     family = (info or {}).get("family") or model_sec.get("name")
     data = ((info or {}).get("data") or {}).get("name") if isinstance((info or {}).get("data"), dict) else None
     data = data or data_sec.get("source")
@@ -209,7 +213,7 @@ def eval_rows(ev: dict[str, Any] | None) -> list[dict[str, Any]]:
     """
     if not ev:
         return []
-    floor = ev.get("floor") if isinstance(ev.get("floor"), dict) else {}
+    floor = _mapping(ev.get("floor"))
     keys = [k for k in MEASURES if k in ev] + [k for k in ev if k not in MEASURES]
     rows = []
     for k in keys:
@@ -237,12 +241,13 @@ def headline(summary: dict[str, Any]) -> dict[str, Any] | None:
     """The one measure a card shows: from eval.json, else the best eval_* logged during training,
     else the last epoch's first loss. {label, value, floor, better, source}."""
     ev = summary.get("eval") or {}
-    floor = ev.get("floor") if isinstance(ev.get("floor"), dict) else {}
+    floor = _mapping(ev.get("floor"))
     named = (provenance(ev) or {}).get("headline")  # the measure the family ranks its runs by
     if isinstance(named, dict) and _finite(ev.get(named.get("key"))):
         k = named["key"]
         return {"label": str(named.get("label") or _label(k, ev)), "value": _value_text(k, ev),
-                "floor": _value_text(k, floor) if k in floor else "", "better": -1 if named.get("lower_is_better") else 1,
+                "floor": _value_text(k, floor) if k in floor else "",
+                "better": -1 if named.get("lower_is_better") else 1,
                 "source": "eval.json", "raw": float(ev[k])}
     for k in HEADLINE_ORDER:
         if _finite(ev.get(k)):
@@ -302,7 +307,7 @@ def loss_title(key: str) -> str:
     return key.replace("_", " ")
 
 
-def run_charts(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+def run_charts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One chart per metric key of one run: per-step values thin, per-epoch values bold with dots;
     x is the step. Returns [{key, title, svg, last}]."""
     steps = [r for r in records if r.get("kind") == "step"]
@@ -324,7 +329,8 @@ def run_charts(records: list[dict[str, Any]]) -> list[dict[str, str]]:
                            "tips": [f"epoch {r.get('epoch')}: {k} = {fmt(r[k])}" for r in ep]})
         last = ep[-1][k] if ep else (st[-1][1] if st else None)
         out.append({"key": k, "title": loss_title(k), "svg": line_chart(series, cursor=cursor),
-                    "last": fmt(last) if last is not None else "", "legend": [(s["label"], s["color"]) for s in series]})
+                    "last": fmt(last) if last is not None else "",
+                    "legend": [(s["label"], s["color"]) for s in series]})
     return out
 
 
@@ -395,7 +401,8 @@ def _read_text(path: Path) -> str:
 
 def timeline(summary: dict[str, Any], asset: Callable[[Path], str]) -> list[dict[str, Any]]:
     """The frames of the sample timeline: {epoch, step, kind, src|text|href, name, losses}."""
-    by_epoch = {r["epoch"]: r for r in summary["records"] if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int)}
+    by_epoch = {r["epoch"]: r for r in summary["records"]
+                if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int)}
     frames = []
     for s in summary["samples"]:
         rec = by_epoch.get(s["epoch"], {})

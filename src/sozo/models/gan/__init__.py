@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -19,11 +19,21 @@ from torch import nn
 from ...config import replace
 from ...data.images import to_float
 from ...errors import SozoError
-from ...nn.adversarial import (Adversary, ObjectiveName, PenaltyChoice, add_spectral_norm, adversary,
-                               compiled_networks, critic_update, generator_loss, generator_update)
+from ...nn.adversarial import (
+    Adversary,
+    ObjectiveName,
+    PenaltyChoice,
+    add_spectral_norm,
+    adversary,
+    compiled_networks,
+    critic_update,
+    generator_loss,
+    generator_update,
+)
 from ...nn.init import normal_init
 from ...registry import register_variant
 from ...viz.grid import make_grid, save_gif, save_grid, save_image
+from ..base import resolved_sizes
 from ..images import ImageModel, fit_image_config
 from .networks import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, conv_sizes, conv_start
 
@@ -35,8 +45,8 @@ class GANConfig:
     preset: str = ""
     arch: Literal["mlp", "conv"] = "conv"
     latent_dim: int = 100
-    image_size: Optional[int] = None  # None: the data's size (resized to the nearest the net supports)
-    channels: Optional[int] = None  # None: the data's channels
+    image_size: int | None = None  # None: the data's size (resized to the nearest the net supports)
+    channels: int | None = None  # None: the data's channels
     num_classes: int = 0  # filled from the data for conditional models
     conditional: bool = False
     embed_dim: int = 50  # label embedding size fed to the generator
@@ -46,7 +56,7 @@ class GANConfig:
     g_batchnorm: bool = False
     d_dropout: float = 0.5
     # conv networks
-    width: Optional[int] = None  # None: 32 for images up to 32 px, 64 above (the DCGAN paper's 64x64)
+    width: int | None = None  # None: 32 for images up to 32 px, 64 above (the DCGAN paper's 64x64)
     g_act: Literal["relu", "leaky"] = "leaky"
     g_norm: Literal["batch", "none"] = "batch"
     d_norm: Literal["batch", "instance", "layer", "none"] = "batch"
@@ -55,7 +65,7 @@ class GANConfig:
     # objective (sozo.nn.adversarial): bce, least-squares, wasserstein-clip, wasserstein-gp, hinge
     objective: ObjectiveName = "bce"
     penalty: PenaltyChoice = "auto"  # auto: the objective's own (gp for wasserstein-gp, else none); none, gp, r1
-    penalty_weight: Optional[float] = None  # None: gp_lambda for gp, gamma 10 for r1
+    penalty_weight: float | None = None  # None: gp_lambda for gp, gamma 10 for r1
     n_critic: int = 1  # critic updates per generator update
     clip: float = 0.01  # wasserstein-clip
     gp_lambda: float = 10.0  # the gradient penalty's lambda (wasserstein-gp, penalty=gp)
@@ -101,15 +111,18 @@ class GAN(ImageModel):
     def __init__(self, config: GANConfig, class_names: list[str] | None = None):
         super().__init__(config, class_names)
         c = config
-        shape = (c.channels, c.image_size, c.image_size)
+        size, channels = resolved_sizes(c, "image_size", "channels")
+        shape = (channels, size, size)
         k = c.num_classes if c.conditional else 0
+        self.generator: nn.Module
+        self.discriminator: nn.Module
         if c.arch == "mlp":
             self.generator = MLPGenerator(c.latent_dim, c.g_hidden, shape, c.g_batchnorm, k, c.embed_dim)
             self.discriminator = MLPDiscriminator(shape, c.d_hidden, c.d_dropout, k, c.embed_dim)
         else:
-            self.generator = ConvGenerator(c.latent_dim, c.image_size, c.channels, c.width, c.g_norm,
-                                           c.g_act, k, c.embed_dim)
-            self.discriminator = ConvDiscriminator(c.image_size, c.channels, c.width, c.d_norm, k)
+            (width,) = resolved_sizes(c, "width")
+            self.generator = ConvGenerator(c.latent_dim, size, channels, width, c.g_norm, c.g_act, k, c.embed_dim)
+            self.discriminator = ConvDiscriminator(size, channels, width, c.d_norm, k)
         if c.init_std > 0:
             normal_init(self, c.init_std)
         if c.spectral_norm:  # after the init: the normalised weight starts from the initialised one
@@ -179,7 +192,8 @@ class GAN(ImageModel):
             y = batch.get("labels") if c.conditional else None
             fake = self.generator(self._noise(x.size(0)), y)
             if fake.shape != x.shape:
-                raise SozoError(f"the generator makes {tuple(fake.shape[1:])} images but the data is {tuple(x.shape[1:])}")
+                raise SozoError(f"the generator makes {tuple(fake.shape[1:])} images "
+                                f"but the data is {tuple(x.shape[1:])}")
             logits = self.discriminator(to_float(x), y)
             if logits.shape != (x.size(0),):
                 raise SozoError(f"the discriminator gives {tuple(logits.shape)} instead of ({x.size(0)},)")
@@ -191,7 +205,8 @@ class GAN(ImageModel):
         return torch.randn(n, self.config.latent_dim, generator=gen)
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                 batch_size: int | None = None) -> torch.Tensor:
         """Images (N, C, H, W) in [-1, 1] from latents, in batches, with the generator in eval mode.
 
         Batches of 1,024 on a GPU; 128 on a CPU, where larger batches fall out of cache (measured:
@@ -205,7 +220,8 @@ class GAN(ImageModel):
                 y = labels[i:i + batch_size].to(self.device) if labels is not None else None
                 with self.autocast():
                     outs.append(self.generator(z[i:i + batch_size].to(self.device), y).float().cpu())
-            return torch.cat(outs) if outs else torch.empty(0, self.config.channels, self.config.image_size, self.config.image_size)
+            return torch.cat(outs) if outs else torch.empty(0, self.config.channels, self.config.image_size,
+                                                            self.config.image_size)
         finally:
             self.generator.train(was_training)
 
@@ -264,16 +280,19 @@ def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | No
     return register_variant(GAN, name, description, presets, **defaults)
 
 
-_family("gan", "MLP GAN of the textbook chapter (latent 20, hidden 100, dropout 0.5); preset=deep: 128-256-512-1024 with batch norm",
+_family("gan", "MLP GAN of the textbook chapter (latent 20, hidden 100, dropout 0.5); "
+               "preset=deep: 128-256-512-1024 with batch norm",
         presets={"textbook": {}, "deep": {"latent_dim": 100, "g_hidden": [128, 256, 512, 1024], "g_batchnorm": True,
                                            "d_hidden": [512, 256], "d_dropout": 0.0}},
         arch="mlp", latent_dim=20, g_hidden=[100], d_hidden=[100], d_dropout=0.5, init_std=0.0, lr_g=2e-4, lr_d=2e-4)
-_family("dcgan", "DCGAN: transposed-conv generator, strided-conv discriminator, batch norm, BCE (28x28 grey or 64x64 RGB)",
+_family("dcgan", "DCGAN: transposed-conv generator, strided-conv discriminator, batch norm, BCE "
+                 "(28x28 grey or 64x64 RGB)",
         presets={"mnist": {}, "64": {"image_size": 64, "width": 64, "lr_g": 1e-4, "lr_d": 1e-4}},
         arch="conv")
 _family("wgan", "WGAN: DCGAN networks, Wasserstein loss with weight clipping (RMSprop, n_critic 5, clip 0.01)",
         arch="conv", objective="wasserstein-clip", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, n_critic=5)
 _family("wgan-gp", "WGAN-GP: DCGAN networks, gradient penalty (lambda 10, n_critic 5), instance-norm critic",
-        arch="conv", objective="wasserstein-gp", d_norm="instance", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.9, n_critic=5)
+        arch="conv", objective="wasserstein-gp", d_norm="instance", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.9,
+        n_critic=5)
 _family("cgan", "Conditional DCGAN: a class embedding into both networks; sample any digit with --label",
         arch="conv", conditional=True)

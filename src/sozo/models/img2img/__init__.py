@@ -15,9 +15,10 @@ adversarial toolkit, ``sozo.nn.adversarial`` (least-squares, bce, hinge, wassers
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
@@ -26,14 +27,29 @@ from ...config import DataConfig, replace
 from ...data.images import to_float, to_uint8
 from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions
-from ...nn.adversarial import (Adversary, ObjectiveName, adversary, compiled_networks, critic_loss, critic_step,
-                               critic_update, generator_loss, generator_update)
+from ...nn.adversarial import (
+    Adversary,
+    ObjectiveName,
+    adversary,
+    compiled_networks,
+    critic_loss,
+    critic_step,
+    critic_update,
+    generator_loss,
+    generator_update,
+)
 from ...nn.init import normal_init
 from ...registry import register_model
-from ..base import GenerativeModel
+from ..base import GenerativeModel, resolved_sizes
 from .evaluate import CYCLEGAN_TABLE, PIX2PIX_TABLE
-from .networks import (PatchDiscriminator, ResnetGenerator, UnetGenerator, patch_output_size,
-                       patch_receptive_field, unet_depth)
+from .networks import (
+    PatchDiscriminator,
+    ResnetGenerator,
+    UnetGenerator,
+    patch_output_size,
+    patch_receptive_field,
+    unet_depth,
+)
 
 PHOTO_SIZE = 256  # default crop size for folders of photos (the papers')
 JITTER_RATIO = 286 / 256  # resize to 286, crop 256 (the papers' jitter)
@@ -44,23 +60,24 @@ class Img2ImgConfig:
     """What pix2pix and CycleGAN share. Sizes left at None follow the data."""
 
     preset: str = ""
-    image_size: Optional[int] = None  # training crop side (None: 256 for folders, 32 for the digit demos)
-    load_size: Optional[int] = None  # images resized to this, then randomly cropped (None: image_size*286/256; demos: no jitter)
-    flip: Optional[bool] = None  # random horizontal flips (None: on for folders, off for the digit demos)
-    channels_a: Optional[int] = None  # None: the data's
-    channels_b: Optional[int] = None
+    image_size: int | None = None  # training crop side (None: 256 for folders, 32 for the digit demos)
+    # images resized to this, then randomly cropped (None: image_size*286/256; demos: no jitter)
+    load_size: int | None = None
+    flip: bool | None = None  # random horizontal flips (None: on for folders, off for the digit demos)
+    channels_a: int | None = None  # None: the data's
+    channels_b: int | None = None
     generator: Literal["unet", "resnet"] = "unet"
-    depth: Optional[int] = None  # U-Net levels (None: 8 at 256 px, log2(size) below); stride 2^depth
-    blocks: Optional[int] = None  # ResNet blocks (None: 9 at 256 px and above, 6 below)
-    g_width: Optional[int] = None  # first generator layer's channels (None: 64 from 128 px, 32 at 64, 16 below)
-    d_width: Optional[int] = None  # first discriminator layer's channels (None: as g_width)
+    depth: int | None = None  # U-Net levels (None: 8 at 256 px, log2(size) below); stride 2^depth
+    blocks: int | None = None  # ResNet blocks (None: 9 at 256 px and above, 6 below)
+    g_width: int | None = None  # first generator layer's channels (None: 64 from 128 px, 32 at 64, 16 below)
+    d_width: int | None = None  # first discriminator layer's channels (None: as g_width)
     d_layers: int = 3  # PatchGAN stride-2 layers: 3 sees 70x70 patches
     norm: Literal["instance", "batch"] = "instance"
     dropout: float = 0.0  # in the generator (pix2pix: 0.5 in the U-Net's 8w levels)
     objective: ObjectiveName = "least-squares"  # any of sozo.nn.adversarial's
     gp_lambda: float = 10.0  # the gradient penalty's lambda (wasserstein-gp)
     lr: float = 2e-4
-    lr_d: Optional[float] = None  # None: as lr
+    lr_d: float | None = None  # None: as lr
     beta1: float = 0.5
     beta2: float = 0.999
     lr_decay_from: float = 0.5  # share of the steps after which the rate falls linearly to 0 (1: constant)
@@ -70,7 +87,8 @@ class Img2ImgConfig:
     def validate(self) -> None:
         for name in ("lr", "gp_lambda"):
             if not getattr(self, name) > 0:
-                raise SozoError(f"'{name}' must be positive, got {getattr(self, name)}", hint=f"for example --set {name}=0.0002")
+                raise SozoError(f"'{name}' must be positive, got {getattr(self, name)}",
+                                hint=f"for example --set {name}=0.0002")
         if self.lr_d is not None and not self.lr_d > 0:
             raise SozoError(f"'lr_d' must be positive, got {self.lr_d}")
         if not 0 <= self.dropout < 1:
@@ -114,6 +132,10 @@ def lr_factor(step: int, total: int, decay_from: float) -> float:
     return max(0.0, (total - step) / (total - start))
 
 
+@overload
+def jitter(x: torch.Tensor, size: int, flip: bool, like: None = None) -> tuple[torch.Tensor, None]: ...
+@overload
+def jitter(x: torch.Tensor, size: int, flip: bool, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 def jitter(x: torch.Tensor, size: int, flip: bool, like: torch.Tensor | None = None
            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A random ``size`` crop (and a random horizontal flip) of each image of uint8 (B, C, L, L);
@@ -158,8 +180,10 @@ def check_size(config: Img2ImgConfig, size: int) -> None:
 def _g(config: Img2ImgConfig, in_ch: int, out_ch: int) -> nn.Module:
     c = config
     if c.generator == "unet":
-        return UnetGenerator(in_ch, out_ch, c.depth, c.g_width, c.norm, c.dropout)
-    return ResnetGenerator(in_ch, out_ch, c.blocks, c.g_width, c.norm, c.dropout)
+        depth, width = resolved_sizes(c, "depth", "g_width")
+        return UnetGenerator(in_ch, out_ch, depth, width, c.norm, c.dropout)
+    blocks, width = resolved_sizes(c, "blocks", "g_width")
+    return ResnetGenerator(in_ch, out_ch, blocks, width, c.norm, c.dropout)
 
 
 class Img2ImgModel(GenerativeModel):
@@ -175,18 +199,22 @@ class Img2ImgModel(GenerativeModel):
     generator_names: tuple[str, ...] = ()
     discriminator_names: tuple[str, ...] = ()
     lr_options = ("lr", "lr_d")
+    examples_a: torch.Tensor  # (n_examples, C, S, S) uint8 buffers: held-out inputs and targets for figures
+    examples_b: torch.Tensor
 
     def __init__(self, config: Img2ImgConfig):
         super().__init__(config)
         c = config
         k = c.n_examples
-        self.register_buffer("examples_a", torch.zeros(k, c.channels_a, c.image_size, c.image_size, dtype=torch.uint8))
-        self.register_buffer("examples_b", torch.zeros(k, c.channels_b, c.image_size, c.image_size, dtype=torch.uint8))
+        size, ca, cb = resolved_sizes(c, "image_size", "channels_a", "channels_b")
+        self.register_buffer("examples_a", torch.zeros(k, ca, size, size, dtype=torch.uint8))
+        self.register_buffer("examples_b", torch.zeros(k, cb, size, size, dtype=torch.uint8))
         self.adversary = c.adversary()
 
     # --- data and config -----------------------------------------------------------------
     @classmethod
-    def load_data(cls, data: DataConfig, config: Img2ImgConfig, log: Callable[[str], Any] = print) -> tuple[Any, dict[str, torch.Tensor]]:
+    def load_data(cls, data: DataConfig, config: Img2ImgConfig,
+                  log: Callable[[str], Any] = print) -> tuple[Any, dict[str, torch.Tensor]]:
         import warnings
 
         from ...data import paired
@@ -274,7 +302,8 @@ class Img2ImgModel(GenerativeModel):
         g_params = [p for g in self.generators() for p in g.parameters()]
         d_params = [p for d in self.discriminators() for p in d.parameters()]
         self.optimizers = {"generator": torch.optim.Adam(g_params, lr=c.lr, betas=(c.beta1, c.beta2), **fused),
-                           "discriminator": torch.optim.Adam(d_params, lr=c.lr_d or c.lr, betas=(c.beta1, c.beta2), **fused)}
+                           "discriminator": torch.optim.Adam(d_params, lr=c.lr_d or c.lr, betas=(c.beta1, c.beta2),
+                                                             **fused)}
         return self.optimizers
 
     def _schedule(self, step: int) -> float:
@@ -485,7 +514,8 @@ class Pix2Pix(Img2ImgModel):
         self._init_weights()
 
     @classmethod
-    def load_data(cls, data: DataConfig, config: Any, log: Callable[[str], Any] = print) -> tuple[Any, dict[str, torch.Tensor]]:
+    def load_data(cls, data: DataConfig, config: Any,
+                  log: Callable[[str], Any] = print) -> tuple[Any, dict[str, torch.Tensor]]:
         if config.direction == "BtoA":  # swap the roles once, here: the model always maps a -> b
             config = replace(config, channels_a=config.channels_b, channels_b=config.channels_a)
         d, tensors = super().load_data(data, config, log)

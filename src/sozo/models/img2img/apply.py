@@ -7,8 +7,9 @@ memory stays that of one image whatever the folder holds.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,8 +91,9 @@ def apply_files(model: Any, images: list[str | Path], out: str | Path, folder: s
             raise SozoError(f"--out {out} is a file, but several images are translated", hint="give a folder")
         jobs += [(p, out / _out_name(Path(p.name))) for p in srcs]
     if not jobs:
-        raise SozoError("which images? give image files, or --folder DIR", hint="sozo apply RUN photo.jpg --out out.png")
-    for src, dst in jobs:  # never over an input or a run's own files
+        raise SozoError("which images? give image files, or --folder DIR",
+                        hint="sozo apply RUN photo.jpg --out out.png")
+    for _, dst in jobs:  # never over an input or a run's own files
         check_output(dst, inputs=[s for s, _ in jobs])
     written, failed = [], []
     for src, dst in jobs:
@@ -102,7 +104,8 @@ def apply_files(model: Any, images: list[str | Path], out: str | Path, folder: s
                 raise
             failed.append(f"{src.name} ({e.message[:80]})")
     if failed:
-        log(f"warning: skipped {len(failed)} unreadable files: " + "; ".join(failed[:3]) + (" …" if len(failed) > 3 else ""))
+        log(f"warning: skipped {len(failed)} unreadable files: " + "; ".join(failed[:3])
+            + (" …" if len(failed) > 3 else ""))
     return written
 
 

@@ -13,8 +13,10 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,7 +105,7 @@ def cyclegan_scores(model: Any, data: Any, device: Any = "cpu", inception_weight
             continue
         key = f"{data.name}-{tgt.upper()}-{size}"
         dfd = shared(("domain-fd", key, int(len(real_all)), inception_weights),
-                     lambda: DomainFD(real_all, lab_all, key, device, inception_weights, log))
+                     partial(DomainFD, real_all, lab_all, key, device, inception_weights, log))
         res["extractors"].append((dfd.extractor.name, extractor_digest(dfd.extractor)))
         res["fd_measure"] = dfd.name
         res[f"fd_{src}{tgt}"] = dfd.fd(fake)

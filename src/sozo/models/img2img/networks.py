@@ -34,16 +34,21 @@ class UnetBlock(nn.Module):
         self.outermost = outermost
         in_ch = outer if in_ch is None else in_ch
         bias = norm != "batch"  # a conv followed by batch norm needs no bias
-        down = [nn.Conv2d(in_ch, inner, 4, 2, 1, bias=bias)]
+        down: list[nn.Module] = [nn.Conv2d(in_ch, inner, 4, 2, 1, bias=bias)]
+        up: list[nn.Module]
+        layers: list[nn.Module]
+        if sub is None and not innermost:
+            raise ValueError("a U-Net block above the bottleneck wraps the block below it (sub)")
+        inside: list[nn.Module] = [] if sub is None else [sub]
         if outermost:
             up = [nn.ReLU(True), nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1), nn.Tanh()]
-            layers = down + [sub] + up
+            layers = down + inside + up
         elif innermost:  # the bottleneck: no norm (a 1x1 map cannot be normalised per image)
             up = [nn.ReLU(True), nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=bias), _norm(norm, outer)]
             layers = [nn.LeakyReLU(0.2, True)] + down + up
         else:
             up = [nn.ReLU(True), nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1, bias=bias), _norm(norm, outer)]
-            layers = [nn.LeakyReLU(0.2, True)] + down + [_norm(norm, inner), sub] + up
+            layers = [nn.LeakyReLU(0.2, True)] + down + [_norm(norm, inner)] + inside + up
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         self.model = nn.Sequential(*layers)
@@ -100,7 +105,8 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         bias = norm != "batch"
         w = width
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, w, 7, bias=bias), _norm(norm, w), nn.ReLU(True)]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, w, 7, bias=bias), _norm(norm, w),
+                                   nn.ReLU(True)]
         for m in (1, 2):  # down: w -> 2w -> 4w
             layers += [nn.Conv2d(w * m, w * m * 2, 3, 2, 1, bias=bias), _norm(norm, w * m * 2), nn.ReLU(True)]
         layers += [ResnetBlock(w * 4, norm, dropout) for _ in range(blocks)]

@@ -13,9 +13,10 @@ order by default; ``order=random`` draws a fixed permutation from ``mask_seed``)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -57,8 +58,8 @@ class MADEConfig:
     # pixels are 0/1 (threshold 0.5), as sampling feeds its own binary draws back in; false: grey levels
     # x/255 as inputs and Bernoulli targets (the VAE's default), which binary samples then do not match
     binarize: bool = True
-    image_size: Optional[int] = None  # None: the data's size
-    channels: Optional[int] = None  # None: the data's channels
+    image_size: int | None = None  # None: the data's size
+    channels: int | None = None  # None: the data's channels
     lr: float = 1e-3  # Adam
     weight_decay: float = 0.0  # Adam's L2 penalty (1e-4 in some re-implementations)
 

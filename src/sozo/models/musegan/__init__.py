@@ -51,8 +51,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,7 +71,6 @@ from .config import CONTROLS, MuseGANConfig
 from .data import ChoraleData, _to_tensor, load_pieces
 from .measures import EVAL_MAX, _music_rows, random_notes
 from .networks import Critic, Generator
-
 
 
 @register_model("musegan")

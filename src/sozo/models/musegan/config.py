@@ -50,7 +50,8 @@ class MuseGANConfig:
                 raise SozoError(f"'{name}' must be at least {2 if name == 'n_bars' else 1}, got {getattr(self, name)}")
         s = self.steps_per_bar
         if s < 8 or s & (s - 1):
-            raise SozoError(f"'steps_per_bar' must be a power of 2 from 8, got {s}", hint="for example --set steps_per_bar=16")
+            raise SozoError(f"'steps_per_bar' must be a power of 2 from 8, got {s}",
+                            hint="for example --set steps_per_bar=16")
         if self.n_pitches < 12 or self.n_pitches % 12:
             raise SozoError(f"'n_pitches' must be a multiple of 12, got {self.n_pitches}", hint="--set n_pitches=84")
         if self.lowest + self.n_pitches > 128:
@@ -61,7 +62,8 @@ class MuseGANConfig:
             raise SozoError(f"'d_channels' needs 8 positive widths, got {self.d_channels}")
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
-                raise SozoError(f"'{name}' must be positive, got {getattr(self, name)}", hint=f"for example --set {name}=0.001")
+                raise SozoError(f"'{name}' must be positive, got {getattr(self, name)}",
+                                hint=f"for example --set {name}=0.001")
         if not -1.0 <= self.rest_threshold < 1.0:
             raise SozoError(f"'rest_threshold' must be in [-1, 1), got {self.rest_threshold}")
         if self.output not in ("softmax", "tanh"):

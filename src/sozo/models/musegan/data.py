@@ -1,8 +1,9 @@
 """MuseGAN's data: four-voice chorales as JSB steps (the JSB file's splits or music21's bundled chorales)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,8 @@ class ChoraleData:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def load_pieces(source: str, holdout: float, log: Callable[[str], Any] = print) -> tuple[str, list[np.ndarray], list[np.ndarray]]:
+def load_pieces(source: str, holdout: float,
+                log: Callable[[str], Any] = print) -> tuple[str, list[np.ndarray], list[np.ndarray]]:
     """(data name, training pieces, held-out pieces) as JSB steps: the JSB file's train and test splits,
     or music21's bundled chorales split by piece (``holdout`` share held out, seeded)."""
     if source.strip().lower() in BUNDLED_NAMES:

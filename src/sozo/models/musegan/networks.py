@@ -8,7 +8,6 @@ from torch import nn
 from .config import MuseGANConfig
 
 
-
 class TemporalNetwork(nn.Module):
     """(B, z) -> (B, N, z): one latent a bar, by transposed 1-D convs along time (Foster's design)."""
 
@@ -74,11 +73,13 @@ class Generator(nn.Module):
         super().__init__()
         self.n_tracks, self.n_bars = c.n_tracks, c.n_bars
         self.chords_time = TemporalNetwork(c.z_dim, c.temporal_hidden, c.n_bars)
-        self.melody_time = nn.ModuleList(TemporalNetwork(c.z_dim, c.temporal_hidden, c.n_bars) for _ in range(c.n_tracks))
+        self.melody_time = nn.ModuleList(TemporalNetwork(c.z_dim, c.temporal_hidden, c.n_bars)
+                                         for _ in range(c.n_tracks))
         self.bars = nn.ModuleList(BarGenerator(4 * c.z_dim, c.g_channels, c.steps_per_bar, c.n_pitches, c.output)
                                   for _ in range(c.n_tracks))
 
-    def forward(self, chords: torch.Tensor, style: torch.Tensor, melody: torch.Tensor, groove: torch.Tensor) -> torch.Tensor:
+    def forward(self, chords: torch.Tensor, style: torch.Tensor, melody: torch.Tensor,
+                groove: torch.Tensor) -> torch.Tensor:
         B, N = chords.size(0), self.n_bars
         chords_t = self.chords_time(chords)  # (B, N, z)
         out = []

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ...config import DataConfig, replace
-from ...data.text import (PAD, UNK, Corpus, Tokenizer, Vocab, detect_mode, encode_pairs, read_parallel,
-                          split_holdout)
+from ...data.text import PAD, UNK, Corpus, Tokenizer, Vocab, detect_mode, encode_pairs, read_parallel, split_holdout
 from ...decoding import Hypothesis, decode
 from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row, Table
@@ -94,7 +94,8 @@ class Seq2SeqConfig:
         if self.clip < 0:
             raise SozoError(f"'clip' must be at least 0, got {self.clip}")
         if not self.src.strip() or not self.tgt.strip() or self.src == self.tgt:
-            raise SozoError(f"source and target languages must be two different names, got '{self.src}' and '{self.tgt}'",
+            raise SozoError("source and target languages must be two different names, "
+                            f"got '{self.src}' and '{self.tgt}'",
                             hint="for example --src ja --tgt en")
 
 
@@ -205,7 +206,8 @@ class Seq2Seq(GenerativeModel):
             log(note)
         src_mode = config.src_tokens if config.src_tokens != "auto" else detect_mode(tr_s, config.src)
         tgt_mode = config.tgt_tokens if config.tgt_tokens != "auto" else detect_mode(tr_t, config.tgt)
-        stok, ttok = Tokenizer(config.src, src_mode, config.lowercase), Tokenizer(config.tgt, tgt_mode, config.lowercase)
+        stok = Tokenizer(config.src, src_mode, config.lowercase)
+        ttok = Tokenizer(config.tgt, tgt_mode, config.lowercase)
         S, T, too_long, empty = [], [], 0, 0
         for s_raw, t_raw in zip(tr_s, tr_t):
             s, t = stok(s_raw), ttok(t_raw)
@@ -381,8 +383,11 @@ class Seq2Seq(GenerativeModel):
         return logp, replace(state, rnn=rnn), (w[:, 0] if w is not None else None)
 
     def select(self, state: DecodeState, index: torch.Tensor) -> DecodeState:
-        pick = lambda x: x.index_select(0, index) if x is not None else None  # noqa: E731
-        return DecodeState(select_state(state.rnn, index), pick(state.memory), pick(state.keys), pick(state.mask))
+        memory, keys = state.memory, state.keys
+        return DecodeState(select_state(state.rnn, index),
+                           memory.index_select(0, index) if memory is not None else None,
+                           keys.index_select(0, index) if keys is not None else None,
+                           state.mask.index_select(0, index))
 
     # --- using a trained model -------------------------------------------------------------
     def _need_vocabs(self) -> tuple[Vocab, Vocab]:
@@ -434,7 +439,8 @@ class Seq2Seq(GenerativeModel):
         log = log or (lambda m: print(m, file=sys.stderr))
         items = [texts] if isinstance(texts, str) else list(texts)
         if not items:
-            raise SozoError("nothing to translate", hint='give a sentence, e.g. sozo translate RUN "海外に旅行に行きたい。"')
+            raise SozoError("nothing to translate",
+                            hint='give a sentence, e.g. sozo translate RUN "海外に旅行に行きたい。"')
         tok = self.src_tokenizer
         sources = []
         for i, text in enumerate(items):

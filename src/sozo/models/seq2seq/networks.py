@@ -20,7 +20,8 @@ from ...data.text import PAD
 RNNState = Any  # a GRU's h (L, B, H) or an LSTM's (h, c)
 
 
-def make_rnn(kind: str, input_size: int, hidden: int, layers: int, dropout: float, bidirectional: bool = False) -> nn.RNNBase:
+def make_rnn(kind: str, input_size: int, hidden: int, layers: int, dropout: float,
+             bidirectional: bool = False) -> nn.RNNBase:
     cls = nn.LSTM if kind == "lstm" else nn.GRU
     return cls(input_size, hidden, layers, batch_first=True, bidirectional=bidirectional,
                dropout=dropout if layers > 1 else 0.0)
@@ -129,7 +130,7 @@ class Decoder(nn.Module):
         """tokens (B, T) -> features (B, T, H), new state, attention weights (B, T, S) or None."""
         y, state = self.rnn(self.drop(self.embed(tokens)), state)  # (B, T, H): one call over T steps
         weights = None
-        if self.attention is not None:
+        if self.attention is not None and self.combine is not None:  # (both, or neither)
             ctx, weights = self.attention(y, keys, memory, mask)  # (B, T, K), (B, T, S)
             y = torch.tanh(self.combine(torch.cat([y, ctx], dim=-1)))
         return self.drop(y), state, weights

@@ -44,8 +44,7 @@ def save_attention_map(source: list[str], output: list[str], weights: torch.Tens
     if font is None and any(ord(ch) > 0x2E80 for t in labels for ch in t):
         warnings.warn("no Japanese font found for the attention map: glyphs may show as boxes "
                       "(pip install matplotlib-fontja)", stacklevel=2)
-    rc = {"font.family": [font, "DejaVu Sans"]} if font else {}
-    with matplotlib.rc_context(rc):
+    with matplotlib.rc_context({"font.family": [font, "DejaVu Sans"]} if font else None):
         fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(source) + 1.5), max(3.0, 0.4 * len(output) + 1.5)), dpi=120)
         im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(1e-6, float(w.max())), aspect="auto")
         ax.set_xticks(range(len(source)))

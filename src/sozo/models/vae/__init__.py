@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ...config import replace
-from ...errors import SozoError
-from ...registry import register_variant
 from ...data.stream import as_tensor
+from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row
+from ...registry import register_variant
 from ...viz.grid import save_grid, save_walk
+from ..base import resolved_sizes
 from ..images import IMAGE_TABLE, ImageModel, fit_image_config
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_plan, conv_sizes
 from .objectives import LIKELIHOOD_NOTE, bernoulli_nll, gaussian_kl, iw_nll, log_weights
@@ -68,8 +71,8 @@ class VAEConfig:
     latent_dim: int = 20
     hidden: list[int] = field(default_factory=lambda: [400])  # MLP widths (the decoder reverses them)
     width: int = 32  # conv: channels of the first conv, doubling each halving of the size (capped at 8x)
-    image_size: Optional[int] = None  # None: the data's size (conv: the nearest it supports)
-    channels: Optional[int] = None  # None: the data's channels
+    image_size: int | None = None  # None: the data's size (conv: the nearest it supports)
+    channels: int | None = None  # None: the data's channels
     beta: float = 1.0  # weight of the KL term (beta-VAE: > 1)
     binarize: bool = False  # threshold pixels at 0.5 (targets and encoder input) for binarised-MNIST figures
     lr: float = 1e-3  # Adam
@@ -98,19 +101,24 @@ class VAE(ImageModel):
 
     Config = VAEConfig
     CODE_MOMENTUM = 0.05  # plain autoencoder: running statistics of the codes, per step
+    code_mean: torch.Tensor  # (L,) buffers of a plain autoencoder: the Gaussian its samples come from
+    code_cov: torch.Tensor  # (L, L)
 
     def __init__(self, config: VAEConfig, class_names: list[str] | None = None):
         super().__init__(config, class_names)
         c = config
-        shape = (c.channels, c.image_size, c.image_size)
+        size, channels = resolved_sizes(c, "image_size", "channels")
+        shape = (channels, size, size)
         k = c.num_classes if c.conditional else 0
         out = 2 * c.latent_dim if c.variational else c.latent_dim  # (mu, logvar) or the code itself
+        self.encoder: nn.Module
+        self.decoder: nn.Module
         if c.arch == "mlp":
             self.encoder = MLPEncoder(shape, c.hidden, out, k)
             self.decoder = MLPDecoder(c.latent_dim, c.hidden, shape, k)
         else:
-            self.encoder = ConvEncoder(c.image_size, c.channels, c.width, out, k)
-            self.decoder = ConvDecoder(c.latent_dim, c.image_size, c.channels, c.width, k)
+            self.encoder = ConvEncoder(size, channels, c.width, out, k)
+            self.decoder = ConvDecoder(c.latent_dim, size, channels, c.width, k)
         if not c.variational:  # the Gaussian that samples of a plain autoencoder come from
             self.register_buffer("code_mean", torch.zeros(c.latent_dim))
             self.register_buffer("code_cov", torch.eye(c.latent_dim))
@@ -191,7 +199,7 @@ class VAE(ImageModel):
         t = self._unit(batch["images"])  # (B, C, H, W) targets in [0, 1]
         y = F.one_hot(batch["labels"], c.num_classes).float() if c.conditional else None
         mu, logvar = self._encode(t, y)
-        if c.variational:
+        if logvar is not None:  # a VAE (the codes of a plain autoencoder have no variance)
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation: gradients reach mu, sigma
             kl = gaussian_kl(mu, logvar)  # (B,)
         else:
@@ -229,7 +237,8 @@ class VAE(ImageModel):
                 raise SozoError(f"the encoder gives codes {tuple(mu.shape)} instead of ({x.size(0)}, {c.latent_dim})")
             logits = self._decode(mu, y)
             if logits.shape != x.shape:
-                raise SozoError(f"the decoder makes {tuple(logits.shape[1:])} images but the data is {tuple(x.shape[1:])}")
+                raise SozoError(f"the decoder makes {tuple(logits.shape[1:])} images "
+                                f"but the data is {tuple(x.shape[1:])}")
 
     # --- encoding and decoding -----------------------------------------------------------
     @torch.no_grad()
@@ -329,7 +338,9 @@ class VAE(ImageModel):
         walk = torch.stack([torch.lerp(za, zb, float(ti)) for ti in t]).reshape(steps * p, -1)
         y = None
         if self.config.conditional:
-            ya, yb = self._cond(labels_a, p).cpu(), self._cond(labels_b, p).cpu()
+            ya, yb = self._cond(labels_a, p), self._cond(labels_b, p)
+            assert ya is not None and yb is not None  # a conditional model's labels
+            ya, yb = ya.cpu(), yb.cpu()
             y = torch.stack([torch.lerp(ya, yb, float(ti)) for ti in t]).reshape(steps * p, -1)
         imgs = self.decode(walk, y)
         return imgs.view(steps, p, *imgs.shape[1:])
@@ -368,6 +379,7 @@ class VAE(ImageModel):
                 b = t.size(0)
                 y = y_all[i:i + bs] if y_all is not None else None
                 mu, logvar = self._encode(t, y)  # (B, L)
+                assert logvar is not None  # variational (checked above)
                 eps = torch.randn(k, b, c.latent_dim, generator=gen).to(self.device)  # CPU draws: any device agrees
                 z = mu + eps * (0.5 * logvar).exp()  # (K, B, L)
                 logits = self._decode(z.reshape(k * b, -1), y.repeat(k, 1) if y is not None else None)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ...data.images import to_float
-from ...data.stream import as_tensor, cat_rows
+from ...data.stream import cat_rows
 from ...errors import SozoError
 from ...runs import Run
 from ...viz.grid import make_grid, save_grid, save_walk
@@ -42,15 +42,16 @@ class RunData:
 
     model: VAE
     data: Any  # ImageData: name, class_names, num_classes
-    train: dict[str, torch.Tensor]
-    heldout: dict[str, torch.Tensor]
+    # "images": a tensor, or a StreamedImages read from the cache (sozo.data.stream); "labels": a tensor
+    train: dict[str, Any]
+    heldout: dict[str, Any]
     source: str
 
     @property
     def labels_name(self) -> list[str] | None:
         return self.model.class_names or getattr(self.data, "class_names", None)
 
-    def split(self, which: str) -> dict[str, torch.Tensor]:
+    def split(self, which: str) -> dict[str, Any]:
         """The held-out images, the training images, or all (held-out first, so indices agree)."""
         if which not in SPLITS:
             raise SozoError(f"unknown split '{which}'", hint="use one of " + ", ".join(SPLITS))
@@ -62,7 +63,7 @@ class RunData:
             return self.train
         return {k: cat_rows(self.heldout[k], self.train[k]) for k in self.train if k in self.heldout}
 
-    def labels_for(self, part: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> torch.Tensor | None:
+    def labels_for(self, part: dict[str, Any], idx: torch.Tensor | slice) -> torch.Tensor | None:
         """Labels the model needs to encode (cvae), else None."""
         return part["labels"][idx] if self.model.config.conditional else None
 
@@ -222,7 +223,7 @@ class Spec:
 
     text: str
     label: int | None = None
-    attribute: str | None = None
+    attribute: str = ""  # "" for a label term
 
 
 def parse_specs(texts: list[str], rd: RunData, attributes: Any) -> list[Spec]:
@@ -340,16 +341,19 @@ def latent_arithmetic(run: str | Path | Run, add: list[str], subtract: list[str]
         if not folder.is_dir():
             raise SozoError(f"the attributes name image files, and the run's data '{rd.source}' is not a folder",
                             hint="give --images DIR, the folder holding the files the attributes file names")
+        if attrs is None:  # parse_specs allows attribute terms only with an attributes file
+            raise SozoError("attribute terms need an attributes file", hint="give --attributes FILE")
+        table = attrs
         vectors_cache: dict[str, torch.Tensor] = {}
 
         def vector(s: Spec) -> torch.Tensor:
             if s.attribute not in vectors_cache:
-                col = attrs.column(s.attribute)
+                col = table.column(s.attribute)
                 means = []
                 for want in (True, False):
                     rows = np.flatnonzero(col == want)
                     rows = rows[torch.randperm(len(rows), generator=gen)[:pool].numpy()] if len(rows) else rows
-                    imgs, _ = _attribute_images(rd, attrs, folder, rows)
+                    imgs, _ = _attribute_images(rd, table, folder, rows)
                     if len(imgs) == 0:
                         which = "have" if want else "lack"
                         raise SozoError(f"no image in {folder} that the attributes file says {which}s "
@@ -359,13 +363,13 @@ def latent_arithmetic(run: str | Path | Run, add: list[str], subtract: list[str]
                 vectors_cache[s.attribute] = means[0] - means[1]
             return vectors_cache[s.attribute]
 
-        ok = np.ones(len(attrs.files), dtype=bool)
+        fits = np.ones(len(table.files), dtype=bool)
         for s in minus:
-            ok &= attrs.column(s.attribute)
+            fits &= table.column(s.attribute)
         for s in plus:
-            ok &= ~attrs.column(s.attribute)
-        rows = np.flatnonzero(ok)
-        start, names = _attribute_images(rd, attrs, folder, rows[: n * 4])
+            fits &= ~table.column(s.attribute)
+        rows = np.flatnonzero(fits)
+        start, names = _attribute_images(rd, table, folder, rows[: n * 4])
         start, names = start[:n], names[:n]
         if len(start) == 0:
             raise SozoError(f"no image in {folder} fits: starting images have every subtracted attribute "
