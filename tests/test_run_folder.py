@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import sozo
 from sozo.cli import main
@@ -243,3 +244,32 @@ def test_a_failed_write_is_one_clear_message_and_keeps_the_old_file(tmp_path, mo
     blocker.write_text("x")
     assert main(["sample", str(run.path), "--n", "4", "--out", str(blocker / "grid.png")]) == 2
     assert "could not write" in capsys.readouterr().err
+
+
+def _epoch_records(run: Path) -> list[dict]:
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "examples_per_s")} for r in recs]
+
+
+def test_metrics_are_exact_across_a_resume(tmp_path):
+    """Issue 21, defect 5: a run stopped mid-epoch and resumed logs the same records (losses summed
+    over every step of the epoch, before and after the stop) as one that never stopped."""
+    whole = sozo.train("dcgan", out=tmp_path / "whole", epochs=2, **{**API, "set": API["set"] + ["log_every=4"]})
+    part = sozo.train("dcgan", out=tmp_path / "part", epochs=2, max_steps=6,
+                      **{**API, "set": API["set"] + ["log_every=4"]})
+    sozo.train(resume=part, epochs=2, max_steps=0, progress=False, log=lambda m: None)
+    assert _epoch_records(part.path) == _epoch_records(whole.path)
+    ckpt = torch.load(whole.path / "checkpoints" / "last.pt", weights_only=True)
+    assert "metric_sums" not in ckpt  # at an epoch's end nothing is pending
+
+
+def test_the_epoch_record_is_written_before_its_checkpoint(tmp_path, monkeypatch):
+    """A kill between the two must not lose the record for good: the record comes first (a resume
+    from the previous checkpoint drops it and makes the epoch again)."""
+    from sozo.training import trainer as tr
+    order = []
+    real_save, real_log = tr.Trainer.save, Run.log
+    monkeypatch.setattr(tr.Trainer, "save", lambda self, *a, **k: (order.append("ckpt"), real_save(self, *a, **k)))
+    monkeypatch.setattr(Run, "log", lambda self, rec: (order.append(rec["kind"]), real_log(self, rec)))
+    sozo.train("dcgan", out=tmp_path / "run", epochs=1, **API)
+    assert order[-2:] == ["epoch", "ckpt"]

@@ -130,6 +130,10 @@ class Trainer:
         # the EMA of the weights (ema > 0): on every rank alike, as the ranks' weights are equal
         self.ema = self._new_ema() if self.cfg.ema > 0 else None
         self._stop = False
+        # (sums, counts, epoch_sums, epoch_counts) of the losses not yet in an epoch record, as the next
+        # checkpoint stores them (None at an epoch's end), and those a checkpoint gave back on load
+        self._acc: tuple[dict, dict, dict, dict] | None = None
+        self._resumed_acc: tuple[dict, dict, dict, dict] | None = None
         self._tb: Any = None  # a tensorboard SummaryWriter once the first record is written (tensorboard=true)
         if self.is_main:  # temporaries of writes a killed process never finished
             for folder in (self.run.last_ckpt.parent, self.run.model_dir):
@@ -162,6 +166,11 @@ class Trainer:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self._acc is not None:  # the losses summed so far in this epoch: its record stays exact across a resume
+            sums, counts, epoch_sums, epoch_counts = self._acc
+            state["metric_sums"] = {"sums": {k: v.detach().cpu() for k, v in sums.items()}, "counts": dict(counts),
+                                    "epoch_sums": {k: v.detach().cpu() for k, v in epoch_sums.items()},
+                                    "epoch_counts": dict(epoch_counts)}
         if rng_ranks is not None:  # several processes: each rank's own stream, for an exact resume
             state["rng_ranks"] = rng_ranks
         return state
@@ -242,6 +251,13 @@ class Trainer:
             set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
                            for k, v in rng.items()})
         self.pos = Position(int(state["step"]), int(state["epoch"]), int(state["batch"]))
+        acc = state.get("metric_sums")  # checkpoints before 0.2 have none: the epoch record then averages less
+        if isinstance(acc, dict):
+            dev = self.device
+            self._resumed_acc = ({k: v.to(dev) for k, v in acc["sums"].items()}, dict(acc["counts"]),
+                                 {k: v.to(dev) for k, v in acc["epoch_sums"].items()}, dict(acc["epoch_counts"]))
+        else:
+            self._resumed_acc = None
 
     # --- the loop ------------------------------------------------------------------------
     def batches(self, epoch: int, start: int):
@@ -393,6 +409,9 @@ class Trainer:
         counts: dict[str, int] = {}
         epoch_sums: dict[str, torch.Tensor] = {}
         epoch_counts: dict[str, int] = {}
+        if self._resumed_acc is not None:  # a resume mid-epoch: the steps before it count in its record
+            sums, counts, epoch_sums, epoch_counts = self._resumed_acc
+            self._resumed_acc = None
         t_log = t_epoch = time.perf_counter()
         steps_since_log = 0
         while self.pos.epoch < cfg.epochs:
@@ -423,6 +442,7 @@ class Trainer:
                         epoch_sums[k] = epoch_sums.get(k, 0) + sums[k]
                         epoch_counts[k] = epoch_counts.get(k, 0) + counts[k]
                     sums, counts, t_log, steps_since_log = {}, {}, now, 0
+                self._acc = (sums, counts, epoch_sums, epoch_counts)  # what a checkpoint now must keep
                 if cfg.checkpoint_every and self.pos.step % cfg.checkpoint_every == 0:
                     self.save((sums, counts))
                 if self._done_steps() and self.pos.batch < self.steps_per_epoch:  # stop mid-epoch
@@ -452,8 +472,12 @@ class Trainer:
             rec.update(kind="epoch", step=self.pos.step, epoch=self.pos.epoch,
                        seconds=round(time.perf_counter() - t_epoch, 3))
             self._check_finite(rec)
+            self._acc = None  # the epoch is complete: its record holds every step
             self.end_of_epoch(rec)
+            # the record first, then the checkpoint: a kill between them resumes from the previous
+            # checkpoint, which drops this record (truncate_metrics) and makes the epoch again
             self._emit(rec, bar)
+            self.save()
             if bar is not None and self.pos.epoch < cfg.epochs:
                 bar.set_description(f"{model.family} epoch {self.pos.epoch + 1}/{cfg.epochs}")
             sums, counts, epoch_sums, epoch_counts = {}, {}, {}, {}
@@ -468,7 +492,8 @@ class Trainer:
         return bool(self.cfg.max_steps) and self.pos.step >= self.cfg.max_steps
 
     def end_of_epoch(self, rec: dict[str, Any]) -> None:
-        """Samples, callbacks (evaluation), then the checkpoint for this epoch."""
+        """Samples and callbacks (evaluation) for this epoch; their figures go into ``rec``. The loop
+        then writes the record and the checkpoint."""
         cfg, e = self.cfg, self.pos.epoch
         if self.is_main and cfg.sample_every and (e % cfg.sample_every == 0 or e == cfg.epochs):
             # the RNG state is saved and restored so samples never change the training noise
@@ -485,7 +510,6 @@ class Trainer:
             self.model.train()
             if extra:
                 rec.update(extra)
-        self.save()
 
     def _means(self, sums: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, Any]:
         if not sums:
