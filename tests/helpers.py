@@ -41,6 +41,16 @@ def first_batch(train: dict[str, torch.Tensor], n: int = 8) -> dict[str, torch.T
     return {k: v[:n] for k, v in train.items()}
 
 
+def overfit_losses(model: Any, batch: dict[str, torch.Tensor], steps: int = 100) -> tuple[float, float]:
+    """(first, last) loss of ``steps`` training steps on one batch (a model should overfit it)."""
+    model.configure_optimizers()
+    model.train()
+    first = last = model.training_step(batch, 0)["loss"].item()
+    for step in range(1, steps):
+        last = model.training_step(batch, step)["loss"].item()
+    return first, last
+
+
 def params_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.named_parameters()}
 

@@ -22,6 +22,7 @@ from .helpers import (
     check_save_load,
     check_step_changes,
     first_batch,
+    overfit_losses,
     tiny_options,
 )
 
@@ -75,12 +76,7 @@ def test_resume_is_exact(tmp_path, monkeypatch):
 
 def test_a_hundred_steps_overfit_one_batch():
     model, train = build("made", TINY + DATA + ["lr=0.01"])
-    model.configure_optimizers()
-    model.train()
-    batch = first_batch(train, 16)
-    first = model.training_step(batch, 0)["loss"].item()
-    for step in range(1, 100):
-        last = model.training_step(batch, step)["loss"].item()
+    first, last = overfit_losses(model, first_batch(train, 16))
     assert last < 0.3 * first, (first, last)  # 546 -> 102 nats per image
 
 

@@ -17,7 +17,15 @@ from sozo.errors import SozoError
 from sozo.models.vae.attributes import read_attributes
 from sozo.models.vae.objectives import gaussian_kl, posterior_logpdf, std_normal_logpdf
 
-from .helpers import build, check_resume, check_save_load, check_step_changes, first_batch, tiny_options
+from .helpers import (
+    build,
+    check_resume,
+    check_save_load,
+    check_step_changes,
+    first_batch,
+    overfit_losses,
+    tiny_options,
+)
 
 # small networks so each check takes a moment on two cores
 TINY = {
@@ -60,12 +68,7 @@ def test_step_changes_encoder_and_decoder(family):
 @pytest.mark.parametrize("family", ["vae", "conv-vae"])
 def test_a_hundred_steps_overfit_one_batch(family):
     model, train = build(family, TINY[family] + DATA)
-    model.configure_optimizers()
-    model.train()
-    batch = first_batch(train, 16)
-    first = model.training_step(batch, 0)["loss"].item()
-    for step in range(1, 100):
-        last = model.training_step(batch, step)["loss"].item()
+    first, last = overfit_losses(model, first_batch(train, 16))
     assert last < 0.6 * first, (first, last)
 
 
