@@ -212,7 +212,7 @@ def test_outputs_never_replace_a_runs_own_files_or_an_input(tmp_path, capsys):
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"x")
     with pytest.raises(SozoError, match="also an input"):
-        check_output(photo, inputs=[photo])
+        check_output(photo, inputs={photo.resolve()})
 
 
 def test_a_failed_write_is_one_clear_message_and_keeps_the_old_file(tmp_path, monkeypatch, capsys):

@@ -19,7 +19,7 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,14 +88,14 @@ RUN_OWN = ("config.yaml", "metrics.jsonl", "eval.json", ".lock")  # files of a r
 RUN_OWN_DIRS = ("model", "checkpoints")
 
 
-def check_output(out: str | Path, inputs: Any = ()) -> None:
+def check_output(out: str | Path, inputs: Collection[Path] = ()) -> None:
     """Refuse an output path that would replace a run folder's own files (its config.yaml, metrics,
-    eval.json, model/ or checkpoints/: the run would no longer resume or load) or one of ``inputs``."""
+    eval.json, model/ or checkpoints/: the run would no longer resume or load) or one of ``inputs``
+    (resolved paths: a caller checking many outputs resolves its inputs once)."""
     target = Path(out).resolve()
-    for src in inputs:
-        if Path(src).resolve() == target:
-            raise SozoError(f"--out {out} is also an input: writing it would destroy the original",
-                            hint="write the result to another file or folder")
+    if target in inputs:
+        raise SozoError(f"--out {out} is also an input: writing it would destroy the original",
+                        hint="write the result to another file or folder")
     folder = target.parent
     for up in (folder, *folder.parents):  # inside RUN/model/ or RUN/checkpoints/, or RUN's own file
         if up.name in RUN_OWN_DIRS and (up.parent / "config.yaml").exists():

@@ -93,8 +93,9 @@ def apply_files(model: Any, images: list[str | Path], out: str | Path, folder: s
     if not jobs:
         raise SozoError("which images? give image files, or --folder DIR",
                         hint="sozo apply RUN photo.jpg --out out.png")
+    sources = {Path(src).resolve() for src, _ in jobs}  # resolved once, not once an output
     for _, dst in jobs:  # never over an input or a run's own files
-        check_output(dst, inputs=[s for s, _ in jobs])
+        check_output(dst, inputs=sources)
     written, failed = [], []
     for src, dst in jobs:
         try:
