@@ -170,7 +170,8 @@ def test_each_command_checks_what_the_run_makes(tmp_path, capsys):
              (["interpolate", str(text.path)], "makes text; `sozo interpolate` needs", "sozo write"),
              (["translate", str(gan.path), "hello"], "makes images; `sozo translate` needs a model that makes "
                                                      "translations", "sozo sample"),
-             (["write", str(gan.path)], "`sozo write` needs a model that makes text", "sozo sample")]
+             (["write", str(gan.path)], "`sozo write` needs a model that makes text", "sozo sample"),
+             (["compose", str(gan.path)], "`sozo compose` needs a model that makes music", "sozo sample")]
     for argv, message, hint in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

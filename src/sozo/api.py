@@ -24,7 +24,16 @@ from .errors import SozoError
 from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, Table, render_table
 
 # loading a run lives below the API (a family's tools open runs too); re-exported here as the API
-from .loading import HOLDOUT_SEED, load, load_fitted, prepare_data, rebuild_run_config, run_config, split_data
+from .loading import (
+    HOLDOUT_SEED,
+    load,
+    load_fitted,
+    prepare_data,
+    rebuild_run_config,
+    require_makes,
+    run_config,
+    split_data,
+)
 from .registry import get_model, model_names
 from .runs import Run, RunLock, read_model_json, write_json, write_text
 
@@ -333,14 +342,12 @@ def compose(run: str | Path | Run, out: str | Path | None = None, *, bars: int =
     if not isinstance(bars, int) or isinstance(bars, bool) or bars < 1:
         raise SozoError(f"bars must be a whole number at least 1, got {bars!r}")
     model = load(run, device=device, raw=raw)
-    compose = getattr(model, "compose", None)  # the music families' method
-    if compose is None:
-        raise SozoError(f"{Path(str(run))} is a '{model.family}' run; compose needs a music run",
-                        hint="train one with sozo train music-lstm (or musegan)")
+    require_makes(model, Path(str(run)), "music", "sozo compose")
+    compose: Callable[..., Any] = getattr(model, "compose")  # noqa: B009  # every family that makes music has it
     if controls is not None and all(v is None for v in controls.values()):
         controls = None
     piece = compose(bars=bars, seed=seed, temperature=temperature, duration_temperature=duration_temperature,
-                          controls=controls)
+                    controls=controls)
     if out is not None:
         write_piece(piece, out)
     return piece

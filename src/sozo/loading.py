@@ -118,6 +118,23 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = 
     return net
 
 
+# what each kind of model is used with, for the hint when a command meets the wrong kind
+USE = {"images": "sozo sample RUN", "text": "sozo write RUN", "translations": 'sozo translate RUN "…"',
+       "music": "sozo compose RUN --out piece.mid", "image-translations": "sozo apply RUN IMAGE --out OUT"}
+
+
+def require_makes(model: GenerativeModel, run: Any, makes: str | tuple[str, ...], command: str) -> None:
+    """The one capability check of the commands and API calls that use a trained model: ``model``
+    (of ``run``) must make ``makes`` (see ``GenerativeModel.makes``), else a SozoError saying what it
+    makes and which command uses it."""
+    wanted = (makes,) if isinstance(makes, str) else makes
+    if model.makes not in wanted:
+        what = model.makes or "nothing this command uses"
+        raise SozoError(f"{run} is a '{model.family}' run, which makes {what}; "
+                        f"`{command}` needs a model that makes {' or '.join(wanted)}",
+                        hint=f"use {USE[model.makes]}" if model.makes in USE else "sozo models lists the families")
+
+
 def _load_ema(net: GenerativeModel, folder: Path, ema: Any) -> None:
     """Put the EMA tensors that config.json's ``ema`` entry names over ``net``'s live weights."""
     name = ema.get("file") if isinstance(ema, dict) else None

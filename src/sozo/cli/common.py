@@ -131,24 +131,16 @@ def add_model_options(parser: argparse.ArgumentParser, device: str = "cpu") -> N
                         help="use the live weights, not their EMA (runs trained with --set ema=...)")
 
 
-# what each kind of model is used with, for the hint when a command meets the wrong kind
-USE = {"images": "sozo sample RUN", "text": "sozo write RUN", "translations": 'sozo translate RUN "…"',
-       "music": "sozo compose RUN --out piece.mid", "image-translations": "sozo apply RUN IMAGE --out OUT"}
-
-
 def load_model(args: argparse.Namespace, makes: str | tuple[str, ...] | None = None) -> Any:
     """The model of ``args.run`` on ``args.device``: its EMA weights when it has them, unless --raw.
 
     ``makes``: what the command needs the model to make (see ``GenerativeModel.makes``); a run of
     another kind is a SozoError saying what it makes and which command uses it."""
     from ..api import load
+    from ..loading import require_makes
     model = load(args.run, device=args.device, raw=args.raw)
-    wanted = (makes,) if isinstance(makes, str) else makes
-    if wanted is not None and model.makes not in wanted:
-        what = model.makes or "nothing this command uses"
-        raise SozoError(f"{args.run} is a '{model.family}' run, which makes {what}; "
-                        f"`sozo {args.command}` needs a model that makes {' or '.join(wanted)}",
-                        hint=f"use {USE[model.makes]}" if model.makes in USE else "sozo models lists the families")
+    if makes is not None:
+        require_makes(model, args.run, makes, f"sozo {args.command}")
     return model
 
 
