@@ -94,6 +94,12 @@ def check_save_load(run: Run, n: int = 8, seed: int = 5, **sample_kw: Any) -> to
     return a
 
 
+def is_estimate(batch: dict[str, torch.Tensor]) -> bool:
+    """Whether a ``training_step`` call is sozo.train's memory estimate (a batch on the meta device,
+    sozo.training.memory) rather than a step: patched steps that count calls skip it."""
+    return next(iter(batch.values())).device.type == "meta"
+
+
 def interrupt_after(model_cls: type, steps: int):
     """Patch ``model_cls.training_step`` to send this process SIGINT (a Ctrl-C) after ``steps`` steps."""
     original = model_cls.training_step
@@ -101,6 +107,8 @@ def interrupt_after(model_cls: type, steps: int):
 
     def step(self: Any, batch: Any, i: int) -> Any:
         out = original(self, batch, i)
+        if is_estimate(batch):  # sozo.train's memory estimate on the meta device, not a step
+            return out
         count["n"] += 1
         if count["n"] == steps:
             os.kill(os.getpid(), signal.SIGINT)

@@ -185,8 +185,12 @@ def _train_locked(rc: RunConfig, cls: type[GenerativeModel], resume: Any, out: A
                   callbacks: list | None, log: Callable[[str], None]) -> Run:
     """The rest of ``train`` once the run folder is locked (or, without ``out``, before it is named)."""
     from .training import Trainer, distributed
+    from .training.memory import check_training_memory
 
     data_obj, rc, train_t, held_t = prepare_data(rc, log=log)
+    kept = cls.info_from_data(data_obj)  # what model/config.json keeps of the data (image families: class names)
+    check_training_memory(lambda: cls.from_info(rc.model, kept), train_t, rc.train.batch_size,
+                          distributed.world_size(), rc.train.ema > 0, _training_device(rc.train.device))
     if resume is None and not distributed.is_main():  # rank 0 makes (or refuses) the folder; the others follow
         run = Run(distributed.broadcast_from_main(None))
     elif resume is None:
@@ -209,7 +213,6 @@ def _train_locked(rc: RunConfig, cls: type[GenerativeModel], resume: Any, out: A
         if distributed.is_main():
             write_text(run.config_yaml, rc.dump())  # the (possibly raised) epochs and other train options
     torch.manual_seed(rc.train.seed)  # the weights' init depends on the seed only
-    kept = cls.info_from_data(data_obj)  # what model/config.json keeps of the data (image families: class names)
     net = cls.from_info(rc.model, kept)
     net.use_data(data_obj)  # what the family keeps of the data (vocabularies, dev sentences)
     info = {"family": rc.model_name, "config": to_dict(rc.model), **kept,
@@ -226,6 +229,14 @@ def _train_locked(rc: RunConfig, cls: type[GenerativeModel], resume: Any, out: A
     trainer.fit(resume=resume is not None)
     run.interrupted = trainer.stop_signal if trainer.stopped_early else None  # saved, but not finished
     return run
+
+
+def _training_device(name: str) -> torch.device:
+    """The device whose memory a run's estimate is checked against (a process's own GPU under torchrun)."""
+    from .devices import resolve_device
+    from .training import distributed
+    ctx = distributed.context()
+    return ctx.device if ctx is not None else resolve_device(name)
 
 
 def evaluate(runs: list[str | Path | Run] | str | Path | Run, options: EvalOptions | None = None, *,

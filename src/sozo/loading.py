@@ -18,6 +18,7 @@ from .config import RunConfig, build_run_config, from_dict
 from .data.stream import Rows, take_rows
 from .devices import resolve_device
 from .errors import SozoError
+from .limits import check_memory, module_bytes
 from .models.base import GenerativeModel
 from .registry import get_model
 from .runs import Run, load_weights, read_model_json
@@ -103,13 +104,16 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = 
         cfg = from_dict(cls.Config, info["config"], "model")
     except SozoError as e:
         raise SozoError(f"{run.model_dir / 'config.json'} does not fit this sozo version: {e.message}") from None
-    net = cls.from_info(cfg, info)  # folders of every sozo version: a family ignores keys it does not use
-    weights = load_weights(run.model_dir / "model.safetensors")
-    missing, unexpected = net.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise SozoError(f"{run.model_dir / 'model.safetensors'} does not match its config.json "
-                        f"({len(missing)} missing, {len(unexpected)} unexpected tensors)",
-                        hint="the model/ folder is damaged; `sozo train --resume` rewrites it")
+    build = lambda: cls.from_info(cfg, info)  # noqa: E731 -- folders of every sozo version: unused keys ignored
+    size = module_bytes(build)  # a stranger's config.json may ask for any size: estimated before it is built
+    if size is not None:
+        check_memory(2 * size, f"the model {run.model_dir / 'config.json'} describes (weights and their file)",
+                     hint="its config asks for a larger model than this machine holds; use a machine with more memory")
+    net = build()
+    path = run.model_dir / "model.safetensors"
+    weights = load_weights(path)
+    _fit_weights(net, weights, path, strict=True, hint="the model/ folder is damaged; `sozo train --resume` "
+                                                           "rewrites it")
     if info.get("ema") and not raw:
         _load_ema(net, run.model_dir, info["ema"])
     if info.get("files"):  # JSON documents beside the weights (vocabularies…), parsed without pickle
@@ -146,15 +150,29 @@ def _load_ema(net: GenerativeModel, folder: Path, ema: Any) -> None:
     if not path.exists():
         raise SozoError(f"missing {path} (the EMA weights config.json lists)",
                         hint="load the live weights with raw=True (--raw), or `sozo train --resume` to rewrite model/")
-    tensors = load_weights(path)
-    own = net.state_dict()
-    bad = sorted(k for k, t in tensors.items() if k not in own or own[k].shape != t.shape)
-    if bad:
-        raise SozoError(f"{path} does not match its config.json ({len(bad)} tensors do not fit, e.g. {bad[0]})",
-                        hint="the model/ folder is damaged; load the live weights with raw=True (--raw), "
-                             "or `sozo train --resume` to rewrite it")
-    net.load_state_dict(tensors, strict=False)
+    _fit_weights(net, load_weights(path), path, strict=False,
+                 hint="the model/ folder is damaged; load the live weights with raw=True (--raw), "
+                      "or `sozo train --resume` to rewrite it")
     net.uses_ema = True
+
+
+def _fit_weights(net: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, strict: bool,
+                 hint: str) -> None:
+    """Load ``tensors`` (from ``path``) into ``net``, refusing with the first misfit named: a tensor
+    of the wrong shape (expected and found), one the model does not have, or (``strict``) one missing."""
+    own = net.state_dict()
+    for name, t in sorted(tensors.items()):
+        if name not in own:
+            raise SozoError(f"{path} does not match its config.json: it holds '{name}', which the model does "
+                            f"not have ({len(set(tensors) - set(own))} such tensors)", hint=hint)
+        if own[name].shape != t.shape:
+            raise SozoError(f"{path} does not match its config.json: tensor '{name}' has shape "
+                            f"{tuple(t.shape)}, the model expects {tuple(own[name].shape)}", hint=hint)
+    missing = sorted(set(own) - set(tensors))
+    if strict and missing:
+        raise SozoError(f"{path} does not match its config.json: {len(missing)} tensors are missing, "
+                        f"e.g. '{missing[0]}'", hint=hint)
+    net.load_state_dict(dict(tensors), strict=False)
 
 
 def _read_json(folder: Path, name: str) -> Any:

@@ -67,7 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:  # what sozo.limits' estimates did not foresee: said, not a traceback
+        if not _out_of_memory(e):
+            raise
+        print(f"error: out of memory: {str(e).splitlines()[0][:300]}", file=sys.stderr)
+        print("  hint: ask for less (a smaller --n, --size, --batch-size or model); what was saved before "
+              "is intact", file=sys.stderr)
+        return 2
     return int(code or 0)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """An allocator's refusal (torch.OutOfMemoryError is a RuntimeError; the CPU allocator raises a
+    RuntimeError saying "can't allocate memory")."""
+    text = str(e)
+    return isinstance(e, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text
 
 
 __all__ = ["main", "build_parser", "commands", "MODULES"]

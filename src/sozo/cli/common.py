@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import limits
 from ..errors import SozoError
 
 Handler = Callable[[argparse.Namespace], "int | None"]  # None or 0: success; else the exit status
@@ -96,8 +97,10 @@ def taken_over(args: argparse.Namespace, command: str) -> bool:
     return any(opt.takes_over is not None and opt.takes_over(args) for opt in options_of(command))
 
 
-def positive(name: str) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least 1, with a message naming the flag."""
+def positive(name: str, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least 1, with a message naming the flag; and at most
+    ``maximum`` (a sane bound on a count: a walk of a million frames runs for hours) unless
+    ``SOZO_LIMITS=off`` (sozo.limits)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -105,6 +108,9 @@ def positive(name: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{name} must be a whole number, got '{text}'") from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"{name} must be at least 1, got {value}")
+        if maximum is not None and value > maximum and limits.enforced():
+            raise argparse.ArgumentTypeError(f"{name} must be at most {maximum:,}, got {value:,} "
+                                             f"({limits.OVERRIDE} for those who mean it)")
         return value
     return parse
 

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SozoError
+from ..limits import MAX_GRID, MAX_MEASURED, MAX_ROW, MAX_STEPS
 from .common import (
     add_family_arguments,
     add_model_options,
@@ -86,10 +87,10 @@ def cmd_train(args: argparse.Namespace) -> int | None:
 
 def _sample_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help="a run folder")
-    s.add_argument("--n", type=positive("--n"), default=64)
+    s.add_argument("--n", type=positive("--n", MAX_GRID), default=64)
     s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--label", help="class id or name (conditional models)")
-    s.add_argument("--nrow", type=positive("--nrow"), help="images per row")
+    s.add_argument("--nrow", type=positive("--nrow", MAX_ROW), help="images per row")
     s.add_argument("--out", default="samples.png")
     add_model_options(s)
 
@@ -111,7 +112,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def _evaluate_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("runs", nargs="+", metavar="RUN", help="one or more run folders (compared side by side)")
-    s.add_argument("--n", type=positive("--n"), default=10000, help="generated samples (default 10000)")
+    s.add_argument("--n", type=positive("--n", MAX_MEASURED), default=10000, help="generated samples (default 10000)")
     s.add_argument("--seed", type=seed, default=0)
     add_model_options(s, device="auto")
     s.add_argument("--inception-weights", metavar="PATH",
@@ -135,8 +136,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _interpolate_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help="a run folder")
-    s.add_argument("--steps", type=positive("--steps"), default=10)
-    s.add_argument("--paths", type=positive("--paths"), default=8, help="how many walks side by side")
+    s.add_argument("--steps", type=positive("--steps", MAX_STEPS), default=10)
+    s.add_argument("--paths", type=positive("--paths", MAX_ROW), default=8, help="how many walks side by side")
     s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--label", help="class id or name (conditional models)")
     s.add_argument("--out", default="walk.gif", help=".gif (animated) or .png (a strip, a row per walk)")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SozoError
+from ..limits import MAX_GRID, MAX_MEASURED, MAX_ROW
 from .common import add_model_options, check_suffix, command, family_options, load_model, positive, seed
 
 AUTOENCODERS = "a run folder (ae, vae, conv-vae, beta-vae, cvae)"
@@ -42,14 +43,15 @@ family_options("train", "images (gan, dcgan, wgan, wgan-gp, cgan, ae, vae, …)"
                data_help="mnist-sample, digits, a folder of images, a .npy or MNIST IDX file")
 family_options("interpolate", "autoencoders", arguments=_interpolate_args, takes_over=_interpolate_between)
 family_options("evaluate", "autoencoders", overrides=lambda a: {"k": a.k}, arguments=lambda g: g.add_argument(
-    "--k", type=positive("--k"), default=100, help="importance samples per held-out image for the NLL (default 100)"))
+    "--k", type=positive("--k", MAX_MEASURED), default=100,
+    help="importance samples per held-out image for the NLL (default 100)"))
 
 
 def _reconstruct_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help=AUTOENCODERS)
-    s.add_argument("--n", type=positive("--n"), default=16, help="images (the first of the split)")
+    s.add_argument("--n", type=positive("--n", MAX_GRID), default=16, help="images (the first of the split)")
     s.add_argument("--split", choices=["heldout", "train"], default="heldout")
-    s.add_argument("--nrow", type=positive("--nrow"), help="images per row (default up to 16)")
+    s.add_argument("--nrow", type=positive("--nrow", MAX_ROW), help="images per row (default up to 16)")
     s.add_argument("--out", default="recon.png")
     add_model_options(s)
 
@@ -68,7 +70,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def _latent_map_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help=AUTOENCODERS)
-    s.add_argument("--n", type=positive("--n"), default=5000, help="images to encode (default 5000)")
+    s.add_argument("--n", type=positive("--n", MAX_MEASURED), default=5000, help="images to encode (default 5000)")
     s.add_argument("--split", choices=["all", "heldout", "train"], default="all")
     s.add_argument("--grid", type=int, default=15,
                    help="2-D latents: decoded codes on a GRID x GRID lattice beside the scatter (0: none)")
@@ -97,8 +99,8 @@ def _latent_arith_args(s: argparse.ArgumentParser) -> None:
                         "or a CSV with a header)")
     s.add_argument("--images", metavar="DIR",
                    help="the folder of the files --attributes names (default: the run's data)")
-    s.add_argument("--n", type=positive("--n"), default=8, help="starting images, a row each")
-    s.add_argument("--steps", type=positive("--steps"), default=5, help="columns from s=0 to s=--strength")
+    s.add_argument("--n", type=positive("--n", MAX_ROW), default=8, help="starting images, a row each")
+    s.add_argument("--steps", type=positive("--steps", MAX_ROW), default=5, help="columns from s=0 to s=--strength")
     s.add_argument("--strength", type=float, default=1.5, help="the largest multiple of the vector (default 1.5)")
     s.add_argument("--seed", type=seed, default=0, help="which images the vectors are averaged over")
     s.add_argument("--out", default="arith.png", help=".png (a row per image) or .gif")

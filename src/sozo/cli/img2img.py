@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..limits import MAX_SIDE
 from .common import add_model_options, command, family_options, log, positive
 
 family_options("train", "pix2pix/cyclegan", data_help="a folder (A|B pairs, A/ B/, or trainA/ trainB/)")
@@ -14,7 +15,7 @@ def _apply_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--folder", metavar="DIR", help="translate every image under DIR (then --out is a folder)")
     s.add_argument("--out", required=True, help="the output file (one image) or folder (several, or --folder)")
     s.add_argument("--reverse", action="store_true", help="cyclegan: translate B -> A")
-    s.add_argument("--size", type=positive("--size"),
+    s.add_argument("--size", type=positive("--size", MAX_SIDE),
                    help="shorter side the model sees (default: the run's training size); output keeps the source size")
     add_model_options(s)
 

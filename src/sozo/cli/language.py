@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..limits import MAX_ROW, MAX_WORDS
 from .common import add_model_options, command, family_options, load_model, log, positive, seed
 
 family_options("train", "text-lstm/text-gpt", data_help="a .txt file or folder, or aesop")
@@ -11,7 +12,7 @@ family_options("train", "text-lstm/text-gpt", data_help="a .txt file or folder, 
 def _write_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help="a text-lstm or text-gpt run folder")
     s.add_argument("--prompt", default="", help="text to continue (default: a new paragraph)")
-    s.add_argument("--words", type=positive("--words"), default=60,
+    s.add_argument("--words", type=positive("--words", MAX_WORDS), default=60,
                    help="tokens to generate: words, or characters for a level=char model (default 60)")
     s.add_argument("--temperature", type=float, action="append", metavar="T",
                    help="sampling temperature (default 1.0; 0: greedy); repeatable")
@@ -21,7 +22,7 @@ def _write_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--interactive", "-i", action="store_true",
                    help="human-led: show the likeliest next words with their probabilities and let you pick each one")
-    s.add_argument("--choices", type=positive("--choices"), default=10,
+    s.add_argument("--choices", type=positive("--choices", MAX_ROW), default=10,
                    help="words offered at each step with --interactive (default 10)")
     add_model_options(s)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..limits import MAX_BARS
 from .common import add_model_options, command, family_options, positive, seed
 
 family_options("train", "music-lstm/musegan",
@@ -16,7 +17,7 @@ CONTROLS = (("chords", "the chords (shared by all tracks, changes bar to bar)"),
 
 def _compose_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help="a music-lstm or musegan run folder")
-    s.add_argument("--bars", type=positive("--bars"), default=16, help="4/4 bars to compose (default 16)")
+    s.add_argument("--bars", type=positive("--bars", MAX_BARS), default=16, help="4/4 bars to compose (default 16)")
     s.add_argument("--temperature", type=float, metavar="T",
                    help="pitch sampling temperature (default: the run's, 0.5 for music-lstm; 0: always the likeliest)")
     s.add_argument("--duration-temperature", type=float, metavar="T",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..limits import MAX_OPT_STEPS, MAX_SIDE
 from .common import check_suffix, command, log, positive, seed
 
 
@@ -11,8 +12,10 @@ def _stylize_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("content", nargs="?", help="the content image (default: the bundled demo)")
     s.add_argument("style", nargs="?", help="the style image")
     s.add_argument("--out", default="stylized.png", help="the result, .png or .jpg (default stylized.png)")
-    s.add_argument("--size", type=positive("--size"), default=512, help="longer side of the result in px (default 512)")
-    s.add_argument("--steps", type=positive("--steps"), default=300, help="optimisation steps (default 300)")
+    s.add_argument("--size", type=positive("--size", MAX_SIDE), default=512,
+                   help="longer side of the result in px (default 512)")
+    s.add_argument("--steps", type=positive("--steps", MAX_OPT_STEPS), default=300,
+                   help="optimisation steps (default 300)")
     s.add_argument("--optimizer", default="lbfgs", help="lbfgs (default) or adam")
     s.add_argument("--lr", type=float, help="step size (default: 1 for lbfgs, 0.02 for adam)")
     s.add_argument("--content-weight", type=float, default=1.0)

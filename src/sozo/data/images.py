@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sozo.errors import SozoError, closest
+from sozo.limits import check_disk, check_memory
 
 from .stream import DATA_OFFSET, CacheWriter, Rows, StreamedImages, is_streamed, read_header
 
@@ -133,6 +134,9 @@ def _resize_tensor(images: torch.Tensor, size: int, batch: int = 512) -> torch.T
         raise ValueError(f"resize_images wants uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
     if tuple(images.shape[-2:]) == (size, size):
         return images
+    n, c = images.shape[:2]
+    check_memory(n * c * size * size, f"{n:,} images resized to {size}x{size}", device=images.device,
+                 hint="use a smaller image_size (or limit)")
     out = torch.empty((*images.shape[:2], size, size), dtype=torch.uint8, device=images.device)
     for i in range(0, len(images), batch):  # bounded float memory for big sets
         x = images[i:i + batch].float()
@@ -419,6 +423,9 @@ def _load_folder(root: Path, image_size: int | None, channels: int | None, limit
         stream = count * (channels or 3) * size * size > stream_above_mb * 2 ** 20
     if stream:
         return _stream_folder(root, files, labels, class_names, order, size, mode, limit)
+    count = len(files) if limit is None else min(limit, len(files))
+    check_memory(count * (channels or 3) * size * size, f"{count:,} images at {size}x{size}",
+                 hint="use a smaller image_size or limit, or --set stream=true (read from a cache on disk)")
     kept, arrays, failures = _decode_files(files, order, size, mode, limit)
     if not arrays:
         raise SozoError(f"no readable images in {root} ({len(failures)} files skipped)",
@@ -635,6 +642,8 @@ def _cached(path: Path, root: Path, files: list[Path], size: int, mode: str | No
     if path.exists():
         return read_header(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_disk(len(files) * (1 if mode == "L" else 3) * size * size, path.parent,
+               f"the image cache of {len(files):,} files at {size}x{size}", hint="use a smaller image_size")
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         try:
             import fcntl

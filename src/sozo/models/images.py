@@ -14,6 +14,7 @@ from ..data.images import ImageData, load_images, resize_images
 from ..data.stream import Rows, is_streamed
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Reference, Row, Table
+from ..limits import check_memory
 from .base import GenerativeModel
 
 
@@ -68,6 +69,15 @@ IMAGE_TABLE = Table(
     notes=(_image_notes,))
 
 
+def check_sample_memory(config: Any, n: int, what: str = "samples") -> None:
+    """Refuse ``n`` images of ``config``'s size (float32, and the grid or frames made of them) that
+    would not fit in memory (sozo.limits), before any is made."""
+    channels = getattr(config, "channels", None) or getattr(config, "channels_b", None) or 3
+    side = config.image_size
+    check_memory(2 * n * channels * side ** 2 * 4, f"{n:,} {what} of {side}x{side}",
+                 hint="ask for fewer (--n, or --steps x --paths), in several commands if you need more")
+
+
 class ImageModel(GenerativeModel):
     """A family trained on images: batches are {"images": uint8 (B, C, H, W), "labels": int64 (B,)}."""
 
@@ -78,6 +88,10 @@ class ImageModel(GenerativeModel):
     def __init__(self, config: Any, class_names: list[str] | None = None):
         super().__init__(config)
         self.class_names = class_names  # the data's class names (labels and --label by name), or None
+
+    def check_sample_memory(self, n: int, what: str = "samples") -> None:
+        """Refuse ``n`` images that would not fit in memory (see ``check_sample_memory``)."""
+        check_sample_memory(self.config, n, what)
 
     @classmethod
     def info_from_data(cls, data: Any) -> dict[str, Any]:

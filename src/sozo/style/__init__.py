@@ -106,6 +106,41 @@ def build_features(kind: str, layers: list[str], calibration: torch.Tensor, path
     return net
 
 
+PROBE_SIDE = 64  # the side of the meta-device probe that measures the features' bytes per pixel
+LBFGS_HISTORY = 50  # (sozo.style.transfer): L-BFGS keeps this many pairs of image-sized vectors
+
+
+def _check_memory(c_shape: Any, s_shape: Any, size: int, style_scale: float, optimizer: str,
+                  device: torch.device) -> None:
+    """Refuse a ``--size`` whose optimisation would not fit in memory, before the images are resized:
+    VGG-19's features with their gradients, measured per pixel on the meta device (sozo.limits), for
+    the content and the style image, plus L-BFGS's history of the image."""
+    from ..limits import check_memory, peak_bytes
+
+    def pixels(shape: Any, longest: float) -> float:
+        h, w = shape[-2:]
+        k = longest / max(h, w)
+        return h * k * w * k
+
+    with torch.device("meta"):
+        net = feats.build_vgg19_features("avg").requires_grad_(False)  # the features are fixed
+
+    def step(side: int) -> Any:
+        x = torch.zeros(1, 3, side, side, device="meta", requires_grad=True)
+        net(x).sum().backward()
+        return x.grad
+
+    small, large = peak_bytes(lambda: step(PROBE_SIDE)), peak_bytes(lambda: step(2 * PROBE_SIDE))
+    if small is None or large is None:
+        return
+    per_pixel = (large - small) / (3 * PROBE_SIDE ** 2)  # the slope: what grows with the image
+    fixed = sum(p.numel() * 4 for p in net.parameters())
+    content, style = pixels(c_shape, size), pixels(s_shape, size * style_scale)
+    history = 2 * LBFGS_HISTORY * 3 * 4 * content if optimizer == "lbfgs" else 0
+    check_memory(fixed + per_pixel * (content + style) + history, f"stylizing at --size {size}", device=device,
+                 hint="use a smaller --size (or --optimizer adam, which keeps no history)")
+
+
 def stylize(content: ImageLike | None = None, style: ImageLike | None = None, out: str | Path | None = "stylized.png",
             *, size: int = 512, steps: int = 300, optimizer: str = "lbfgs", lr: float | None = None,
             content_weight: float = 1.0, style_weight: float | None = None, tv_weight: float | None = None,
@@ -146,6 +181,7 @@ def stylize(content: ImageLike | None = None, style: ImageLike | None = None, ou
         c_img, c_read = read_image(c_src, "content")
         s_img, s_read = read_image(s_src, "style")
         c_name, s_name = c_name or c_read, s_name or s_read
+        _check_memory(c_img.shape, s_img.shape, size, style_scale, optimizer, dev)
         c_img, s_img = fit_pair(c_img, s_img, size, style_scale, (c_name, s_name), log)
         c_orig = c_img
         if preserve_colors == "luminance":  # transfer on brightness only; the content's colours come back after

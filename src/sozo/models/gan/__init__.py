@@ -233,12 +233,14 @@ class GAN(ImageModel):
         """
         if n < 1:
             raise SozoError(f"the number of samples must be at least 1, got {n}")
+        self.check_sample_memory(n)
         return self.generate(self.latents(n, seed), self.label_ids(labels, n))
 
     def interpolate(self, paths: int, steps: int, seed: int | None = None, labels: Any = None) -> torch.Tensor:
         """Spherical walks between pairs of random latents: (steps, paths, C, H, W)."""
         if steps < 2 or paths < 1:
             raise SozoError(f"interpolation needs at least 2 steps and 1 path, got steps={steps}, paths={paths}")
+        self.check_sample_memory(steps * paths, "frames")
         z = self.latents(2 * paths, seed)
         a, b = z[:paths], z[paths:]  # (P, L)
         t = torch.linspace(0, 1, steps)

@@ -41,6 +41,7 @@ from ...nn.adversarial import (
 from ...nn.init import normal_init
 from ...registry import register_model
 from ..base import GenerativeModel, resolved_sizes
+from ..images import check_sample_memory
 from .evaluate import CYCLEGAN_TABLE, PIX2PIX_TABLE
 from .networks import (
     PatchDiscriminator,
@@ -379,6 +380,7 @@ class Img2ImgModel(GenerativeModel):
         """Translations (A -> B) of ``n`` of the stored example images, picked at random by ``seed``."""
         if n < 1:
             raise SozoError(f"the number of samples must be at least 1, got {n}")
+        check_sample_memory(self.config, n)
         if labels is not None:
             raise SozoError(f"'{self.family}' is not conditioned on labels, so --label does not apply",
                             hint="train a conditional model such as cgan to choose the class")

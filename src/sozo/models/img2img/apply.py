@@ -16,6 +16,7 @@ import torch
 
 from ...data.images import IMAGE_EXTENSIONS, _convert, _walk, to_float, to_uint8
 from ...errors import SozoError
+from ...limits import check_memory
 from ...runs import check_output
 
 OUT_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -25,8 +26,38 @@ def _fit_side(side: int, stride: int) -> int:
     return max(stride, int(round(side / stride)) * stride)
 
 
-def translate_file(model: Any, src: Path, dst: Path, reverse: bool = False, size: int | None = None) -> Path:
-    """Translate one image file into ``dst`` (PNG or JPEG by its suffix), at the source's own size."""
+def bytes_per_pixel(model: Any, reverse: bool = False) -> float | None:
+    """The memory one pixel costs the generator's forward pass (its activations), measured on the meta
+    device at two sizes with the model's own module and meta stand-ins for its weights (sozo.limits:
+    nothing allocated); None when it cannot be measured there."""
+    from torch.func import functional_call
+
+    from ...limits import peak_bytes
+
+    net = model._net(reverse)
+    c = model.config
+    in_ch = c.channels_b if reverse else c.channels_a
+    meta = {k: torch.empty_like(v, device="meta") for k, v in net.state_dict().items()}
+    was = net.training
+    net.eval()
+
+    def forward(side: int) -> Any:
+        with torch.no_grad():
+            return functional_call(net, meta, (torch.zeros(1, in_ch, side, side, device="meta"),))
+
+    try:
+        small, large = peak_bytes(lambda: forward(2 * c.stride)), peak_bytes(lambda: forward(4 * c.stride))
+    finally:
+        net.train(was)
+    if small is None or large is None:
+        return None
+    return (large - small) / (12 * c.stride ** 2)  # the slope: (4s)^2 - (2s)^2 pixels
+
+
+def translate_file(model: Any, src: Path, dst: Path, reverse: bool = False, size: int | None = None,
+                   per_pixel: float | None = None) -> Path:
+    """Translate one image file into ``dst`` (PNG or JPEG by its suffix), at the source's own size.
+    ``per_pixel`` (``bytes_per_pixel``): refuse, before resizing, a size whose pass would not fit in memory."""
     from PIL import Image, ImageOps
 
     from ...viz.grid import save_image
@@ -43,6 +74,10 @@ def translate_file(model: Any, src: Path, dst: Path, reverse: bool = False, size
     side = size or c.image_size
     scale = side / min(w, h)
     tw, th = _fit_side(round(w * scale), c.stride), _fit_side(round(h * scale), c.stride)
+    if per_pixel is not None:  # the network's activations, and the resized and translated copies of the image
+        check_memory((per_pixel + 4 * (in_ch + out_ch) + 2 * (in_ch + out_ch)) * tw * th,
+                     f"translating {src.name} at {tw}x{th}", device=model.device,
+                     hint=f"use a smaller --size (the run was trained at {c.image_size})")
     arr = np.asarray(im.resize((tw, th), Image.Resampling.BICUBIC), dtype=np.uint8)
     x = torch.from_numpy(arr.copy())
     x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]  # (1, C, H, W)
@@ -97,15 +132,16 @@ def apply_files(model: Any, images: list[str | Path], out: str | Path, folder: s
     for _, dst in jobs:  # never over an input or a run's own files
         check_output(dst, inputs=sources)
     written, failed = [], []
+    per_pixel = bytes_per_pixel(model, reverse)
     for src, dst in jobs:
         try:
-            written.append(translate_file(model, src, dst, reverse, size))
+            written.append(translate_file(model, src, dst, reverse, size, per_pixel))
         except SozoError as e:
             if folder is None:
                 raise
             failed.append(f"{src.name} ({e.message[:80]})")
     if failed:
-        log(f"warning: skipped {len(failed)} unreadable files: " + "; ".join(failed[:3])
+        log(f"warning: skipped {len(failed)} files it could not translate: " + "; ".join(failed[:3])
             + (" …" if len(failed) > 3 else ""))
     return written
 

@@ -178,6 +178,7 @@ class MADE(ImageModel):
         every time (the uniform draws come from a CPU generator, so any device agrees)."""
         if n < 1:
             raise SozoError(f"the number of samples must be at least 1, got {n}")
+        self.check_sample_memory(n)
         self.label_ids(labels, n)  # --label on an unconditional model: a clear error
         c = self.config
         gen = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -307,6 +307,7 @@ class VAE(ImageModel):
         """
         if n < 1:
             raise SozoError(f"the number of samples must be at least 1, got {n}")
+        self.check_sample_memory(n)
         return self.decode(self.latents(n, seed), self.label_ids(labels, n))
 
     def interpolate(self, paths: int, steps: int, seed: int | None = None, labels: Any = None) -> torch.Tensor:
@@ -314,6 +315,7 @@ class VAE(ImageModel):
         (it stays where N(0, I) has its mass), an autoencoder's straight."""
         if steps < 2 or paths < 1:
             raise SozoError(f"interpolation needs at least 2 steps and 1 path, got steps={steps}, paths={paths}")
+        self.check_sample_memory(steps * paths, "frames")
         from ..gan import slerp
         z = self.latents(2 * paths, seed)
         a, b = z[:paths], z[paths:]  # (P, L)
