@@ -94,6 +94,16 @@ def check_save_load(run: Run, n: int = 8, seed: int = 5, **sample_kw: Any) -> to
     return a
 
 
+def exit_code(argv: list[str]) -> int:
+    """The exit status of ``sozo ARGV``: what ``main`` returns, or argparse's exit (an option's own type
+    refusing a value exits 2 before the command runs)."""
+    from sozo.cli import main
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
 def is_estimate(batch: dict[str, torch.Tensor]) -> bool:
     """Whether a ``training_step`` call is sozo.train's memory estimate (a batch on the meta device,
     sozo.training.memory) rather than a step: patched steps that count calls skip it."""

@@ -199,7 +199,9 @@ def test_cli_bad_inputs(book, tmp_path, capsys):
     run = sozo.train("text-lstm", str(book), out=tmp_path / "run", set=LSTM, log=lambda m: None, **tiny_options())
     assert main(["write", str(run.path), "--prompt", "zebra quagga"]) == 2
     assert "every token of the prompt" in capsys.readouterr().err
-    assert main(["write", str(run.path), "--temperature", "-1"]) == 2
+    with pytest.raises(SystemExit) as e:  # the option's own type: exit 2 before the model is loaded
+        main(["write", str(run.path), "--temperature", "-1"])
+    assert e.value.code == 2 and "--temperature must be at least 0, got -1" in capsys.readouterr().err
 
 
 # --- human-led writing (sozo write --interactive) --------------------------------------------------

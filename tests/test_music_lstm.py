@@ -16,7 +16,7 @@ from sozo.errors import SozoError
 from sozo.models.music_lstm import MusicLSTM
 from sozo.music import Note, Piece, read_piece, write_piece
 
-from .helpers import build, check_resume, check_save_load, check_step_changes, first_batch, tiny_options
+from .helpers import build, check_resume, check_save_load, check_step_changes, exit_code, first_batch, tiny_options
 
 TINY = ["embed_dim=8", "hidden=16", "layers=1", "seq_len=8", "stride=4", "dropout=0.0", "sample_bars=2", "lr=0.01"]
 RHYTHMS = [[1, 1, 0.5, 0.5, 1], [0.5, 0.5, 1, 2], [1, 0.5, 0.5, 1, 1], [2, 1, 1]]
@@ -206,7 +206,7 @@ def test_compose_cli(run, tmp_path, capsys):
     assert ".mid" in capsys.readouterr().err
     assert main(["compose", str(run.path), "--groove", "4", "--out", str(tmp_path / "g.mid")]) == 2
     assert "--groove" in capsys.readouterr().err and not (tmp_path / "g.mid").exists()
-    assert main(["compose", str(run.path), "--temperature", "-1", "--out", str(tmp_path / "t.mid")]) == 2
+    assert exit_code(["compose", str(run.path), "--temperature", "-1", "--out", str(tmp_path / "t.mid")]) == 2
     assert main(["compose", str(tmp_path / "nothing"), "--out", str(tmp_path / "n.mid")]) == 2
     assert main(["train", "music-lstm", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -14,6 +14,8 @@ from sozo.errors import SozoError
 from sozo.style import features as feats
 from sozo.style.transfer import Objective, Weights, match_histogram, optimise, rgb_to_yiq
 
+from .helpers import exit_code
+
 
 @pytest.fixture(autouse=True)
 def _no_torch_cache(tmp_path, monkeypatch):
@@ -150,7 +152,7 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     bad_pth.write_bytes(b"\x00garbage")
     cases.append(([str(c), str(s), "--weights", str(bad_pth)], "cannot read"))
     for args, expect in cases:
-        assert main(["stylize", *args, "--size", "32", "--steps", "1", "--out", out, "--device", "cpu"]) == 2, args
+        assert exit_code(["stylize", *args, "--size", "32", "--steps", "1", "--out", out, "--device", "cpu"]) == 2, args
         err = capsys.readouterr().err
         assert expect in err and "Traceback" not in err, (args, err)
 

@@ -375,7 +375,9 @@ def apply(run: str | Path | Run, images: list[str | Path] | str | Path | None = 
     """
     from .models.img2img.apply import apply_files
     items = [] if images is None else [images] if isinstance(images, (str, Path)) else list(images)
-    return apply_files(load(run, device=device, raw=raw), items, out, folder=folder, reverse=reverse, size=size,
+    model = load(run, device=device, raw=raw)
+    require_makes(model, Path(str(run)), "image-translations", "sozo apply")  # the one capability check
+    return apply_files(model, items, out, folder=folder, reverse=reverse, size=size,
                        log=log)
 
 

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable
+
+# what reading a JSON document someone else wrote can raise: not JSON, not UTF-8, nested too deeply
+JSON_ERRORS = (json.JSONDecodeError, UnicodeDecodeError, RecursionError)
 
 
 class SozoError(Exception):

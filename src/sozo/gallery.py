@@ -17,6 +17,7 @@ paths are refused. Flask is imported here only, so ``import sozo`` stays light.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import threading
@@ -399,10 +400,13 @@ def start(root: str | Path, host: str = "127.0.0.1", port: int = 8765, device: s
     if not 0 <= int(port) <= 65535:
         raise SozoError(f"--port must be between 0 and 65535, got {port}", hint="0 picks a free port")
     app = create_app(root, device=device, host=host)
-    try:
-        server = make_server(host, port, app, threaded=True, request_handler=Quiet if quiet else None)
-    except OSError as e:
-        raise SozoError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+    said = io.StringIO()
+    try:  # werkzeug prints "Address already in use" and exits 1 itself: caught, and said as every error is
+        with contextlib.redirect_stderr(said):
+            server = make_server(host, port, app, threaded=True, request_handler=Quiet if quiet else None)
+    except (OSError, SystemExit) as e:
+        reason = getattr(e, "strerror", None) or (said.getvalue().strip().splitlines() or [str(e)])[0]
+        raise SozoError(f"cannot listen on {host}:{port}: {reason}",
                         hint="choose another --port (0 picks a free one)") from None
     shown = f"[{host}]" if ":" in host else host
     thread = threading.Thread(target=server.serve_forever, name="sozo-gallery", daemon=True)

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 import yaml
 
-from .config import RunConfig, build_run_config, from_dict
+from .config import RunConfig, build_run_config, from_dict, safe_load
 from .data.stream import Rows, take_rows
 from .devices import resolve_device
-from .errors import SozoError
+from .errors import JSON_ERRORS, SozoError
 from .limits import check_memory, module_bytes
 from .models.base import GenerativeModel
 from .registry import get_model
@@ -73,7 +73,15 @@ def prepare_data(rc: RunConfig,
 def run_config(run: str | Path | Run) -> dict[str, Any]:
     """The resolved config.yaml of a run as a dict."""
     run = Run(run) if not isinstance(run, Run) else run
-    return yaml.safe_load(run.config_yaml.read_text(encoding="utf-8"))
+    try:
+        data = safe_load(run.config_yaml.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SozoError(f"{run.path} has no config.yaml", hint="is it a run folder? sozo train writes one") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise SozoError(f"cannot read {run.config_yaml}: {e}") from None
+    if not isinstance(data, dict):
+        raise SozoError(f"{run.config_yaml} is not a mapping of sections (model, data, train)")
+    return data
 
 
 def rebuild_run_config(run: str | Path | Run) -> RunConfig:
@@ -185,7 +193,7 @@ def _read_json(folder: Path, name: str) -> Any:
     except FileNotFoundError:
         raise SozoError(f"missing {path}",
                         hint="the model/ folder is incomplete; `sozo train --resume` rewrites it") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, *JSON_ERRORS) as e:
         raise SozoError(f"corrupt {path}: {e}", hint="`sozo train --resume` rewrites it") from None
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .errors import SozoError
+from .errors import JSON_ERRORS, SozoError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -63,6 +63,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     :class:`WriteFailed` naming the file, the one message every writer of sozo gives.
     """
     path = Path(path)
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:  # e.g. --out FILE/x.png: say which file is in the way, not "File exists"
+        raise WriteFailed(f"could not write {path}: {blocking} is a file, not a folder",
+                          hint="choose another --out (or move that file away)")
     try:
         if path.is_dir():
             raise IsADirectoryError(21, "it is a folder, not a file")
@@ -172,16 +176,40 @@ class Run:
 
     # reading
     def metrics(self) -> list[dict[str, Any]]:
-        """Every record of metrics.jsonl (a torn last line from a kill is skipped)."""
-        if not self.metrics_file.exists():
-            return []
-        out = []
-        for line in self.metrics_file.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+        """Every record of metrics.jsonl (a torn last line from a kill, and any line that is not a
+        record, are skipped: ``bad_metrics_lines`` counts them)."""
+        return self.read_metrics()[0]
+
+    def read_metrics(self) -> tuple[list[dict[str, Any]], int]:
+        """(the records of metrics.jsonl, the number of lines skipped): a line must be a JSON object
+        whose ``step`` (when present) is a whole number; a line that is not UTF-8, not JSON, nested too
+        deeply, a list or a string, or has a string step is skipped and counted, never a traceback."""
+        try:
+            raw = self.metrics_file.read_bytes()
+        except FileNotFoundError:
+            return [], 0
+        except OSError as e:
+            raise SozoError(f"cannot read {self.metrics_file}: {e.strerror or e}") from None
+        out, bad = [], 0
+        for line in raw.splitlines():
+            if not line.strip():
                 continue
-        return out
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except JSON_ERRORS:
+                bad += 1
+                continue
+            step = record.get("step", 0) if isinstance(record, dict) else None
+            if not isinstance(step, int) or isinstance(step, bool):
+                bad += 1
+                continue
+            out.append(record)
+        return out, bad
+
+    @property
+    def bad_metrics_lines(self) -> int:
+        """How many lines of metrics.jsonl are not records (see ``read_metrics``)."""
+        return self.read_metrics()[1]
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record to metrics.jsonl (a line is small; a torn line is skipped on read)."""
@@ -189,10 +217,13 @@ class Run:
         with open(self.metrics_file, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    def truncate_metrics(self, after_step: int) -> None:
-        """Drop records logged after ``after_step`` (used on resume: they were never checkpointed)."""
-        kept = [r for r in self.metrics() if r.get("step", 0) <= after_step]
+    def truncate_metrics(self, after_step: int) -> int:
+        """Drop records logged after ``after_step`` (used on resume: they were never checkpointed),
+        and lines that are not records; returns how many of those there were."""
+        records, bad = self.read_metrics()
+        kept = [r for r in records if r.get("step", 0) <= after_step]
         write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+        return bad
 
     def trained_step(self) -> int | None:
         """The training step the weights in model/ come from (None when unknown)."""
@@ -280,11 +311,13 @@ def read_model_json(run: Run) -> dict[str, Any]:
     path = run.model_dir / "config.json"
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, *JSON_ERRORS) as e:
         raise SozoError(f"corrupt {path}: {e}",
                         hint="`sozo train --resume` rewrites it from checkpoints/last.pt") from None
     if not isinstance(info, dict) or "family" not in info or "config" not in info:
         raise SozoError(f"{path} does not describe a sozo model (no 'family'/'config')")
+    if not isinstance(info["family"], str) or not isinstance(info["config"], dict):
+        raise SozoError(f"{path} does not describe a sozo model ('family' must be a name and 'config' a mapping)")
     return info
 
 
@@ -300,10 +333,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load with ``weights_only=True``: a planted pickle cannot run code."""
+    if Path(path).is_dir():
+        raise SozoError(f"checkpoint {path} is a folder, not a file",
+                        hint="move it away; `sozo train --resume` needs the file that training wrote there")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise SozoError(f"no checkpoint at {path}") from None
+    except OSError as e:  # unreadable (permissions, an I/O error)
+        raise SozoError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SozoError(f"checkpoint {path} cannot be loaded safely: {first}",

@@ -8,6 +8,7 @@ the order the modules are listed in ``sozo.cli.MODULES``. Nothing here imports t
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,35 @@ def positive(name: str, maximum: int | None = None) -> Callable[[str], int]:
 
 
 MAX_SEED = 2**63 - 1  # seeds are 64-bit: torch's generators take them, and derived seeds stay in range
+
+
+def number(name: str, minimum: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number (not nan or inf), at least ``minimum`` when given."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got '{text}'") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got '{text}'")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum:g}, got {value:g}")
+        return value
+    return parse
+
+
+def whole(name: str, minimum: int = 0, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``minimum`` (default 0) to ``maximum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got '{text}'") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            span = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"{name} must be {span}, got {value}")
+        return value
+    return parse
 
 
 def seed(text: str) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import SozoError
 from ..limits import MAX_GRID, MAX_MEASURED, MAX_ROW
-from .common import add_model_options, check_suffix, command, family_options, load_model, positive, seed
+from .common import add_model_options, check_suffix, command, family_options, load_model, number, positive, seed, whole
 
 AUTOENCODERS = "a run folder (ae, vae, conv-vae, beta-vae, cvae)"
 
@@ -72,7 +72,7 @@ def _latent_map_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help=AUTOENCODERS)
     s.add_argument("--n", type=positive("--n", MAX_MEASURED), default=5000, help="images to encode (default 5000)")
     s.add_argument("--split", choices=["all", "heldout", "train"], default="all")
-    s.add_argument("--grid", type=int, default=15,
+    s.add_argument("--grid", type=whole("--grid", 0, MAX_ROW), default=15,
                    help="2-D latents: decoded codes on a GRID x GRID lattice beside the scatter (0: none)")
     s.add_argument("--out", default="latent.png")
     add_model_options(s)
@@ -101,7 +101,8 @@ def _latent_arith_args(s: argparse.ArgumentParser) -> None:
                    help="the folder of the files --attributes names (default: the run's data)")
     s.add_argument("--n", type=positive("--n", MAX_ROW), default=8, help="starting images, a row each")
     s.add_argument("--steps", type=positive("--steps", MAX_ROW), default=5, help="columns from s=0 to s=--strength")
-    s.add_argument("--strength", type=float, default=1.5, help="the largest multiple of the vector (default 1.5)")
+    s.add_argument("--strength", type=number("--strength"), default=1.5,
+                   help="the largest multiple of the vector (default 1.5)")
     s.add_argument("--seed", type=seed, default=0, help="which images the vectors are averaged over")
     s.add_argument("--out", default="arith.png", help=".png (a row per image) or .gif")
     add_model_options(s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..limits import MAX_ROW, MAX_WORDS
-from .common import add_model_options, command, family_options, load_model, log, positive, seed
+from .common import add_model_options, command, family_options, load_model, log, number, positive, seed, whole
 
 family_options("train", "text-lstm/text-gpt", data_help="a .txt file or folder, or aesop")
 
@@ -14,10 +14,11 @@ def _write_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--prompt", default="", help="text to continue (default: a new paragraph)")
     s.add_argument("--words", type=positive("--words", MAX_WORDS), default=60,
                    help="tokens to generate: words, or characters for a level=char model (default 60)")
-    s.add_argument("--temperature", type=float, action="append", metavar="T",
+    s.add_argument("--temperature", type=number("--temperature", 0), action="append", metavar="T",
                    help="sampling temperature (default 1.0; 0: greedy); repeatable")
-    s.add_argument("--top-k", type=int, default=0, help="sample only among the k most likely tokens (0: all)")
-    s.add_argument("--top-p", type=float, default=1.0,
+    s.add_argument("--top-k", type=whole("--top-k"), default=0,
+                   help="sample only among the k most likely tokens (0: all)")
+    s.add_argument("--top-p", type=number("--top-p", 0), default=1.0,
                    help="nucleus sampling: the smallest set with this mass (1: all)")
     s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--interactive", "-i", action="store_true",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..limits import MAX_BARS
-from .common import add_model_options, command, family_options, positive, seed
+from .common import add_model_options, command, family_options, number, positive, seed
 
 family_options("train", "music-lstm/musegan",
                data_help="chorales, a folder of MIDI/MusicXML, or (musegan) a JSB .json")
@@ -18,9 +18,9 @@ CONTROLS = (("chords", "the chords (shared by all tracks, changes bar to bar)"),
 def _compose_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help="a music-lstm or musegan run folder")
     s.add_argument("--bars", type=positive("--bars", MAX_BARS), default=16, help="4/4 bars to compose (default 16)")
-    s.add_argument("--temperature", type=float, metavar="T",
+    s.add_argument("--temperature", type=number("--temperature", 0), metavar="T",
                    help="pitch sampling temperature (default: the run's, 0.5 for music-lstm; 0: always the likeliest)")
-    s.add_argument("--duration-temperature", type=float, metavar="T",
+    s.add_argument("--duration-temperature", type=number("--duration-temperature", 0), metavar="T",
                    help="music-lstm: duration sampling temperature (default: the run's, 0.5)")
     s.add_argument("--seed", type=seed, default=0)
     for control, what in CONTROLS:

@@ -6,7 +6,17 @@ from pathlib import Path
 
 from ..errors import SozoError
 from ..limits import MAX_BEAM, MAX_TOKENS
-from .common import add_model_options, check_suffix, command, family_options, load_model, log, positive, read_sentences
+from .common import (
+    add_model_options,
+    check_suffix,
+    command,
+    family_options,
+    load_model,
+    log,
+    number,
+    positive,
+    read_sentences,
+)
 
 
 def _train_args(g: argparse._ArgumentGroup) -> None:
@@ -18,7 +28,8 @@ def _evaluate_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--split", help="seq2seq: the corpus split to translate and score (dev, test, train; default dev)")
     g.add_argument("--beam", type=positive("--beam", MAX_BEAM), default=1,
                    help="seq2seq: beam size (default 1: greedy)")
-    g.add_argument("--length-penalty", type=float, default=0.6, help="seq2seq: beam length penalty alpha (default 0.6)")
+    g.add_argument("--length-penalty", type=number("--length-penalty", 0), default=0.6,
+                   help="seq2seq: beam length penalty alpha (default 0.6)")
     g.add_argument("--bleu-tokenize", default="none",
                    help="seq2seq: sacrebleu tokenizer (default none: the corpus's own tokens; 13a for raw text)")
 
@@ -35,7 +46,8 @@ def _translate_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("text", nargs="*", help="sentences, one an argument (quote each)")
     s.add_argument("--file", metavar="FILE", help="one sentence a line ('-': standard input); blank lines stay blank")
     s.add_argument("--beam", type=positive("--beam", MAX_BEAM), default=1, help="beam size (default 1: greedy)")
-    s.add_argument("--length-penalty", type=float, default=0.6, help="beam length penalty alpha (default 0.6)")
+    s.add_argument("--length-penalty", type=number("--length-penalty", 0), default=0.6,
+                   help="beam length penalty alpha (default 0.6)")
     s.add_argument("--max-len", type=positive("--max-len", MAX_TOKENS),
                    help="most output tokens (default: from the source length)")
     s.add_argument("--attention-map", metavar="FILE.png", help="draw the attention weights (one file a sentence)")

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..limits import MAX_OPT_STEPS, MAX_SIDE
-from .common import check_suffix, command, log, positive, seed
+from .common import check_suffix, command, log, number, positive, seed
 
 
 def _stylize_args(s: argparse.ArgumentParser) -> None:
@@ -17,10 +17,11 @@ def _stylize_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--steps", type=positive("--steps", MAX_OPT_STEPS), default=300,
                    help="optimisation steps (default 300)")
     s.add_argument("--optimizer", default="lbfgs", help="lbfgs (default) or adam")
-    s.add_argument("--lr", type=float, help="step size (default: 1 for lbfgs, 0.02 for adam)")
-    s.add_argument("--content-weight", type=float, default=1.0)
-    s.add_argument("--style-weight", type=float, help="default 3 (losses are relative: see the README)")
-    s.add_argument("--tv-weight", type=float, help="total-variation weight (default 10)")
+    s.add_argument("--lr", type=number("--lr", 0), help="step size (default: 1 for lbfgs, 0.02 for adam)")
+    s.add_argument("--content-weight", type=number("--content-weight", 0), default=1.0)
+    s.add_argument("--style-weight", type=number("--style-weight", 0),
+                   help="default 3 (losses are relative: see the README)")
+    s.add_argument("--tv-weight", type=number("--tv-weight", 0), help="total-variation weight (default 10)")
     s.add_argument("--content-layer", help="default relu4_2 (VGG-19) or scale2 (random features)")
     s.add_argument("--style-layers", metavar="L1,L2:W,...",
                    help="layers and optional weights (default relu1_1,…,relu5_1; random: colour,scale1,…,scale5)")
@@ -28,7 +29,8 @@ def _stylize_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--pool", default="avg", help="VGG-19 pooling: avg (default, smoother) or max")
     s.add_argument("--preserve-colors", default="none", metavar="MODE",
                    help="none (default), luminance (transfer brightness only) or histogram (style recoloured first)")
-    s.add_argument("--style-scale", type=float, default=1.0, help="style image size relative to --size (default 1)")
+    s.add_argument("--style-scale", type=number("--style-scale", 0), default=1.0,
+                   help="style image size relative to --size (default 1)")
     s.add_argument("--features", default="auto",
                    help="auto (default: VGG-19 if a weights file is found), vgg19, random")
     s.add_argument("--weights", metavar="PATH", help="VGG-19 weights in torchvision's format (vgg19-dcbb9e9d.pth)")

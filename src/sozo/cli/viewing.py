@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import SozoError
-from .common import command, log
+from .common import command, log, whole
 
 
 def _data_args(s: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def _gallery_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("root", nargs="?", default="runs", help="the folder of runs (default runs)")
-    s.add_argument("--port", type=int, default=8765, help="default 8765 (0: any free port)")
+    s.add_argument("--port", type=whole("--port", 0, 65535), default=8765, help="default 8765 (0: any free port)")
     s.add_argument("--host", default="127.0.0.1",
                    help="default 127.0.0.1 (this machine only); anything else is reachable from the network")
     s.add_argument("--device", default="cpu", help="where 'sample now' runs the models (default cpu)")

@@ -5,6 +5,7 @@ Nothing here touches the disk at import; the cache folder is made when first nee
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import shutil
@@ -23,6 +24,10 @@ from sozo.errors import SozoError
 
 _CHUNK = 1 << 20  # 1 MiB reads
 _SCHEMES = ("http", "https", "file")
+# archive extraction bounds (SOZO_LIMITS=off lifts them): a corpus or image set unpacks to a few GB
+MAX_UNPACKED = 256 * 2**30  # bytes in all
+MAX_RATIO = 200  # unpacked / packed: text compresses ~5-10x, a bomb 1,000x and more
+BOMB_FLOOR = 1 << 30  # below 1 GiB unpacked, the ratio is not checked (small, very compressible files)
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -98,6 +103,7 @@ def extract(archive: Path, target: Path) -> Path:
     try:
         with opener(archive) as arc:
             check(arc, archive.name)  # before anything is written
+            _check_size(_unpacked_bytes(arc), archive, target.parent)
             tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.extract-"))
             try:
                 _extract_all(arc, tmp)
@@ -105,7 +111,7 @@ def extract(archive: Path, target: Path) -> Path:
                 _move_into_place(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, IndexError) as e:
         raise SozoError(f"cannot extract {archive.name}: {e}",
                         hint="the archive may be truncated or damaged; download it again") from e
     return target
@@ -126,7 +132,7 @@ def _check_sha256(sha256: str | None) -> str | None:
 def _file_name(url: str) -> str:
     """The last path segment of ``url``, decoded; 'download' when there is none."""
     name = urllib.parse.unquote(PurePosixPath(urllib.parse.urlsplit(url).path).name)
-    name = name.replace("/", "_").replace("\\", "_")
+    name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", name)  # no separators, NUL (%00) or control characters
     return name if name not in ("", ".", "..") else "download"
 
 
@@ -140,7 +146,7 @@ def _fetch(url: str, out, dest: Path, progress: bool) -> str:
     request = urllib.request.Request(url, headers={"User-Agent": f"sozo/{__version__}"})
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
+            total = _content_length(resp.headers.get("Content-Length"))
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                       desc=dest.name, disable=not progress, leave=False) as bar:
                 while chunk := resp.read(_CHUNK):
@@ -151,6 +157,8 @@ def _fetch(url: str, out, dest: Path, progress: bool) -> str:
     except urllib.error.HTTPError as e:
         raise SozoError(f"download failed: {url} answered HTTP {e.code} {e.reason}",
                         hint="check the URL; the file may have moved") from e
+    except (ValueError, http.client.HTTPException) as e:  # InvalidURL (a control character), a broken reply
+        raise SozoError(f"cannot download {url!r}: {e}", hint="check the URL") from None
     except (urllib.error.URLError, OSError) as e:  # no network, DNS, refused, timeout, disk full
         reason = getattr(e, "reason", e)
         raise SozoError(f"could not download {url}: {reason}",
@@ -159,6 +167,16 @@ def _fetch(url: str, out, dest: Path, progress: bool) -> str:
     if total is not None and received != total:
         raise SozoError(f"download of {url} stopped after {received} of {total} bytes", hint="try again")
     return digest.hexdigest()
+
+
+def _content_length(value: str | None) -> int | None:
+    """The Content-Length header as bytes, or None when missing or not a whole number (a bar without
+    a total; the SHA-256 still checks what arrived)."""
+    try:
+        n = int((value or "").strip())
+    except ValueError:
+        return None
+    return n if n > 0 else None
 
 
 def _archive_kind(path: Path) -> str:
@@ -182,6 +200,10 @@ def _archive_kind(path: Path) -> str:
 def _unsafe_path(name: str) -> str | None:
     """Why an archive member name could write outside the target, or None if it cannot."""
     posix = name.replace("\\", "/")
+    if not posix.strip("/"):
+        return "an empty name"
+    if re.search(r"[\x00-\x1f]", posix):
+        return "a name with a NUL or control character"
     if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
         return "an absolute path"
     if ".." in PurePosixPath(posix).parts:
@@ -215,6 +237,31 @@ def _check_zip(zf: zipfile.ZipFile, archive_name: str) -> None:
             why = "a link" if kind == stat.S_IFLNK else "a device or special file"
         if why:
             raise _refuse(archive_name, info.filename, why)
+
+
+def _unpacked_bytes(arc: Any) -> int:
+    """The bytes the archive's members unpack to, as its index declares them (a zip member is read
+    only up to its declared size, a tar member's size is exact)."""
+    if isinstance(arc, zipfile.ZipFile):
+        return sum(i.file_size for i in arc.infolist())
+    return sum(m.size for m in arc.getmembers() if m.isfile())
+
+
+def _check_size(total: int, archive: Path, folder: Path) -> None:
+    """Refuse a decompression bomb (more than ``MAX_RATIO`` times the archive and over ``BOMB_FLOOR``),
+    more than ``MAX_UNPACKED`` in all, or more than the disk under ``folder`` has free."""
+    from ..limits import OVERRIDE, check_disk, enforced, format_bytes
+    if not enforced():
+        return
+    packed = max(1, archive.stat().st_size)
+    if total > BOMB_FLOOR and total > MAX_RATIO * packed:
+        raise SozoError(f"refusing to extract {archive.name}: {format_bytes(packed)} would unpack to "
+                        f"{format_bytes(total)} ({total // packed:,} times its size: a decompression bomb)",
+                        hint=f"nothing was extracted; {OVERRIDE} if you trust it")
+    if total > MAX_UNPACKED:
+        raise SozoError(f"refusing to extract {archive.name}: it unpacks to {format_bytes(total)}, more than "
+                        f"the {format_bytes(MAX_UNPACKED)} sozo extracts", hint=f"nothing was extracted; {OVERRIDE}")
+    check_disk(total, folder, f"extracting {archive.name}", hint="free some disk space (nothing was extracted)")
 
 
 def _extract_all(arc, folder: Path) -> None:

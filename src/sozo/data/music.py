@@ -295,7 +295,7 @@ def read_events(source: str, limit: int = 0, log: Callable[[str], Any] = print) 
     if cache.is_file():
         try:
             stored = json.loads(cache.read_text(encoding="utf-8"))["pieces"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             log(f"the music cache {cache} is damaged; rebuilding it")
             stored = {}
     todo = [(i, w) for i, w in items if i not in stored]

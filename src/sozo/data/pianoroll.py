@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SozoError
+from ..errors import JSON_ERRORS, SozoError
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 JSB_FILE = "Jsb16thSeparated.json"
@@ -63,7 +63,7 @@ def read_jsb(source: str | Path) -> dict[str, list[np.ndarray]]:
     path = find_jsb(source)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, *JSON_ERRORS) as e:
         raise SozoError(f"cannot read {path} as JSON: {e}") from None
     if not isinstance(doc, dict) or not doc:
         raise SozoError(f"{path} is not in the JSB format",
@@ -177,7 +177,7 @@ def bundled_chorales(log: Callable[[str], Any] = print, limit: int = 0) -> list[
         try:
             doc = json.loads(cache.read_text(encoding="utf-8"))
             return [np.asarray(p, dtype=np.int16).reshape(-1, 4) for p in doc["pieces"]]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             log(f"the chorale cache {cache} is damaged; rebuilding it")
     try:
         from music21 import corpus

@@ -30,7 +30,7 @@ from typing import Any, TypeAlias, TypeGuard
 import numpy as np
 import torch
 
-from sozo.errors import SozoError
+from sozo.errors import JSON_ERRORS, SozoError
 
 MAGIC = b"SOZOSTRM"
 FOOT = b"SOZOHEAD"
@@ -106,7 +106,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
             header = json.loads(f.read(length))
     except OSError as e:
         raise SozoError(f"cannot read the image cache {path}: {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except JSON_ERRORS:
         raise _damaged(path, "its header is not JSON") from None
     try:
         n, h, w, c = (int(v) for v in header["shape"])

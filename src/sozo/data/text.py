@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import SozoError
+from ..errors import JSON_ERRORS, SozoError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
@@ -344,7 +344,7 @@ class Vocab:
             obj = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SozoError(f"missing vocabulary {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, *JSON_ERRORS) as e:
             raise SozoError(f"corrupt vocabulary {path}: {e}") from None
         return cls.from_json(obj, str(path))
 
@@ -569,7 +569,7 @@ def fetch_corpus(name: str, url: str | None = None, sha256: str | None = None, f
     target = folder / spec.file
     want = sha256 or spec.sha256
     recorded = (folder / "SHA256").read_text().strip() if (folder / "SHA256").exists() else None
-    if target.exists() and not force and (want is None or recorded == want.lower()):
+    if target.is_file() and not force and (want is None or recorded == want.lower()):
         log(f"{name}: already in {target}")
         return target
     if not spec.archive:  # a plain file: checked, then kept as the training file itself
@@ -577,8 +577,15 @@ def fetch_corpus(name: str, url: str | None = None, sha256: str | None = None, f
     else:
         archive = download(url or spec.url, want, folder / _archive_name(url or spec.url), progress=progress)
         digest = sha256_of(archive)
-        extract(archive, folder)
-    if not target.exists():
+        try:
+            extract(archive, folder)
+        except SozoError:
+            archive.unlink(missing_ok=True)  # a refused archive is not kept in the cache (nor reused)
+            raise
+    if target.is_dir():
+        raise SozoError(f"the {name} archive holds a folder named {spec.file}, not the file to train on",
+                        hint=f"check --url; remove {target} before trying again")
+    if not target.is_file():
         raise SozoError(f"the {name} archive holds no {spec.file}", hint="check --url")
     from ..runs import write_text
     write_text(folder / "SHA256", digest + "\n")

@@ -339,7 +339,10 @@ class Trainer:
         if resume:
             self.load()
             if self.is_main:
-                self.run.truncate_metrics(self.pos.step)
+                bad = self.run.truncate_metrics(self.pos.step)
+                if bad:
+                    self.log(f"metrics.jsonl: dropped {bad} lines that were not records (not JSON, not UTF-8, "
+                             "or without a whole-number step)")
         else:
             _, first = next(self.batches(0, 0))
             try:

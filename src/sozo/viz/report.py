@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import SozoError
+from ..errors import JSON_ERRORS, SozoError
 from ..evaluation import provenance, provenance_note
 from ..runs import Run, check_output, write_text
 from .charts import PALETTE, bar_chart, fmt, line_chart
@@ -80,7 +80,7 @@ def _read_json(path: Path, problems: list[str], label: str | None = None) -> Any
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, *JSON_ERRORS) as e:
         problems.append(f"{label or path.name} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
         return None
 
@@ -94,9 +94,11 @@ def _read_yaml(path: Path, problems: list[str]) -> tuple[dict | None, str]:
     if not path.exists():
         return None, ""
     import yaml
+
+    from ..config import safe_load
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         problems.append(f"config.yaml cannot be read ({type(e).__name__})")
         return None, ""
@@ -136,8 +138,9 @@ def summarize(path: str | Path | Run) -> dict[str, Any]:
         problems.append("model/config.json does not describe a sozo model")
         info = None
     config, config_text = _read_yaml(run.config_yaml, problems)
-    records = run.metrics() if run.metrics_file.exists() else []
-    records = [r for r in records if isinstance(r, dict)]
+    records, bad = run.read_metrics() if run.metrics_file.exists() else ([], 0)
+    if bad:
+        problems.append(f"{bad} lines of metrics.jsonl are not records and were skipped")
     ev = _read_json(run.path / "eval.json", problems)
     if ev is not None and not isinstance(ev, dict):
         problems.append("eval.json is not an object")
