@@ -21,6 +21,7 @@ CASES = [  # module, arguments (full), arguments (--quick), takes --device
     ("img2img", ["--repeats", "2"], ["--size", "32", "--steps", "1", "--width", "4", "--repeats", "1"], True),
     ("stream", ["--n", "50000", "--repeats", "2"], ["--quick"], True),
     ("made", ["--n", "1000"], ["--n", "20", "--batch", "20", "--hidden", "50", "--repeats", "1"], True),
+    ("limits", [], ["--quick"], False),
 ]
 
 

@@ -213,3 +213,14 @@ def _call_item_in_sozo():
 
     from sozo.models.language import pick_token  # any sozo function that reads a value on the host
     pick_token(torch.zeros(8), 0.0, 0, 1.0, None)
+
+
+def test_limits_case_quick(capsys):
+    """The memory estimates are measured against what the process really grows by (benchmarks.limits)."""
+    from benchmarks import limits
+    s = limits.main(["--quick"])
+    rows = {r["case"]: r for r in _json_lines(capsys.readouterr().out) if "case" in r}
+    assert set(rows) == {"train-dcgan64-b16", "apply-256", "stylize-64"} and set(s) == set(rows)
+    for r in rows.values():
+        assert r["estimate_bytes"] > 0 and r["real_bytes"] >= 0
+        assert r["real_over_estimate"] == pytest.approx(r["real_bytes"] / r["estimate_bytes"], abs=1e-3)

@@ -110,12 +110,12 @@ PROBE_SIDE = 64  # the side of the meta-device probe that measures the features'
 LBFGS_HISTORY = 50  # (sozo.style.transfer): L-BFGS keeps this many pairs of image-sized vectors
 
 
-def _check_memory(c_shape: Any, s_shape: Any, size: int, style_scale: float, optimizer: str,
-                  device: torch.device) -> None:
-    """Refuse a ``--size`` whose optimisation would not fit in memory, before the images are resized:
-    VGG-19's features with their gradients, measured per pixel on the meta device (sozo.limits), for
-    the content and the style image, plus L-BFGS's history of the image."""
-    from ..limits import check_memory, peak_bytes
+def stylize_bytes(c_shape: Any, s_shape: Any, size: int, style_scale: float, optimizer: str) -> float | None:
+    """The memory stylizing at ``size`` needs, before the images are resized: VGG-19's features with
+    their gradients, measured per pixel on the meta device (sozo.limits: the slope between two probe
+    sizes), for the content and the style image, plus L-BFGS's history of the image; None when it
+    cannot be measured."""
+    from ..limits import peak_bytes
 
     def pixels(shape: Any, longest: float) -> float:
         h, w = shape[-2:]
@@ -132,13 +132,22 @@ def _check_memory(c_shape: Any, s_shape: Any, size: int, style_scale: float, opt
 
     small, large = peak_bytes(lambda: step(PROBE_SIDE)), peak_bytes(lambda: step(2 * PROBE_SIDE))
     if small is None or large is None:
-        return
+        return None
     per_pixel = (large - small) / (3 * PROBE_SIDE ** 2)  # the slope: what grows with the image
     fixed = sum(p.numel() * 4 for p in net.parameters())
     content, style = pixels(c_shape, size), pixels(s_shape, size * style_scale)
     history = 2 * LBFGS_HISTORY * 3 * 4 * content if optimizer == "lbfgs" else 0
-    check_memory(fixed + per_pixel * (content + style) + history, f"stylizing at --size {size}", device=device,
-                 hint="use a smaller --size (or --optimizer adam, which keeps no history)")
+    return fixed + per_pixel * (content + style) + history
+
+
+def _check_memory(c_shape: Any, s_shape: Any, size: int, style_scale: float, optimizer: str,
+                  device: torch.device) -> None:
+    """Refuse a ``--size`` whose optimisation would not fit in memory (``stylize_bytes``)."""
+    from ..limits import check_memory
+    need = stylize_bytes(c_shape, s_shape, size, style_scale, optimizer)
+    if need is not None:
+        check_memory(need, f"stylizing at --size {size}", device=device,
+                     hint="use a smaller --size (or --optimizer adam, which keeps no history)")
 
 
 def stylize(content: ImageLike | None = None, style: ImageLike | None = None, out: str | Path | None = "stylized.png",

@@ -16,13 +16,9 @@ from typing import Any
 
 import torch
 
-from ..limits import check_memory, module_bytes, peak_bytes
+from ..limits import MARGIN, check_memory, module_bytes, peak_bytes
 
 ADAM_COPIES = 4  # weights, gradients and Adam's two moments
-# what the process really grows by over the tensors counted: the allocator's caching and the kernels'
-# workspaces (measured on the CPU: DCGAN-64, batch 64 and 256: 2.1x and 1.4x the counted peak, of which
-# part is the libraries loading on the first convolution)
-MARGIN = 1.5
 
 
 def _meta_batch(tensors: Mapping[str, Any], rows: int) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ import torch
 
 from ...data.images import IMAGE_EXTENSIONS, _convert, _walk, to_float, to_uint8
 from ...errors import SozoError
-from ...limits import check_memory
+from ...limits import MARGIN, check_memory
 from ...runs import check_output
 
 OUT_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -75,7 +75,7 @@ def translate_file(model: Any, src: Path, dst: Path, reverse: bool = False, size
     scale = side / min(w, h)
     tw, th = _fit_side(round(w * scale), c.stride), _fit_side(round(h * scale), c.stride)
     if per_pixel is not None:  # the network's activations, and the resized and translated copies of the image
-        check_memory((per_pixel + 4 * (in_ch + out_ch) + 2 * (in_ch + out_ch)) * tw * th,
+        check_memory((MARGIN * per_pixel + 6 * (in_ch + out_ch)) * tw * th,
                      f"translating {src.name} at {tw}x{th}", device=model.device,
                      hint=f"use a smaller --size (the run was trained at {c.image_size})")
     arr = np.asarray(im.resize((tw, th), Image.Resampling.BICUBIC), dtype=np.uint8)
