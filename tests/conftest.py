@@ -2,8 +2,12 @@
 and parallel jobs on a 2-core machine do not fight over cores)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from .helpers import TINY_DCGAN
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -15,3 +19,12 @@ def _sozo_home(tmp_path_factory):
     yield
     torch.set_num_threads(threads)
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_dcgan_run(tmp_path_factory) -> Path:
+    """One trained tiny DCGAN run folder, shared by the tests that only read it (copy it to change it)."""
+    from sozo.cli import main
+    out = tmp_path_factory.mktemp("tiny") / "dcgan"
+    assert main(["train", "dcgan", "--out", str(out), *TINY_DCGAN]) == 0
+    return out

@@ -20,6 +20,10 @@ from sozo.config import build_run_config, merge_overrides, parse_set
 from sozo.registry import get_model
 from sozo.runs import Run, load_checkpoint
 
+# a tiny DCGAN on the bundled digits, as `sozo train` options (trains in about a second)
+TINY_DCGAN = ["--set", "width=8", "--set", "latent_dim=8", "--set", "limit=200", "--batch-size", "20",
+              "--no-progress", "--device", "cpu", "--set", "n_samples=4", "--epochs", "1"]
+
 
 def tiny_options(**extra: Any) -> dict[str, Any]:
     """Options for a run that takes a second or two on a CPU."""

@@ -18,18 +18,10 @@ import sozo
 from sozo.cli import COMMANDS, main
 from sozo.errors import SozoError
 
-from .helpers import tiny_options
+from .helpers import TINY_DCGAN, tiny_options
 
 SETS = ["width=8", "latent_dim=8", "limit=200", "n_samples=4"]
-TINY = ["--set", "width=8", "--set", "latent_dim=8", "--set", "limit=200", "--batch-size", "20",
-        "--no-progress", "--device", "cpu", "--set", "n_samples=4", "--epochs", "1"]
-
-
-@pytest.fixture(scope="module")
-def dcgan_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bad") / "dcgan"
-    assert main(["train", "dcgan", "--out", str(out), *TINY]) == 0
-    return out
+TINY = TINY_DCGAN
 
 
 @pytest.fixture(scope="module")
@@ -76,28 +68,28 @@ def test_bad_metrics_lines_are_skipped_counted_and_reported(tmp_path):
     assert "1 lines of metrics.jsonl are not records" in html
 
 
-def test_deeply_nested_json_is_a_message(dcgan_run, tmp_path, capsys):
+def test_deeply_nested_json_is_a_message(tiny_dcgan_run, tmp_path, capsys):
     copy = tmp_path / "nested"
-    shutil.copytree(dcgan_run, copy)
+    shutil.copytree(tiny_dcgan_run, copy)
     (copy / "model" / "config.json").write_text("[" * 100_000)
     assert "corrupt" in _exit_2(capsys, ["sample", str(copy), "--out", str(tmp_path / "g.png")])
 
 
-def test_a_checkpoint_that_is_a_folder(dcgan_run, tmp_path, capsys):
+def test_a_checkpoint_that_is_a_folder(tiny_dcgan_run, tmp_path, capsys):
     copy = tmp_path / "ckdir"
-    shutil.copytree(dcgan_run, copy)
+    shutil.copytree(tiny_dcgan_run, copy)
     (copy / "checkpoints" / "last.pt").unlink()
     (copy / "checkpoints" / "last.pt").mkdir()
     assert "is a folder, not a file" in _exit_2(capsys, ["train", "--resume", str(copy), "--epochs", "2"])
 
 
-def test_out_that_is_a_file_where_a_folder_is_meant(dcgan_run, tmp_path, capsys):
+def test_out_that_is_a_file_where_a_folder_is_meant(tiny_dcgan_run, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("mine")
     assert "is a file, not a run folder" in _exit_2(capsys, ["train", "dcgan", "--out", str(afile), *TINY])
-    err = _exit_2(capsys, ["sample", str(dcgan_run), "--out", str(afile / "g.png")])
+    err = _exit_2(capsys, ["sample", str(tiny_dcgan_run), "--out", str(afile / "g.png")])
     assert f"{afile} is a file, not a folder" in err
-    assert "is a file, not a folder" in _exit_2(capsys, ["report", str(dcgan_run), "--out", str(afile / "r.html")])
+    assert "is a file, not a folder" in _exit_2(capsys, ["report", str(tiny_dcgan_run), "--out", str(afile / "r.html")])
     assert afile.read_text() == "mine"
 
 
@@ -148,14 +140,15 @@ def test_download_with_a_bad_content_length_or_a_nul_in_the_url(http_server, tmp
 
 # --- defect 12 ------------------------------------------------------------------------------------
 
-def test_nan_and_negative_options_are_refused(dcgan_run, vae_run, capsys):
+def test_nan_and_negative_options_are_refused(tiny_dcgan_run, vae_run, capsys):
     run = str(vae_run)
     assert "--strength must be a finite number" in _exit_2(
         capsys, ["latent-arith", run, "--add", "label=8", "--strength", "nan"])
     assert "--grid must be from 0 to" in _exit_2(capsys, ["latent-map", run, "--grid", "-1"])
     assert "--length-penalty must be a finite number" in _exit_2(
-        capsys, ["translate", str(dcgan_run), "hello", "--length-penalty", "nan"])
-    assert "--temperature must be a finite number" in _exit_2(capsys, ["write", str(dcgan_run), "--temperature", "inf"])
+        capsys, ["translate", str(tiny_dcgan_run), "hello", "--length-penalty", "nan"])
+    assert "--temperature must be a finite number" in _exit_2(
+        capsys, ["write", str(tiny_dcgan_run), "--temperature", "inf"])
     assert "--style-weight must be a finite number" in _exit_2(capsys, ["stylize", "--style-weight", "nan"])
     assert "--port must be from 0 to 65535" in _exit_2(capsys, ["gallery", ".", "--port", "70000"])
 
@@ -256,8 +249,8 @@ def _catalogue(dcgan: Path, vae: Path, tmp: Path) -> dict[str, list[tuple[list[s
     }
 
 
-def test_bad_input_catalogue_over_every_command(dcgan_run, vae_run, tmp_path, capsys):
-    catalogue = _catalogue(dcgan_run, vae_run, tmp_path)
+def test_bad_input_catalogue_over_every_command(tiny_dcgan_run, vae_run, tmp_path, capsys):
+    catalogue = _catalogue(tiny_dcgan_run, vae_run, tmp_path)
     assert set(catalogue) == {c.name for c in COMMANDS}, "a command without bad-input cases here"
     for command, cases in catalogue.items():
         assert cases, command
@@ -266,12 +259,12 @@ def test_bad_input_catalogue_over_every_command(dcgan_run, vae_run, tmp_path, ca
             assert expected in err, f"{command}: {argv}: {err}"
 
 
-def test_json_reader_fuzz_never_tracebacks(dcgan_run, tmp_path):
+def test_json_reader_fuzz_never_tracebacks(tiny_dcgan_run, tmp_path):
     """The run-folder JSON readers on mutated documents: a SozoError or a result, nothing else."""
     rng = random.Random(0)
-    base = (dcgan_run / "model" / "config.json").read_bytes()
+    base = (tiny_dcgan_run / "model" / "config.json").read_bytes()
     copy = tmp_path / "fuzz"
-    shutil.copytree(dcgan_run, copy)
+    shutil.copytree(tiny_dcgan_run, copy)
     for _ in range(40):
         data = bytearray(base)
         for _ in range(rng.randint(1, 8)):

@@ -20,15 +20,9 @@ from sozo import limits
 from sozo.cli import main
 from sozo.errors import SozoError
 
-TINY = ["--set", "width=8", "--set", "latent_dim=8", "--set", "limit=200", "--batch-size", "20",
-        "--no-progress", "--device", "cpu", "--set", "n_samples=4", "--epochs", "1"]
+from .helpers import TINY_DCGAN
 
-
-@pytest.fixture(scope="module")
-def dcgan_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("limits") / "dcgan"
-    assert main(["train", "dcgan", "--out", str(out), *TINY]) == 0
-    return out
+TINY = TINY_DCGAN
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +126,9 @@ def test_training_batch_memory_is_estimated_for_streamed_images(tmp_path, capsys
                       "--out", str(tmp_path / "r")], "one training step of 20 examples")
 
 
-def test_a_strangers_config_json_is_estimated_before_it_is_built(dcgan_run, tmp_path, capsys):
+def test_a_strangers_config_json_is_estimated_before_it_is_built(tiny_dcgan_run, tmp_path, capsys):
     copy = tmp_path / "stranger"
-    shutil.copytree(dcgan_run, copy)
+    shutil.copytree(tiny_dcgan_run, copy)
     cfg = copy / "model" / "config.json"
     info = json.loads(cfg.read_text())
     info["config"]["latent_dim"] = 1_000_000_000
@@ -143,10 +137,10 @@ def test_a_strangers_config_json_is_estimated_before_it_is_built(dcgan_run, tmp_
              "would need about")
 
 
-def test_a_wrong_shaped_tensor_is_named_with_both_shapes(dcgan_run, tmp_path, capsys):
+def test_a_wrong_shaped_tensor_is_named_with_both_shapes(tiny_dcgan_run, tmp_path, capsys):
     from safetensors.torch import load_file, save_file
     copy = tmp_path / "reshaped"
-    shutil.copytree(dcgan_run, copy)
+    shutil.copytree(tiny_dcgan_run, copy)
     path = copy / "model" / "model.safetensors"
     tensors = load_file(str(path))
     name = sorted(k for k, v in tensors.items() if v.ndim == 4)[0]
@@ -157,17 +151,17 @@ def test_a_wrong_shaped_tensor_is_named_with_both_shapes(dcgan_run, tmp_path, ca
     assert str(tuple(tensors[name].shape)) in err
 
 
-def test_samples_and_frames_are_estimated(dcgan_run, tmp_path, capsys, monkeypatch):
+def test_samples_and_frames_are_estimated(tiny_dcgan_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(limits.MEMORY_ENV, "20M")
-    _refused(capsys, ["sample", str(dcgan_run), "--n", "10000", "--out", str(tmp_path / "g.png")],
+    _refused(capsys, ["sample", str(tiny_dcgan_run), "--n", "10000", "--out", str(tmp_path / "g.png")],
              "10,000 samples of 28x28", "the limit is SOZO_MEMORY_LIMIT=20M")
-    _refused(capsys, ["interpolate", str(dcgan_run), "--steps", "1000", "--paths", "10", "--out",
+    _refused(capsys, ["interpolate", str(tiny_dcgan_run), "--steps", "1000", "--paths", "10", "--out",
                       str(tmp_path / "w.gif")], "10,000 frames")
     import sozo
     with pytest.raises(SozoError, match="would need about"):
-        sozo.load(dcgan_run).sample(100_000)  # the API too
+        sozo.load(tiny_dcgan_run).sample(100_000)  # the API too
     monkeypatch.setenv(limits.LIMITS_ENV, "off")
-    assert main(["sample", str(dcgan_run), "--n", "2000", "--out", str(tmp_path / "g.png")]) == 0
+    assert main(["sample", str(tiny_dcgan_run), "--n", "2000", "--out", str(tmp_path / "g.png")]) == 0
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -208,11 +202,11 @@ def test_stylize_size_is_estimated(tmp_path, capsys, monkeypatch):
              "stylizing at --size 1024 would need about")
 
 
-def test_what_the_estimates_miss_is_said_not_a_traceback(dcgan_run, tmp_path, capsys, monkeypatch):
+def test_what_the_estimates_miss_is_said_not_a_traceback(tiny_dcgan_run, tmp_path, capsys, monkeypatch):
     from sozo.models.gan import GAN
 
     def out_of_memory(self, *a, **k):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
 
     monkeypatch.setattr(GAN, "sample", out_of_memory)
-    _refused(capsys, ["sample", str(dcgan_run), "--out", str(tmp_path / "g.png")], "error: out of memory")
+    _refused(capsys, ["sample", str(tiny_dcgan_run), "--out", str(tmp_path / "g.png")], "error: out of memory")
