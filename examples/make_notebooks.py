@@ -17,11 +17,11 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-# Placeholder: the URL of the sozo git repository (Colab installs sozo from it).
-SOZO_GIT = "git+https://github.com/OWNER/sozo"
+# What the first cell has pip install on Colab: sozo by its name on PyPI (the one place that names it).
+SOZO_PACKAGE = "sozo"
 
 
-def setup_cell(extras: str = "") -> str:
+def setup_cell() -> str:
     """The first code cell of every notebook: Colab install + Drive, run folder, helpers."""
     return f'''\
 # Setup. On Google Colab this installs sozo beside Colab's own PyTorch (its CUDA build is kept:
@@ -33,11 +33,11 @@ import sys
 
 from IPython.display import Image, display
 
-SOZO_GIT = "{SOZO_GIT}"  # placeholder: the sozo repository's URL
+SOZO_PACKAGE = "{SOZO_PACKAGE}"  # what pip installs: the name on PyPI (or a wheel's path, or "sozo @ git+URL")
 IN_COLAB = "google.colab" in sys.modules
 if IN_COLAB:
     import torch
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sozo{extras} @ {{SOZO_GIT}}",
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", SOZO_PACKAGE,
                     f"torch=={{torch.__version__}}"], check=True)
     from google.colab import drive
     drive.mount("/content/drive")
@@ -369,7 +369,7 @@ Data: the `small_parallel_enja` corpus (50,000 pairs) when you have it locally (
 to the folder that holds it), otherwise the Tatoeba Japanese–English pairs, which sozo downloads
 into its cache (with a network, e.g. on Colab).
 """),
-    code(setup_cell("[ja]")),
+    code(setup_cell()),
     code(settings_cell(
         cpu="""
 PAIRS = 0          # training pairs (0: all of them)
@@ -437,7 +437,7 @@ for greedy, beam in zip(model.translate(sentences), model.translate(sentences, b
 ## Attention maps
 
 A row per English word, a column per Japanese token: where the decoder looked while writing each
-word. (Japanese labels need a Japanese font: `pip install 'sozo[ja]'`, done above on Colab.)
+word. (The Japanese tokens are drawn in IPAexGothic, a font that comes with sozo.)
 """),
     code("""
 from sozo.models.seq2seq.plot import save_attention_map

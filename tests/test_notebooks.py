@@ -58,6 +58,7 @@ def test_notebook_is_stripped_and_uses_the_python_api(path):
     for src in code:
         ast.parse(src)  # plain Python: no shell magic (!cmd, %magic) in any cell
     assert "google.colab" in code[0] and "drive.mount" in code[0], "the first code cell is the Colab setup"
+    assert code[0].count('SOZO_PACKAGE = "sozo"') == 1 and "OWNER" not in code[0], "pip installs sozo by name"
     assert "QUICK" in code[1] and "# On a GPU" in code[1], "the second code cell holds the settings"
     for call in _train_calls(nb):  # re-running a cell after a disconnect continues the run
         kw = {k.arg: ast.unparse(k.value) for k in call.keywords}
@@ -105,7 +106,8 @@ def test_colab_cell_installs_beside_colab_torch_and_uses_drive(tmp_path, monkeyp
     assert in_colab and mounted == ["/content/drive"] and runs.startswith("/content/drive/MyDrive/")
     (cmd,) = calls
     assert cmd[:4] == [sys.executable, "-m", "pip", "install"]
-    assert any(a.startswith("sozo") and "@ git+" in a for a in cmd), cmd
+    assert "sozo" in cmd, "sozo by its name on PyPI"  # SOZO_PACKAGE: one constant, no placeholder URL
+    assert not any("OWNER" in a or "git+" in a for a in cmd), cmd
     assert f"torch=={torch_version}" in cmd, "Colab's torch must be pinned so pip keeps its CUDA build"
 
 

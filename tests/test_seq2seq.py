@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -352,6 +353,37 @@ def test_cli_bad_input_exits_2(corpus, trained, tmp_path, capsys):
     assert "two different" in capsys.readouterr().err
     assert main(["train", "dcgan", "--src", "ja"]) == 2
     assert "unknown option 'src'" in capsys.readouterr().err
+
+
+# --- attention maps: Japanese on the picture -------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
+def test_attention_map_draws_japanese_without_missing_glyphs(tmp_path, fmt):
+    """A default install has a font with Japanese glyphs (matplotlib-fontja is a core dependency): matplotlib
+    warns "Glyph N (...) missing from font(s) DejaVu Sans" for every kana and kanji it would draw as a box."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from sozo.models.seq2seq.plot import _japanese_font, save_attention_map
+
+    family = list(matplotlib.rcParams["font.family"])
+    assert _japanese_font() == "IPAexGothic"
+    source, output = ["彼女", "は", "手紙", "を", "書", "い", "た", "。"], ["she", "wrote", "a", "letter", "."]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_attention_map(source, output, torch.rand(len(output), len(source)), tmp_path / f"map.{fmt}",
+                           title="彼女は手紙を書いた。")
+    assert not caught, [str(w.message) for w in caught]  # no "Glyph ... missing from font(s)", no other warning
+    assert (tmp_path / f"map.{fmt}").stat().st_size > 1000
+    assert list(matplotlib.rcParams["font.family"]) == family, "the user's own plots keep their font"
+    # the check itself sees a box: without the Japanese font the same label warns
+    with warnings.catch_warnings(record=True) as caught, matplotlib.rc_context({"font.family": ["DejaVu Sans"]}):
+        warnings.simplefilter("always")
+        fig, ax = plt.subplots()
+        ax.set_title("手紙")
+        fig.savefig(tmp_path / f"box.{fmt}")
+        plt.close(fig)
+    assert any("missing from font" in str(w.message) for w in caught)
 
 
 def test_long_lines_are_skipped_and_counted(corpus):
