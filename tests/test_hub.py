@@ -188,6 +188,11 @@ def test_push_then_load_back_gives_the_same_samples(dcgan_run, local_hub, tmp_pa
     assert main(["sample", str(dcgan_run), "--n", "9", "--seed", "1", "--out", str(a)]) == 0
     assert main(["sample", "hf://alice/dcgan-tiny", "--n", "9", "--seed", "1", "--out", str(b)]) == 0
     assert a.read_bytes() == b.read_bytes()
+    # the report reads it too, written where the user says (never into the download cache)
+    assert main(["report", "hf://alice/dcgan-tiny"]) == 2
+    assert "--out report.html" in capsys.readouterr().err
+    assert main(["report", "hf://alice/dcgan-tiny", "--out", str(tmp_path / "r.html")]) == 0
+    assert "123.4" in (tmp_path / "r.html").read_text()
 
 
 def test_the_model_card(dcgan_run, local_hub):
@@ -308,3 +313,15 @@ def test_load_takes_the_model_folder_and_any_folder_with_config_and_weights(dcga
     out = tmp_path / "g.png"
     assert main(["sample", str(loose), "--n", "4", "--out", str(out)]) == 0 and out.exists()
     assert sozo.Run(dcgan_run / "model").path == dcgan_run  # the model/ folder stands for its run
+
+
+def test_evaluate_a_hub_model_writes_nothing_into_the_cache(dcgan_run, local_hub, monkeypatch, capsys):
+    from sozo.registry import get_model
+    monkeypatch.setattr(get_model("dcgan"), "measure", lambda self, ctx, opts: {"fd": 99.0})  # (the tiny run's
+    sozo.push_to_hub(dcgan_run, "alice/ev", log=lambda m: None)  # 20 held-out digits are too few to measure)
+    assert main(["evaluate", "hf://alice/ev"]) == 0
+    out, err = capsys.readouterr()
+    assert "hf://alice/ev" in out  # the table names the run as the user typed it
+    assert "not writing eval.json into the Hub cache" in err
+    snapshot = Path(sozo.load("hf://alice/ev").run_path)
+    assert json.loads((snapshot / "eval.json").read_text())["fd"] == 123.4  # the pushed one, unchanged
