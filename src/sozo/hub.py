@@ -10,9 +10,9 @@ A pushed repository holds what ``sozo.load`` needs at its root, the layout of ``
     sample.png          the latest sample grid, when the family makes images
     README.md           a model card generated from all of the above
 
-Reading goes through ``huggingface_hub.snapshot_download``: its cache, a revision pinned with
-``hf://user/name@revision``, and ``HF_HUB_OFFLINE=1`` to use the cache only. ``huggingface_hub``
-is an optional extra (``pip install 'sozo[hub]'``), imported only here and only when used.
+Reading (``hf://user/name[@revision]`` wherever a run is taken) is :mod:`sozo.hub_download`, below
+the run folder. ``huggingface_hub`` is an optional extra (``pip install 'sozo[hub]'``), imported only
+when used.
 """
 from __future__ import annotations
 
@@ -26,91 +26,17 @@ from typing import Any
 import yaml
 
 from .errors import SozoError
+from .hub_download import PREFIX, check_repo_id, hf_errors, hub_package
 
-PREFIX = "hf://"
-INSTALL = "pip install 'sozo[hub]'"
-# a Hub repository id: one namespace and one name of letters, digits, '-', '_', '.' (the Hub's own rule,
-# checked before the package is imported, so that a typo is told without it)
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 CARD_FILES = ("config.yaml", "eval.json")  # beside the model folder's files in a pushed repository
 SAMPLE = "sample.png"
 # what each kind of model is tagged with on the Hub (its pipeline type, where one fits)
 TAGS = {"images": "unconditional-image-generation", "text": "text-generation", "translations": "translation",
         "music": "music-generation", "image-translations": "image-to-image"}
-
-
-def is_hub(ref: object) -> bool:
-    """True for a string naming a Hub model: ``hf://user/name`` (optionally ``@revision``)."""
-    return isinstance(ref, str) and ref.startswith(PREFIX)
-
-
-def parse(ref: str) -> tuple[str, str | None]:
-    """``hf://user/name@revision`` -> (``user/name``, ``revision`` or None); a SozoError if malformed."""
-    body = ref[len(PREFIX):] if ref.startswith(PREFIX) else ref
-    repo, _, revision = body.partition("@")
-    check_repo_id(repo, ref)
-    if "@" in body and not revision:
-        raise SozoError(f"'{ref}' names no revision after '@'", hint=f"for example {PREFIX}{repo}@main")
-    return repo, revision or None
-
-
-def check_repo_id(repo: str, shown: str | None = None) -> str:
-    """``repo`` when it is a valid ``user/name`` Hub repository id, else a SozoError."""
-    if not _REPO_ID.match(repo) or "--" in repo or ".." in repo or repo.endswith((".", "-")):
-        raise SozoError(f"'{shown or repo}' is not a Hub model name",
-                        hint="give it as user/name (letters, digits, '-', '_' and '.'), e.g. "
-                             f"{PREFIX}alice/dcgan-mnist for loading, alice/dcgan-mnist for sozo push")
-    return repo
-
-
-def _hf() -> Any:
-    """The huggingface_hub package, or a SozoError saying how to install it."""
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise SozoError("the Hugging Face Hub needs the huggingface_hub package, which is not installed",
-                        hint=f"{INSTALL} (or pip install huggingface_hub)") from None
-    return huggingface_hub
-
-
-def _errors(hf: Any) -> Any:
-    """The module holding huggingface_hub's exceptions (``huggingface_hub.utils`` in every version)."""
-    import importlib
-    return importlib.import_module("huggingface_hub.utils")
-
-
-def download(ref: str) -> Path:
-    """The local folder of the Hub model ``ref`` (``hf://user/name[@revision]``), downloaded into
-    huggingface_hub's cache or found there (``HF_HUB_OFFLINE=1``: the cache only)."""
-    repo, revision = parse(ref)
-    hf = _hf()
-    err = _errors(hf)
-    from ._version import __version__
-    try:
-        folder = hf.snapshot_download(repo, revision=revision, library_name="sozo", library_version=__version__)
-    except err.RevisionNotFoundError:
-        raise SozoError(f"{PREFIX}{repo} has no revision '{revision}'",
-                        hint="give a branch, a tag or a commit hash the repository has (its 'Files' page lists "
-                             "them)") from None
-    except err.RepositoryNotFoundError:
-        raise SozoError(f"no such model on the Hub: {repo}",
-                        hint="check the name (user/name); a private repository needs `hf auth login` or "
-                             "HF_TOKEN") from None
-    except err.LocalEntryNotFoundError:
-        raise SozoError(f"{ref} is not in the local cache, and the Hub cannot be reached (offline)",
-                        hint="connect once to download it; afterwards HF_HUB_OFFLINE=1 loads it from the "
-                             "cache") from None
-    except err.HFValidationError as e:
-        raise SozoError(f"'{ref}' is not a Hub model name: {e}", hint="give it as hf://user/name") from None
-    except (err.HfHubHTTPError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SozoError(f"could not download {ref}: {first}",
-                        hint="check the connection (HF_HUB_OFFLINE=1 uses only the cache)") from None
-    path = Path(folder)
-    if not (path / "config.json").is_file():
-        raise SozoError(f"{ref} is not a sozo model: it has no config.json",
-                        hint="sozo loads repositories that `sozo push` wrote")
-    return path
+# the card's first command for each kind of model (REF: hf://user/name)
+USAGE = {"images": "sozo sample REF --n 16 --seed 0 --out grid.png", "text": "sozo write REF",
+         "translations": 'sozo translate REF "…"', "music": "sozo compose REF --out piece.mid",
+         "image-translations": "sozo apply REF IMAGE --out OUT"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,7 +108,6 @@ def model_card(run: Any, repo_id: str, license: str | None = None) -> str:
     """The README.md of a pushed model: YAML front matter the Hub reads (library, tags, licence), then
     what it is, how to use it, its data, its measures beside their real-data floors, the sample grid,
     the command that trained it, its config and its licence."""
-    from .loading import USE
     from .registry import get_model
     from .runs import read_model_json
     from .viz.report import eval_rows
@@ -210,7 +135,7 @@ def model_card(run: Any, repo_id: str, license: str | None = None) -> str:
     sample = latest_sample(run)
     if sample is not None:
         lines += [f"![samples]({SAMPLE})", ""]
-    use = USE.get(makes, "sozo sample RUN").replace("RUN", ref)
+    use = USAGE.get(makes, USAGE["images"]).replace("REF", ref)
     lines += ["## Use", "", "```bash", "pip install 'sozo[hub]'", use, "```", "", "```python", "import sozo",
               f'model = sozo.load("{ref}")  # pin a revision with {ref}@REVISION', "```", ""]
     lines += ["## Data", ""]
@@ -284,8 +209,8 @@ def push(run: Any, repo_id: str, *, license: str | None = None, private: bool = 
     check_repo_id(repo_id[len(PREFIX):] if repo_id.startswith(PREFIX) else repo_id)
     repo_id = repo_id.removeprefix(PREFIX)
     run = (run if isinstance(run, Run) else Run(run)).require("model")
-    hf = _hf()
-    err = _errors(hf)
+    hf = hub_package()
+    err = hf_errors()
     api = hf.HfApi(token=token, library_name="sozo")
     with tempfile.TemporaryDirectory(prefix="sozo-push-") as tmp:
         files = stage(run, repo_id, Path(tmp), license)
@@ -309,4 +234,4 @@ def push(run: Any, repo_id: str, *, license: str | None = None, private: bool = 
     return url
 
 
-__all__ = ["push", "download", "model_card", "training_command", "parse", "is_hub", "PREFIX"]
+__all__ = ["push", "model_card", "training_command", "stage"]

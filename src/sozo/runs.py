@@ -144,7 +144,7 @@ class Run:
 
     def __init__(self, path: str | os.PathLike[str]):  # a str, a Path or another Run
         if isinstance(path, str) and path.startswith("hf://"):  # a model on the Hugging Face Hub: its local copy
-            from .hub import download
+            from .hub_download import download
             self.remote, path = path, download(path)
         folder = Path(path)
         if folder.name == "model" and (folder / "config.json").is_file() and (folder.parent / "config.yaml").is_file():
