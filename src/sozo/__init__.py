@@ -8,7 +8,7 @@ from typing import Any
 
 from ._version import __version__
 
-_API = {"train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize"}
+_API = {"train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "push_to_hub"}
 
 
 def __getattr__(name: str) -> Any:
@@ -26,5 +26,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sozo' has no attribute '{name}'")
 
 
-__all__ = ["train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "Run", "SozoError",
+__all__ = ["train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "push_to_hub",
+           "Run", "SozoError",
            "__version__"]

@@ -277,7 +277,7 @@ def evaluate(runs: list[str | Path | Run] | str | Path | Run, options: EvalOptio
         rc = rebuild_run_config(run)
         model = load(run, device=device, raw=opts.raw)  # its EMA weights when it has them, unless raw
 
-        def check(extractor: dict, name: str = str(run.path), kind: str = table.kind) -> None:
+        def check(extractor: dict, name: str = run.remote or str(run.path), kind: str = table.kind) -> None:
             first_name, first = firsts.setdefault(kind, (name, extractor))
             if first["hash"] != extractor["hash"]:
                 raise SozoError(
@@ -296,8 +296,12 @@ def evaluate(runs: list[str | Path | Run] | str | Path | Run, options: EvalOptio
         result["provenance"] = _provenance(model, table, ctx, opts, result, time.perf_counter() - t0)
         ref = result["provenance"].get("reference") or {}
         key = f"{rc.data.source}|{rc.data.limit}|{ref.get('split', '')}"
-        done.append((run, Entry(str(run.path), result, table, key, str(ref.get("data") or rc.data.source))))
+        name = run.remote or str(run.path)
+        done.append((run, Entry(name, result, table, key, str(ref.get("data") or rc.data.source))))
     for run, entry in done:  # written only when every run was measured (a refusal leaves no eval.json changed)
+        if run.remote is not None:  # a Hub model's folder is huggingface_hub's cache: not written into
+            say(f"{run.remote}: not writing eval.json into the Hub cache (the results are printed)")
+            continue
         write_json(run.path / "eval.json", entry.result)
     groups: dict[str, list[Entry]] = {}
     for _, entry in done:
@@ -381,6 +385,18 @@ def apply(run: str | Path | Run, images: list[str | Path] | str | Path | None = 
                        log=log)
 
 
+def push_to_hub(run: str | Path | Run, repo_id: str, *, license: str | None = None, private: bool = False,
+                token: str | None = None, message: str | None = None, log: Callable[[str], None] = print) -> str:
+    """Upload a trained run to the Hugging Face Hub repository ``repo_id`` (``"user/name"``, created
+    when missing): its ``model/`` folder, config.yaml, eval.json and latest sample grid, with a
+    generated model card (README.md: family, data, measures beside their floors, the sample grid, the
+    command that trained it, its config and ``license``, e.g. ``"mit"``). ``token``: a Hub token with
+    write access (default: the one ``hf auth login`` saved, or HF_TOKEN). Returns the repository's
+    address; ``sozo.load("hf://user/name")`` loads it back. Needs ``pip install 'sozo[hub]'``."""
+    from .hub import push
+    return push(run, repo_id, license=license, private=private, token=token, message=message, log=log)
+
+
 def stylize(content: Any = None, style: Any = None, out: str | Path | None = "stylized.png", **options: Any) -> Any:
     """Neural style transfer: ``content`` painted in the style of ``style`` (both None: the bundled demo).
 
@@ -393,4 +409,4 @@ def stylize(content: Any = None, style: Any = None, out: str | Path | None = "st
 
 
 __all__ = ["train", "load", "evaluate", "EvalOptions", "prepare_data", "compose", "apply", "list_models", "run_config",
-           "stylize", "Run", "SECTIONS"]
+           "stylize", "push_to_hub", "Run", "SECTIONS"]

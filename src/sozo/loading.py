@@ -100,12 +100,16 @@ def rebuild_run_config(run: str | Path | Run) -> RunConfig:
 def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = False) -> GenerativeModel:
     """The trained model of a run folder (weights from model/*.safetensors), in eval mode.
 
+    ``run`` may also be a run's ``model/`` folder, any folder holding ``config.json`` and
+    ``model.safetensors``, or a model on the Hugging Face Hub, ``"hf://user/name"`` (pinned with
+    ``"hf://user/name@revision"``), downloaded into huggingface_hub's cache (``HF_HUB_OFFLINE=1``:
+    from the cache only; needs ``pip install 'sozo[hub]'``).
+
     A run trained with ``ema`` > 0 loads its EMA weights (model/ema.safetensors, over the averaged
     networks: a GAN's generator) unless ``raw=True`` asks for the live weights; ``model.uses_ema``
     says which. Runs without EMA load their weights either way.
     """
-    run = Run(run) if not isinstance(run, Run) else run
-    run.require("model")
+    run = (Run(run) if not isinstance(run, Run) else run).require("model")  # hf://user/name: its local copy
     info = read_model_json(run)
     cls = get_model(info["family"])
     try:
@@ -126,6 +130,7 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = 
         _load_ema(net, run.model_dir, info["ema"])
     if info.get("files"):  # JSON documents beside the weights (vocabularies…), parsed without pickle
         net.load_model_files({name: _read_json(run.model_dir, name) for name in info["files"]})
+    net.run_path = run.path
     net.to(resolve_device(str(device)) if not isinstance(device, torch.device) else device).eval()
     return net
 

@@ -140,9 +140,16 @@ class Run:
     # set by sozo.train on the run it returns: the signal number that stopped training early
     # (SIGINT 2, SIGTERM 15) after its checkpoint was saved; None when training ran to its end
     interrupted: int | None = None
+    remote: str | None = None  # "hf://user/name[@revision]" for a model downloaded from the Hub (path: its cache)
 
     def __init__(self, path: str | os.PathLike[str]):  # a str, a Path or another Run
-        self.path = Path(path)
+        if isinstance(path, str) and path.startswith("hf://"):  # a model on the Hugging Face Hub: its local copy
+            from .hub_download import download
+            self.remote, path = path, download(path)
+        folder = Path(path)
+        if folder.name == "model" and (folder / "config.json").is_file() and (folder.parent / "config.yaml").is_file():
+            folder = folder.parent  # a run's own model/ folder stands for the run
+        self.path = folder
 
     def __repr__(self) -> str:
         return f"Run('{self.path}')"
@@ -157,7 +164,12 @@ class Run:
 
     @property
     def model_dir(self) -> Path:
-        return self.path / "model"
+        """RUN/model; or the folder itself when it is a bare model folder (config.json and the weights
+        at its top, no model/: a Hub snapshot, a copied model/ folder)."""
+        inner = self.path / "model"
+        if not inner.is_dir() and (self.path / "config.json").is_file():
+            return self.path
+        return inner
 
     @property
     def last_ckpt(self) -> Path:

@@ -18,7 +18,7 @@ from ..errors import SozoError
 from .common import COMMANDS, Command
 
 # command modules, in the order their subcommands appear in `sozo --help`
-MODULES = ("core", "images", "seq2seq", "language", "music", "img2img", "style", "viewing")
+MODULES = ("core", "images", "seq2seq", "language", "music", "img2img", "style", "viewing", "hub")
 
 
 def commands() -> list[Command]:

@@ -62,6 +62,19 @@ class GenerativeModel(nn.Module):
         # from (step, total_steps) inside training_step, so they resume exactly with no extra state
         self.total_steps: int = 0
         self.uses_ema: bool = False  # set by sozo.load: the weights are training's EMA (model/ema.safetensors)
+        self.run_path: Any = None  # set by sozo.load: the run (or model) folder the weights came from
+
+    def push_to_hub(self, repo_id: str, **options: Any) -> str:
+        """Upload the run this model was loaded from (``sozo.load``) to the Hugging Face Hub repository
+        ``repo_id`` (``user/name``) with a generated model card; see :func:`sozo.push_to_hub` for
+        ``options`` (``license``, ``private``, ``token``). Returns the repository's address."""
+        if self.run_path is None:
+            from ..errors import SozoError
+            raise SozoError("this model was not loaded from a run folder, so there is nothing saved to push",
+                            hint='push a trained run: sozo.push_to_hub(run, "user/name"), or '
+                                 'sozo.load(RUN).push_to_hub("user/name")')
+        from ..hub import push
+        return push(self.run_path, repo_id, **options)
 
     # --- construction (sozo.train and sozo.load build every family this way) ----------------
     @classmethod

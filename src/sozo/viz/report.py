@@ -511,6 +511,9 @@ def write_report(path: str | Path | Run, out: str | Path | None = None, *, embed
     them: a much smaller file, which shows its pictures only beside the run folder.
     """
     run = path if isinstance(path, Run) else Run(path)
+    if out is None and run.remote is not None:  # a Hub model's folder is huggingface_hub's cache
+        raise SozoError(f"{run.remote} is a model on the Hub: its report is not written into the download cache",
+                        hint="give --out report.html")
     out = Path(out) if out is not None else run.path / "report.html"
     if out.is_dir():
         out = out / "report.html"
