@@ -213,9 +213,21 @@ def _catalogue(dcgan: Path, vae: Path, tmp: Path) -> dict[str, list[tuple[list[s
     not_run.mkdir(exist_ok=True)
     img = tmp / "img.png"
     Image.new("RGB", (40, 30)).save(img)
+    nameless = tmp / "nameless.yaml"
+    nameless.write_text("train:\n  epochs: 1\n")
+    misnamed = tmp / "misnamed.yaml"
+    misnamed.write_text("model:\n  name: [dcgan]\n")
     return {
-        "models": [(["models", "--bogus"], "unrecognized arguments")],
+        "models": [(["models", "--bogus"], "unrecognized arguments"), (["models", "dcgna"], "did you mean 'dcgan'"),
+                   (["models", "dcgan", "vae"], "unrecognized arguments")],
         "train": [(["train", "dcgna"], "did you mean 'dcgan'"),
+                  (["train", "dcgna", "--print-config"], "did you mean 'dcgan'"),
+                  (["train", "dcgan", "--print-config", "--set", "lattent_dim=8"], "did you mean 'latent_dim'"),
+                  (["train", "dcgan", "--print-config", "--set", "arch=deep"], "one of 'mlp' | 'conv'"),
+                  (["train", "--print-config", "--resume", str(dcgan)], "--print-config shows the config of a new"),
+                  (["train", "--config", str(nameless)], "has no model.name"),
+                  (["train", "--config", str(misnamed), "--print-config"], "must be a model name"),
+                  (["train", "vae", "--config", str(dcgan / "config.yaml")], "is for 'dcgan', not 'vae'"),
                   (["train", "dcgan", "--epochs", "0"], "--epochs must be at least 1"),
                   (["train", "dcgan", "--set", "image_size=100000", "--out", str(tmp / "x"), *TINY],
                    "would need about")],
@@ -261,6 +273,13 @@ def test_bad_input_catalogue_over_every_command(tiny_dcgan_run, vae_run, tmp_pat
         for argv, expected in cases:
             err = _exit_2(capsys, argv)
             assert expected in err, f"{command}: {argv}: {err}"
+
+
+@pytest.mark.parametrize("argv", [["--print-completion", "fish"], ["--print-completion"],
+                                  ["--print-completion", "BASH"]])
+def test_unsupported_completion_shells_are_refused(capsys, argv):
+    err = _exit_2(capsys, argv)
+    assert "--print-completion" in err and ("invalid choice" in err or "expected one argument" in err)
 
 
 def test_json_reader_fuzz_never_tracebacks(tiny_dcgan_run, tmp_path):

@@ -8,7 +8,8 @@ from typing import Any
 
 from ._version import __version__
 
-_API = {"train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "push_to_hub"}
+_API = {"train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "train_config",
+        "describe_model", "push_to_hub"}
 
 
 def __getattr__(name: str) -> Any:
@@ -26,6 +27,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sozo' has no attribute '{name}'")
 
 
-__all__ = ["train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "push_to_hub",
-           "Run", "SozoError",
-           "__version__"]
+__all__ = ["train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "train_config",
+           "describe_model", "push_to_hub", "Run", "SozoError", "__version__"]

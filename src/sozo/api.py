@@ -151,13 +151,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                                      "start a new run instead")
         rc = build_run_config(name, cls, sections)
     else:
-        if model is None:
-            raise SozoError("which model? e.g. sozo train dcgan", hint="sozo models lists them")
-        cls = get_model(model)
         base = started if started is not None else load_yaml(config) if config else {}
-        if base.get("model", {}).get("name") not in (None, model):
-            raise SozoError(f"config {config} is for '{base['model']['name']}', not '{model}'")
-        rc = build_run_config(model, cls, merge_overrides(base, overrides, cls))
+        cls, rc = _new_config(model, base, config, overrides)
         typed = rc.data.source
         rc.data.source = resolved_source(typed)  # stored resolved in config.yaml (a relative path breaks elsewhere)
         if rc.data.source != typed:
@@ -179,6 +174,43 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                 Path(lock.path).unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only if empty
+
+
+def _new_config(model: str | None, base: dict[str, Any], config: Any, overrides: list[tuple[str, Any]]
+                ) -> tuple[type[GenerativeModel], RunConfig]:
+    """The family and config of a new run: its defaults, then ``base`` (a config file's sections), then the
+    overrides. The model is ``model``, or the file's ``model.name`` when ``model`` is None (a recipe)."""
+    named = base.get("model", {}).get("name")
+    if named is not None and not isinstance(named, str):
+        raise SozoError(f"model.name in {config} must be a model name, got {named!r}", hint="sozo models lists them")
+    if model is not None and named not in (None, model):
+        raise SozoError(f"config {config} is for '{named}', not '{model}'",
+                        hint=f"leave out the model name (the file names it): sozo train --config {config}")
+    model = model or named
+    if model is None:
+        said = f" (config {config} has no model.name)" if config else ""
+        raise SozoError(f"which model? e.g. sozo train dcgan{said}", hint="sozo models lists them")
+    cls = get_model(model)
+    return cls, build_run_config(model, cls, merge_overrides(base, overrides, cls))
+
+
+def train_config(model: str | None = None, data: str | None = None, *, config: str | Path | None = None,
+                 set: list[str] | None = None, **options: Any) -> RunConfig:
+    """The config ``sozo.train`` would start a new run with, given the same arguments, without loading
+    any data: the family's defaults, the ``config`` file, then ``options`` and ``set``. Sizes the data
+    decides stay None. ``model`` may be left out when the file names it (``model.name``).
+
+    ``train_config("dcgan").commented(get_model("dcgan"))`` is ``sozo train dcgan --print-config``."""
+    named = {"source": str(data) if data is not None else None, **options}
+    return _new_config(model, load_yaml(config) if config else {}, config, _overrides(set, named))[1]
+
+
+def describe_model(name: str) -> dict[str, Any]:
+    """What ``sozo models NAME`` shows: the family's description, what it makes and takes, its presets
+    (name -> the values it sets) and the trainer settings it prefers."""
+    cls = get_model(name)
+    return {"name": name, "description": cls.description, "makes": cls.makes, "takes": cls.takes,
+            "presets": cls.presets(), "train_defaults": dict(cls.train_defaults)}
 
 
 def _train_locked(rc: RunConfig, cls: type[GenerativeModel], resume: Any, out: Any, restart: bool, lock: RunLock | None,
@@ -409,4 +441,4 @@ def stylize(content: Any = None, style: Any = None, out: str | Path | None = "st
 
 
 __all__ = ["train", "load", "evaluate", "EvalOptions", "prepare_data", "compose", "apply", "list_models", "run_config",
-           "stylize", "push_to_hub", "Run", "SECTIONS"]
+           "stylize", "train_config", "describe_model", "push_to_hub", "Run", "SECTIONS"]

@@ -10,7 +10,13 @@ A run's resolved config has three sections::
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import io
+import textwrap
+import tokenize
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -229,6 +235,104 @@ class RunConfig:
 
     def dump(self) -> str:
         return yaml.safe_dump(self.to_yaml_dict(), sort_keys=False)
+
+    def commented(self, family: type[GenerativeModel] | None = None, title: str = "") -> str:
+        """The config as YAML with each field's help and allowed values as comments (``sozo train MODEL
+        --print-config``); ``load_yaml`` reads it back. ``family`` adds its presets and what its data takes."""
+        notes = {"model": {"name": "the model family (sozo models lists them)"}, "data": {}, "train": {}}
+        if family is not None:
+            presets = family.presets()
+            if presets:
+                notes["model"]["preset"] = ("a named set of defaults that the values below override: "
+                                            + ", ".join(repr(p) if p.isdigit() else p for p in presets))
+            if getattr(family, "takes", ""):
+                notes["data"]["source"] = f"what --data takes for {self.model_name}: {family.takes}"
+        lines = [f"# {line}" for line in title.splitlines()]
+        for section, obj in (("model", self.model), ("data", self.data), ("train", self.train)):
+            lines.append(f"{section}:")
+            if section == "model":
+                lines.append(_commented_line("name", self.model_name, None, notes["model"]["name"]))
+            cls: type = type(obj)
+            hints, helps = _hints(cls), field_help(cls)
+            for f in fields(obj):
+                above, inline = helps.get(f.name, ((), ""))
+                lines += [f"  # {text}" for text in above]
+                lines.append(_commented_line(f.name, to_dict(obj)[f.name], hints.get(f.name),
+                                             notes[section].get(f.name) or inline))
+        return "\n".join(lines) + "\n"
+
+
+def _yaml_value(value: Any) -> str:
+    """One value as YAML flow text (a list in brackets, a string quoted where YAML would misread it)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return text[:-4].rstrip() if text.endswith("\n...") else text
+
+
+def _allowed(tp: Any) -> str:
+    """What a field takes, for a comment: ``one of: a, b`` for a Literal, else the type (None as null)."""
+    if tp is None:
+        return ""
+    if get_origin(tp) is Literal:
+        return "one of: " + ", ".join(str(a) for a in get_args(tp))
+    if get_origin(tp) in (Union, types.UnionType):
+        return " | ".join("null" if a is type(None) else _allowed(a) for a in get_args(tp))
+    if get_origin(tp) in (list, tuple):
+        return f"list of {_allowed((get_args(tp) or (Any,))[0])}"
+    return _type_name(tp)
+
+
+def _commented_line(name: str, value: Any, tp: Any, help: str) -> str:
+    note = "; ".join(part for part in (_allowed(tp), help) if part)
+    return f"  {name}: {_yaml_value(value)}" + (f"  # {note}" if note else "")
+
+
+@functools.cache
+def field_help(cls: type) -> dict[str, tuple[tuple[str, ...], str]]:
+    """Each field of dataclass ``cls``: (the comment lines just above it, its help), read from the source
+    where the field is defined (the comment on its line, or a string just below it). A subclass's own
+    comment wins over its base's; a class without source (made at run time) adds nothing."""
+    out: dict[str, tuple[tuple[str, ...], str]] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        for name, (above, inline) in _source_notes(klass).items():
+            old_above, old_inline = out.get(name, ((), ""))
+            out[name] = (above or old_above, inline or old_inline)
+    return out
+
+
+def _source_notes(klass: type) -> dict[str, tuple[tuple[str, ...], str]]:
+    """The comments around the annotated fields in ``klass``'s own class body."""
+    try:
+        source = textwrap.dedent(inspect.getsource(klass))
+        comments = {tok.start[0]: (tok.start[1], tok.string.lstrip("#").strip())
+                    for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError, tokenize.TokenError):
+        return {}
+    body = next((node.body for node in tree.body if isinstance(node, ast.ClassDef)), [])
+    lines = source.splitlines()
+
+    def alone(n: int) -> bool:  # a comment on a line of its own
+        return n in comments and not lines[n - 1][:comments[n][0]].strip()
+
+    out = {}
+    for i, node in enumerate(body):
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        end = node.end_lineno or node.lineno
+        inline = " ".join(comments[n][1] for n in range(node.lineno, end + 1) if n in comments and not alone(n))
+        after = body[i + 1] if i + 1 < len(body) else None
+        if not inline and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) \
+                and isinstance(after.value.value, str):
+            inline = " ".join(after.value.value.split())
+        above: list[str] = []
+        n = node.lineno - 1
+        while alone(n):
+            above.insert(0, comments[n][1])
+            n -= 1
+        out[node.target.id] = (tuple(above), inline)
+    return out
 
 
 SECTIONS = ("model", "data", "train")

@@ -16,6 +16,7 @@ import sys
 
 from ..errors import SozoError
 from .common import COMMANDS, Command
+from .shell import SHELLS, completion, say_error
 
 # command modules, in the order their subcommands appear in `sozo --help`
 MODULES = ("core", "images", "seq2seq", "language", "music", "img2img", "style", "viewing", "hub")
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"sozo {__version__}")
+    p.add_argument("--print-completion", choices=SHELLS, metavar="SHELL",
+                   help="print a tab-completion script for SHELL (bash or zsh) and exit, e.g. "
+                        "eval \"$(sozo --print-completion bash)\" in ~/.bashrc")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in cmds:
         s = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description)
@@ -54,15 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         getattr(args, rest).extend(extra)  # words after options (argparse gives a '*' positional only the first run)
     elif extra:
         parser.error("unrecognized arguments: " + " ".join(extra))
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
+        if args.print_completion:
+            print(completion(parser, args.print_completion), end="")
+            return 0
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         code = args.func(args)
     except SozoError as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"  hint: {e.hint}", file=sys.stderr)
+        say_error(e.message, e.hint)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -70,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as e:  # what sozo.limits' estimates did not foresee: said, not a traceback
         if not _out_of_memory(e):
             raise
-        print(f"error: out of memory: {str(e).splitlines()[0][:300]}", file=sys.stderr)
-        print("  hint: ask for less (a smaller --n, --size, --batch-size or model); what was saved before "
-              "is intact", file=sys.stderr)
+        say_error(f"out of memory: {str(e).splitlines()[0][:300]}",
+                  "ask for less (a smaller --n, --size, --batch-size or model); what was saved before is intact")
         return 2
     return int(code or 0)
 

@@ -22,29 +22,55 @@ from .common import (
 
 
 def _models_args(s: argparse.ArgumentParser) -> None:
-    pass
+    s.add_argument("model", nargs="?", help="a model name: its description, presets, the data it takes and what it "
+                                            "makes (default: list every model)")
 
 
-@command("models", "list every model with a one-line description", arguments=_models_args,
-         examples=("sozo models",))
+@command("models", "list every model, or show one: description, presets, data", arguments=_models_args,
+         examples=("sozo models", "sozo models dcgan"))
 def cmd_models(args: argparse.Namespace) -> None:
-    from ..api import list_models
-    items = list_models()
-    width = max(map(len, items))
-    for name, desc in items.items():
-        print(f"{name:<{width}}  {desc}")
+    from ..api import describe_model, list_models
+    if args.model is None:
+        items = list_models()
+        width = max(map(len, items))
+        for name, desc in items.items():
+            print(f"{name:<{width}}  {desc}")
+        return
+    from ..config import _yaml_value
+    from ..loading import USE
+    info = describe_model(args.model)
+    print(f"{info['name']}: {info['description']}")
+    if info["makes"]:
+        print(f"makes:    {info['makes']}" + (f" (use: {USE[info['makes']]})" if info["makes"] in USE else ""))
+    if info["takes"]:
+        print(f"data:     {info['takes']}")
+    if info["presets"]:
+        print("presets:  (--set preset=NAME; options given beside it win)")
+        width = max(map(len, info["presets"]))
+        for name, values in info["presets"].items():
+            shown = ", ".join(f"{k}={_yaml_value(v)}" for k, v in values.items()) or "the defaults"
+            print(f"  {name:<{width}}  {shown}")
+    if info["train_defaults"]:
+        print("trainer:  " + ", ".join(f"{k}={_yaml_value(v)}" for k, v in info["train_defaults"].items())
+              + " (this family's defaults)")
+    print(f"options:  sozo train {info['name']} --print-config (every option with its default and help)")
 
 
 def _train_args(s: argparse.ArgumentParser) -> None:
     data = "; ".join(f"{o.families}: {o.data_help}" for o in options_of("train") if o.data_help)
-    s.add_argument("model", nargs="?", help="model name (sozo models lists them); optional with --resume")
+    s.add_argument("model", nargs="?", help="model name (sozo models lists them); optional with --resume, and with "
+                                            "--config when the file names it (model.name)")
     s.add_argument("--data", help="what to train on (default: the model's bundled data, where it has one). " + data)
     s.add_argument("--epochs", type=positive("--epochs"))
     s.add_argument("--batch-size", type=positive("--batch-size"))
     s.add_argument("--seed", type=seed)
     s.add_argument("--out", help="run folder to create (default runs/MODEL-DATA)")
     s.add_argument("--resume", metavar="RUN", help="continue a run exactly where its last checkpoint stopped")
-    s.add_argument("--config", metavar="FILE.yaml", help="a config file (sections model, data, train)")
+    s.add_argument("--config", metavar="FILE.yaml", help="a config file (sections model, data, train), e.g. "
+                                                          "RUN/config.yaml to repeat a run, or --print-config's")
+    s.add_argument("--print-config", action="store_true",
+                   help="print the config this would train with (every option, its help and allowed values) as "
+                        "YAML that --config reads back, and exit without training")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any option; repeatable")
     s.add_argument("--device", help="auto (default: cuda > mps > cpu), cpu, cuda, cuda:N, mps")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,11 +80,17 @@ def _train_args(s: argparse.ArgumentParser) -> None:
 
 
 @command("train", "train a model into a run folder", arguments=_train_args,
-         description="Train a model. Options not listed here: --set key=value (see config.yaml of any run).",
+         description="Train a model. Options not listed here: --set key=value (sozo train MODEL --print-config "
+                     "lists them all).",
          examples=("sozo train dcgan --epochs 20 --seed 7",
+                   "sozo train dcgan --print-config > dcgan.yaml && sozo train --config dcgan.yaml",
+                   "sozo train --config runs/faces/config.yaml --out runs/faces-again",
                    "sozo train wgan-gp --data path/to/images/ --epochs 50 --out runs/faces",
                    "sozo train dcgan --resume runs/faces"))
 def cmd_train(args: argparse.Namespace) -> int | None:
+    if args.print_config:
+        _print_config(args)
+        return None
     from ..api import train
     from ..training import distributed
     if args.nproc and args.nproc > 1:  # start torchrun with this same command, less --nproc
@@ -83,6 +115,20 @@ def cmd_train(args: argparse.Namespace) -> int | None:
     if latest:
         print(f"latest samples: {latest[-1]}")
     return None
+
+
+def _print_config(args: argparse.Namespace) -> None:
+    """``sozo train … --print-config``: the new run's config as commented YAML; nothing is loaded or written."""
+    from ..api import train_config
+    from ..registry import get_model
+    if args.resume:
+        raise SozoError("--print-config shows the config of a new run; a run's own is RUN/config.yaml",
+                        hint=f"cat {Path(args.resume) / 'config.yaml'}")
+    rc = train_config(args.model, args.data, config=args.config, set=args.set, epochs=args.epochs, seed=args.seed,
+                      batch_size=args.batch_size, device=args.device, **family_keywords(args, "train"))
+    title = (f"sozo train {rc.model_name}: every option, its default and what it takes (null: the data decides).\n"
+             f"Edit and train with: sozo train --config FILE.yaml (one option: --set key=value)")
+    print(rc.commented(get_model(rc.model_name), title), end="")
 
 
 def _sample_args(s: argparse.ArgumentParser) -> None:

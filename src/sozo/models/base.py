@@ -49,6 +49,7 @@ class GenerativeModel(nn.Module):
     # "images" (sozo sample, interpolate), "text" (write), "translations" (translate), "music" (compose),
     # "image-translations" (apply)
     makes: ClassVar[str] = ""
+    takes: ClassVar[str] = ""  # what `sozo train NAME --data` takes, for `sozo models NAME` and --print-config
     Config: ClassVar[type]
     train_defaults: ClassVar[dict[str, Any]] = {}  # trainer settings this family prefers (the user's win)
     lr_options: ClassVar[tuple[str, ...]] = ("lr",)  # the config's learning rates (named in the divergence hint)

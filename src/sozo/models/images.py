@@ -82,6 +82,8 @@ class ImageModel(GenerativeModel):
     """A family trained on images: batches are {"images": uint8 (B, C, H, W), "labels": int64 (B,)}."""
 
     makes = "images"
+    takes = ("mnist-sample (the default, bundled), digits (bundled), a folder of images (a subfolder per class "
+             "for labels), a .npy array or an MNIST IDX file")
 
     default_folder_size = 64  # a folder of photos of any sizes is loaded at this size unless set
 

@@ -214,6 +214,7 @@ class LanguageModel(GenerativeModel):
 
     Config = LanguageConfig
     makes = "text"
+    takes = "a .txt file or a folder of them, or aesop (a book sozo downloads: sozo data download aesop)"
     train_defaults = {"batch_size": 32, "log_every": 20}
 
     def __init__(self, config: LanguageConfig):

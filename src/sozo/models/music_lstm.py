@@ -110,6 +110,7 @@ class MusicLSTM(GenerativeModel):
 
     Config = MusicLSTMConfig
     makes = "music"
+    takes = "chorales (the default: the Bach chorales bundled with music21) or a folder of MIDI/MusicXML files"
     description = ("Music: note-sequence LSTM with attention (Foster ch. 7) on the Bach chorales bundled with "
                    "music21 or a folder of MIDI/MusicXML (sozo compose RUN --out piece.mid)")
     train_defaults = {"batch_size": 32, "log_every": 20, "epochs": 15}  # held-out CE bottoms out near 15 (chorales)

@@ -492,6 +492,7 @@ class Pix2Pix(Img2ImgModel):
                    "demo: digit sketch -> digit")
     paired_data = True
     demo = "digit-sketches"
+    takes = "a folder of A|B side-by-side pairs, A/ and B/, or trainA/ trainB/ (default: the digit-sketches demo)"
     eval_table = PIX2PIX_TABLE
     generator_names = ("generator",)
     discriminator_names = ("discriminator",)
@@ -569,6 +570,7 @@ class CycleGAN(Img2ImgModel):
                    "least squares + cycle + identity, pool of 50 fakes); demo: thin <-> bold strokes")
     paired_data = False
     demo = "thin-bold"
+    takes = "a folder with A/ and B/ (or trainA/ trainB/), not paired (default: the thin-bold demo)"
     eval_table = CYCLEGAN_TABLE
     generator_names = ("g_ab", "g_ba")
     discriminator_names = ("d_a", "d_b")

@@ -79,6 +79,7 @@ class MuseGAN(GenerativeModel):
 
     Config = MuseGANConfig
     makes = "music"
+    takes = "chorales (the default: music21's Bach chorales), a folder of MIDI/MusicXML files or a JSB .json"
     description = ("MuseGAN: 4-voice chorales from chords/style/melody/groove latents, bar generator per track, "
                    "WGAN-GP critic (default data: music21's Bach chorales; --data Jsb16thSeparated.json)")
     train_defaults = {"batch_size": 64, "log_every": 20, "n_samples": 4}

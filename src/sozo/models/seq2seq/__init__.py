@@ -158,6 +158,8 @@ class Seq2Seq(GenerativeModel):
 
     Config = Seq2SeqConfig
     makes = "translations"
+    takes = ("a parallel folder (train.SRC / train.TGT, optional dev and test), a TSV of sentence pairs, "
+             "or tatoeba-jpn (sozo data download tatoeba-jpn)")
     description = ("Translation: GRU/LSTM encoder-decoder, additive or multiplicative attention, beam search "
                    "(--src ja --tgt en; preset=article: the PyTorch tutorial's settings, plain: no attention)")
 
