@@ -237,3 +237,15 @@ def test_the_examples_say_when_their_package_is_missing(tmp_path, monkeypatch, n
     cb = getattr(example(name), cls)()
     with pytest.raises(SozoError, match=f"needs the {name.split('_')[0]} package"):
         tiny_dcgan(tmp_path / "run", callbacks=[cb])
+
+
+def test_an_interrupted_run_ends_its_loggers_as_interrupted(tmp_path):
+    import signal
+
+    rec = Recorder()
+
+    def interrupt(trainer, epoch):  # Ctrl-C at the first epoch's end: saved, resumable
+        trainer._request_stop(signal.SIGINT, None)
+
+    run = tiny_dcgan(tmp_path / "run", callbacks=[rec, interrupt])
+    assert run.interrupted == signal.SIGINT and rec.calls[-1] == ("end", "interrupted")
