@@ -16,6 +16,9 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         from . import api
         return getattr(api, name)
+    if name == "Callback":
+        from .callbacks import Callback
+        return Callback
     if name in ("Run", "SozoError"):
         from .errors import SozoError
         from .runs import Run
@@ -28,4 +31,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["train", "load", "evaluate", "compose", "apply", "list_models", "run_config", "stylize", "train_config",
-           "describe_model", "push_to_hub", "Run", "SozoError", "__version__"]
+           "describe_model", "push_to_hub", "Run", "SozoError", "Callback", "__version__"]

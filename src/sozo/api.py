@@ -95,6 +95,18 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     before anything is written, and a second process is refused naming the holder's PID. A run
     stopped by Ctrl-C or SIGTERM saves its checkpoint and returns with ``run.interrupted`` set to
     the signal's number (None when it ran to its end).
+
+    ``callbacks`` follow the run. A **logger** is a :class:`sozo.Callback` (or any object with its
+    methods): ``on_train_start(run, config)`` before the first step (``config`` is config.yaml
+    flattened, ``{"model.lr_g": ..., "train.epochs": ...}``), ``on_record(record, run)`` for every
+    record written to metrics.jsonl (step records every ``log_every`` steps, epoch records with the
+    measures), ``on_samples(path, record, run)`` for each epoch's samples file and
+    ``on_train_end(run, status)`` (``"finished"``, ``"interrupted"`` or ``"failed"``). A **measure**
+    is a function ``f(trainer, epoch) -> dict | None`` run after each epoch, whose dict joins that
+    epoch's record. ``examples/wandb_callback.py`` and ``examples/mlflow_callback.py`` are loggers
+    for Weights & Biases and MLflow; ``tensorboard=True`` adds the TensorBoard one (scalars, sample
+    grids or text, hparams with the final measures), and says before any data loads when the
+    ``tensorboard`` package is missing.
     """
     from .training import distributed
 
@@ -219,6 +231,9 @@ def _train_locked(rc: RunConfig, cls: type[GenerativeModel], resume: Any, out: A
     from .training import Trainer, distributed
     from .training.memory import check_training_memory
 
+    if rc.train.tensorboard and distributed.is_main():  # a missing tensorboard package: said before the data loads
+        from .training.tensorboard import writer_class
+        writer_class()
     data_obj, rc, train_t, held_t = prepare_data(rc, log=log)
     kept = cls.info_from_data(data_obj)  # what model/config.json keeps of the data (image families: class names)
     check_training_memory(lambda: cls.from_info(rc.model, kept), train_t, rc.train.batch_size,

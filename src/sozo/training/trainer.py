@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from .. import callbacks as hooks
 from ..config import TrainConfig
 from ..data.stream import Rows, StreamedImages, read_batches
 from ..devices import autocast_dtype, configure_backends, resolve_device
@@ -77,7 +78,8 @@ class Trainer:
     cfg: TrainConfig
     run: Run
     model_info: dict[str, Any]  # written to model/config.json beside the weights
-    callbacks: list[Callable[[Trainer, int], dict[str, Any] | None]] = field(default_factory=list)
+    # measures f(trainer, epoch) -> dict | None, and loggers (sozo.callbacks.Callback: see that module)
+    callbacks: list[Any] = field(default_factory=list)
     log: Callable[[str], None] = print
     heldout: dict[str, Rows] | None = None  # examples kept out of training (for evaluation)
     pos: Position = field(default_factory=Position)
@@ -134,7 +136,11 @@ class Trainer:
         # checkpoint stores them (None at an epoch's end), and those a checkpoint gave back on load
         self._acc: tuple[dict, dict, dict, dict] | None = None
         self._resumed_acc: tuple[dict, dict, dict, dict] | None = None
-        self._tb: Any = None  # a tensorboard SummaryWriter once the first record is written (tensorboard=true)
+        # loggers (sozo.callbacks.Callback) hear of every record; the other callbacks are measures f(trainer, epoch)
+        self.loggers: list[Any] = [cb for cb in self.callbacks if hooks.is_logger(cb)] if self.is_main else []
+        if self.cfg.tensorboard and self.is_main:  # a missing tensorboard package is said here, before any step
+            from .tensorboard import TensorBoardLogger
+            self.loggers.append(TensorBoardLogger())
         if self.is_main:  # temporaries of writes a killed process never finished
             for folder in (self.run.last_ckpt.parent, self.run.model_dir):
                 for tmp in folder.glob(".*.tmp") if folder.exists() else ():
@@ -364,6 +370,8 @@ class Trainer:
             self.log(f"{self.model.family}: {self.n} training examples, {self.steps_per_epoch} steps an epoch, "
                      f"{self.device.type}{procs} ({prec}); run folder {self.run.path}"
                      + (f"; resuming at epoch {self.pos.epoch + 1}, step {self.pos.step}" if resume else ""))
+        hooks.call(self.loggers, "on_train_start", self.run, hooks.flat_config(self.run) if self.loggers else {})
+        status = "failed"
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -392,11 +400,11 @@ class Trainer:
                             group["lr"] = lr * 0.5
                     self.log(f"{e.message}; rolled back to step {self.pos.step} with learning rates halved "
                              f"({rollbacks}/{MAX_ROLLBACKS})")
+            status = "interrupted" if self.stopped_early else "finished"
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
-            if self._tb is not None:
-                self._tb.close()
+            hooks.call(self.loggers, "on_train_end", self.run, status)
         return self.pos
 
     def _loop(self) -> None:
@@ -505,7 +513,8 @@ class Trainer:
                 self.model.write_samples(self.run.sample_path(e, self.model.sample_ext()), cfg.n_samples, seed=cfg.seed)
             set_rng_state(state)
             self.model.train()
-        for cb in self.callbacks if self.is_main else ():  # measures: rank 0's (identical) weights suffice
+        measures = [cb for cb in self.callbacks if not hooks.is_logger(cb)]
+        for cb in measures if self.is_main else ():  # measures: rank 0's (identical) weights suffice
             state = rng_state()
             with self.ema_weights():
                 extra = cb(self, e)
@@ -545,17 +554,8 @@ class Trainer:
             values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
                               if k not in ("kind", "epoch", "step", "seconds"))
             self.log(f"epoch {rec['epoch']}/{self.cfg.epochs} step {rec['step']}: {values} ({rec['seconds']:.1f} s)")
-        if self.cfg.tensorboard:
-            self._tensorboard(rec)
-
-    def _tensorboard(self, rec: dict[str, Any]) -> None:
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise SozoError("tensorboard=true needs the tensorboard package",
-                                hint="pip install 'sozo[tensorboard]' (or pip install tensorboard)") from None
-            self._tb = SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
-        for k, v in rec.items():
-            if isinstance(v, (int, float)) and k not in ("step", "epoch"):
-                self._tb.add_scalar(f"{rec.get('kind', 'step')}/{k}", v, rec["step"])
+        hooks.call(self.loggers, "on_record", rec, self.run)
+        if rec.get("kind") == "epoch" and self.loggers:  # the epoch's samples, when it wrote them
+            samples = self.run.sample_path(rec["epoch"], self.model.sample_ext())
+            if samples.exists():
+                hooks.call(self.loggers, "on_samples", samples, rec, self.run)
