@@ -153,7 +153,7 @@ def test_report_cli_writes_self_contained_page(runs_root, capsys):
     assert "1,737 ± 4.21" in table["kid"] and "5.156 ± 0.120" in table["kid"]
     assert "0.125" in table["precision"] and "0.922" in table["precision"]
     assert "1,000 vs 1,000" in table["samples"] and "500 vs 500" in table["samples"]
-    assert 'alt="class histogram of the samples"' in text
+    assert 'aria-label="class histogram of the samples"' in text and 'class="bar"' in text  # the page's own SVG
     assert "latent_dim" in text and "n_samples" in text  # config.yaml's values
     assert "torch (this machine)" in text and "sozo (training)" in text
     assert "Content-Security-Policy" in text
@@ -165,7 +165,7 @@ def test_report_link_mode_uses_relative_files(runs_root, tmp_path):
     inside = write_report(run, run / "linked.html", embed=False)
     text = inside.read_text(encoding="utf-8")
     srcs = [a["src"] for a in tags(text, "img")]
-    assert "samples/epoch-0001.png" in srcs and "modes.png" in srcs
+    assert "samples/epoch-0001.png" in srcs and "modes.png" in [a.get("href") for a in tags(text, "a")]
     assert_self_contained(text, run)
     elsewhere = write_report(run, tmp_path / "away.html", embed=False)  # paths relative to the report
     text = elsewhere.read_text(encoding="utf-8")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -143,7 +144,7 @@ class Gallery:
         except Exception as e:  # noqa: BLE001 - one bad folder must not take the page down
             return {"name": name, "q": quote(name), "family": None, "data": None, "epochs": "",
                     "headline": None, "last": None, "broken": f"cannot be read ({type(e).__name__}: {e})",
-                    "problems": [], "sampleable": False}
+                    "problems": [], "sampleable": False, "stopped": None, "evaluated": False}
         last = None
         if s["samples"]:
             smp = s["samples"][-1]
@@ -156,6 +157,7 @@ class Gallery:
                   if s["epochs_done"] or s["epochs_planned"] else "")
         return {"name": name, "q": quote(name), "family": s["family"], "data": s["data"], "epochs": epochs,
                 "steps": s["steps"], "headline": s["headline"], "last": last, "broken": s["broken"],
+                "stopped": s["stopped"]["text"] if s["stopped"] else None, "evaluated": bool(s["eval"]),
                 "problems": s["problems"], "sampleable": not s["broken"] and s["sample_kind"] == "image",
                 "summary": s}
 
@@ -235,21 +237,33 @@ def compare_context(gallery: Gallery, paths: list[Path]) -> dict[str, Any]:
             target = (max if row["better"] > 0 else min)(v for _, v in raws)
             for i, v in raws:
                 row["cells"][i]["best"] = v == target
-    # curves: one chart per key, a line per run, x = epoch (runs differ in steps per epoch)
+    # curves: one chart per key, x = the step (a run stopped by max_steps may have step records only):
+    # per run its step records as a thin line and its epoch records (partial ones too) as a bold one
     records = [s.get("records") or [] for s in summaries]
     keys = metric_keys([r for recs in records for r in recs])
     charts = []
     for k in keys:
-        series = []
+        series, legend = [], []
         for i, recs in enumerate(records):
-            ep = [r for r in recs if r.get("kind") == "epoch" and _finite(r.get(k)) and isinstance(r.get("epoch"), int)]
+            has = [r for r in recs if _finite(r.get(k)) and isinstance(r.get("step"), int)]
+            st = [r for r in has if r.get("kind") == "step"]
+            if len(st) > 1500:  # a long run: every n-th point is enough
+                st = st[:: math.ceil(len(st) / 1500)]
+            ep = [r for r in has if r.get("kind") == "epoch"]
+            if st:
+                series.append({"label": cards[i]["name"], "x": [r["step"] for r in st], "y": [r[k] for r in st],
+                               "color": colors[i], "thin": True})
             if ep:
-                series.append({"label": cards[i]["name"], "x": [r["epoch"] for r in ep], "y": [r[k] for r in ep],
+                series.append({"label": cards[i]["name"], "x": [r["step"] for r in ep], "y": [r[k] for r in ep],
                                "color": colors[i], "markers": len(ep) <= 40,
-                               "tips": [f"{cards[i]['name']} epoch {r['epoch']}: {fmt(r[k])}" for r in ep]})
+                               "tips": [f"{cards[i]['name']} epoch {r.get('epoch')}"
+                                        + (" (partial)" if r.get("partial") is True else "")
+                                        + f", step {r['step']}: {fmt(r[k])}" for r in ep]})
+            if st or ep:
+                legend.append((cards[i]["name"], colors[i]))
         if series:
-            charts.append({"key": k, "title": loss_title(k), "svg": line_chart(series, xlabel="epoch"),
-                           "legend": [(s["label"], s["color"]) for s in series]})
+            charts.append({"key": k, "title": loss_title(k), "svg": line_chart(series, xlabel="step"),
+                           "legend": legend})
     # config: every key, those that differ first and marked
     flats = [_flatten(s.get("config") or {}) for s in summaries]
     all_keys = list(dict.fromkeys(k for f in flats for k in f))

@@ -231,9 +231,10 @@ class Run:
 
     def truncate_metrics(self, after_step: int) -> int:
         """Drop records logged after ``after_step`` (used on resume: they were never checkpointed),
-        and lines that are not records; returns how many of those there were."""
+        the record of a partial epoch (``partial: true``, written by a stop mid-epoch: the resumed run
+        makes that epoch whole), and lines that are not records; returns how many of those there were."""
         records, bad = self.read_metrics()
-        kept = [r for r in records if r.get("step", 0) <= after_step]
+        kept = [r for r in records if r.get("step", 0) <= after_step and r.get("partial") is not True]
         write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
         return bad
 

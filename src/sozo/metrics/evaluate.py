@@ -83,9 +83,12 @@ class Evaluator:
         else:
             mu_r, sig_r = feature_stats(real, "real features")
         k_mean, k_std = kid(fake, real, subsets=50, subset_size=1000)
+        # distinct subsets: when both sets are no larger than a subset, every subset is the whole set
+        k_subsets = 1 if min(1000, len(fake), len(real)) == len(fake) == len(real) else 50
         m = min(len(fake), len(real))  # precision/recall on equal-sized sets
         prec, rec = precision_recall(real[:m], fake[:m], k=3)
         out: dict[str, Any] = {"fd": frechet_distance(mu_f, sig_f, mu_r, sig_r), "kid": k_mean, "kid_std": k_std,
+                               "kid_subsets": k_subsets,
                                "precision": prec, "recall": rec}
         if fake_classes is not None and self.num_classes:
             hist = class_histogram(fake_classes, self.num_classes)

@@ -43,7 +43,10 @@ EXTRACTOR_MEASURES = ("fd", "kid", "precision", "recall", "mode_entropy", "top_c
 
 
 def _kid(v: Any) -> str:
-    return f"{100 * v[0]:.3f} ± {100 * v[1]:.3f}"
+    """KID x100 with its std over subsets; the value alone when there was one subset (no spread)."""
+    from ..viz.report import kid_spread
+    spread = kid_spread({"kid_std": v[1], "kid_subsets": v[2]})
+    return f"{100 * v[0]:.3f}" + (f" ± {100 * v[1]:.3f}" if spread else "")
 
 
 def _image_notes(results: list[dict[str, Any]]) -> list[str]:
@@ -59,7 +62,8 @@ def _image_notes(results: list[dict[str, Any]]) -> list[str]:
 IMAGE_TABLE = Table(
     kind="images",
     rows=(Row("fd", lambda rs: next((r["measure"] for r in rs if r.get("measure")), "FD")),
-          Row("kid", "KID x100", _kid, get=lambda d: (d["kid"], d.get("kid_std", 0.0)) if "kid" in d else None),
+          Row("kid", "KID x100", _kid,
+              get=lambda d: (d["kid"], d.get("kid_std"), d.get("kid_subsets")) if "kid" in d else None),
           Row("precision", "precision (k=3)"), Row("recall", "recall (k=3)"),
           Row("mode_entropy", "mode entropy (1 = uniform)"), Row("top_class_share", "top class share"),
           Row("samples", "samples (generated vs real)", "{}",

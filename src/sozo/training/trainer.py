@@ -345,7 +345,8 @@ class Trainer:
         if resume:
             self.load()
             if self.is_main:
-                bad = self.run.truncate_metrics(self.pos.step)
+                self._drop_partial_samples()
+                bad = self.run.truncate_metrics(self.pos.step)  # (drops the record of a partial epoch too)
                 if bad:
                     self.log(f"metrics.jsonl: dropped {bad} lines that were not records (not JSON, not UTF-8, "
                              "or without a whole-number step)")
@@ -458,7 +459,9 @@ class Trainer:
                     self.save((sums, counts))
                 if self._done_steps() and self.pos.batch < self.steps_per_epoch:  # stop mid-epoch
                     self.save((sums, counts))
-                    self.log(f"reached max_steps={cfg.max_steps}; checkpoint saved in {self.run.path}")
+                    self._finish_partial("max_steps", sums, counts, epoch_sums, epoch_counts, t_epoch, bar)
+                    self.log(f"reached max_steps={cfg.max_steps} at step {self.pos.step}; checkpoint saved in "
+                             f"{self.run.path}")
                     if bar is not None:
                         bar.close()
                     return
@@ -467,6 +470,7 @@ class Trainer:
                 if self._stop:
                     self.save((sums, counts))
                     self.stopped_early = True
+                    self._finish_partial("interrupted", sums, counts, epoch_sums, epoch_counts, t_epoch, bar)
                     self.log(f"interrupted at step {self.pos.step}; checkpoint saved in {self.run.path} "
                              f"(resume with: sozo train {model.family} --resume {self.run.path}"
                              + (f" --nproc {self.dist.world}" if self.dist else "") + ")")
@@ -495,9 +499,53 @@ class Trainer:
             t_log = t_epoch = time.perf_counter()
             steps_since_log = 0
             if self._done_steps():
+                if self.pos.epoch < cfg.epochs:
+                    self.log(f"reached max_steps={cfg.max_steps} at step {self.pos.step} (the end of epoch "
+                             f"{self.pos.epoch} of {cfg.epochs}); checkpoint saved in {self.run.path}")
                 break
         if bar is not None:
             bar.close()
+
+    def _finish_partial(self, reason: str, sums: dict[str, torch.Tensor], counts: dict[str, int],
+                        epoch_sums: dict[str, torch.Tensor], epoch_counts: dict[str, int], t_epoch: float,
+                        bar: Any) -> None:
+        """A stop inside an epoch (``reason``: max_steps or interrupted), after its checkpoint: the final
+        samples (samples/epoch-NNNN of the epoch in progress, when sample_every > 0) and a record of the
+        partial epoch (``partial: true``, ``stopped: reason``) over the steps done so far. Neither
+        changes what the checkpoint holds; a resume drops both (the epoch is then made whole)."""
+        merged = {k: epoch_sums[k] + sums[k] if k in epoch_sums else sums[k] for k in sums}
+        merged.update({k: v for k, v in epoch_sums.items() if k not in sums})
+        merged_counts = {k: epoch_counts.get(k, 0) + counts.get(k, 0) for k in merged}
+        rec = self._means(merged, merged_counts)  # (every rank takes part in the mean)
+        epoch = self.pos.epoch + 1  # the epoch in progress (1-based)
+        rec.update(kind="epoch", step=self.pos.step, epoch=epoch, partial=True, stopped=reason,
+                   seconds=round(time.perf_counter() - t_epoch, 3))
+        if not self.is_main:
+            return
+        if self.cfg.sample_every:
+            path = self.run.sample_path(epoch, self.model.sample_ext())
+            state = rng_state()
+            try:
+                with self.ema_weights():
+                    self.model.write_samples(path, self.cfg.n_samples, seed=self.cfg.seed)
+                rec["samples"] = path.relative_to(self.run.path).as_posix()
+            except (OSError, WriteFailed) as e:  # the checkpoint is safe: a missing picture is only noted
+                self.log(f"could not write the final samples: {e}")
+            finally:
+                set_rng_state(state)
+                self.model.train()
+        self._emit(rec, bar)
+
+    def _drop_partial_samples(self) -> None:
+        """On resume: the samples a stop mid-epoch wrote for the epoch in progress go with its partial
+        record (the resumed run writes that epoch's samples at its end, as an unstopped run does)."""
+        samples = self.run.samples_dir.resolve()
+        for rec in self.run.metrics():
+            name = rec.get("samples") if rec.get("partial") else None
+            if isinstance(name, str):
+                path = (self.run.path / name).resolve()
+                if path.parent == samples:
+                    path.unlink(missing_ok=True)
 
     def _done_steps(self) -> bool:
         return bool(self.cfg.max_steps) and self.pos.step >= self.cfg.max_steps
@@ -506,7 +554,7 @@ class Trainer:
         """Samples and callbacks (evaluation) for this epoch; their figures go into ``rec``. The loop
         then writes the record and the checkpoint."""
         cfg, e = self.cfg, self.pos.epoch
-        if self.is_main and cfg.sample_every and (e % cfg.sample_every == 0 or e == cfg.epochs):
+        if self.is_main and cfg.sample_every and (e % cfg.sample_every == 0 or e == cfg.epochs or self._done_steps()):
             # the RNG state is saved and restored so samples never change the training noise
             state = rng_state()
             with self.ema_weights():  # samples and measures show the EMA weights when EMA is on
@@ -552,8 +600,10 @@ class Trainer:
             bar.set_postfix(shown, refresh=False)
         elif rec.get("kind") == "epoch":  # without a bar, one line per epoch
             values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
-                              if k not in ("kind", "epoch", "step", "seconds"))
-            self.log(f"epoch {rec['epoch']}/{self.cfg.epochs} step {rec['step']}: {values} ({rec['seconds']:.1f} s)")
+                              if k not in ("kind", "epoch", "step", "seconds", "partial", "stopped", "samples"))
+            part = f" (partial: {rec['stopped']})" if rec.get("partial") else ""
+            self.log(f"epoch {rec['epoch']}/{self.cfg.epochs}{part} step {rec['step']}: {values} "
+                     f"({rec['seconds']:.1f} s)")
         hooks.call(self.loggers, "on_record", rec, self.run)
         if rec.get("kind") == "epoch" and self.loggers:  # the epoch's samples, when it wrote them
             samples = self.run.sample_path(rec["epoch"], self.model.sample_ext())

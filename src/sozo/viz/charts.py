@@ -123,8 +123,9 @@ def line_chart(series: list[dict[str, Any]], *, xlabel: str = "step", width: int
             label = _tick_text(10 ** t) if log_y else _tick_text(t)
             o.append(f'<line class="grid" x1="{ml}" x2="{ml + pw}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
                      f'<text class="tick" x="{ml - 6}" y="{yy + 3.5:.1f}" text-anchor="end">{label}</text>')
+    whole_x = all(float(x).is_integer() for x in xs)  # steps and epochs: whole-number ticks only
     for t in ticks(x0, x1, 6):
-        if float(t).is_integer() or xlabel != "epoch":
+        if float(t).is_integer() or not whole_x:
             xx = px(t)
             o.append(f'<line class="xtick" x1="{xx:.1f}" x2="{xx:.1f}" y1="{mt + ph}" y2="{mt + ph + 4}"/>'
                      f'<text class="tick" x="{xx:.1f}" y="{mt + ph + 16}" text-anchor="middle">{_tick_text(t)}</text>')
@@ -170,7 +171,7 @@ def bar_chart(values: list[float], labels: list[str], floor: list[float] | None 
         h = s / top * ph
         x = ml + i * bw + bw * 0.15
         o.append(f'<rect x="{x:.1f}" y="{mt + ph - h:.1f}" width="{bw * 0.7:.1f}" height="{h:.1f}" '
-                 f'fill="{PALETTE[0]}"><title>{html.escape(lab)}: {s:.1%} ({fmt(values[i])})</title></rect>'
+                 f'class="bar"><title>{html.escape(lab)}: {s:.1%} ({fmt(values[i])})</title></rect>'
                  f'<text class="tick" x="{x + bw * 0.35:.1f}" y="{mt + ph + 14}" text-anchor="middle">'
                  f"{html.escape(lab[:6])}</text>")
         if fshares:

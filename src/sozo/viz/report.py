@@ -55,8 +55,9 @@ MEASURES: dict[str, tuple[str, int]] = {
     "kl": ("KL(q(z|x) ‖ p(z))", 0), "bce": ("reconstruction cross-entropy", -1),
     "perplexity": ("perplexity", -1), "accuracy": ("accuracy", 1), "loss": ("loss", -1),
 }
-HEADLINE_ORDER = ["fd", "fid", "bleu", "nll", "neg_elbo", "chrf", "perplexity", "kid", "bce", "loss"]
-HIDDEN_EVAL = {"floor", "modes", "measure", "kid_std", "n_generated", "n_real", "provenance"}  # shown another way
+HEADLINE_ORDER = ["fd", "fid", "bleu", "nll", "neg_elbo", "elbo", "chrf", "perplexity", "score", "kid", "bce"]
+HIDDEN_EVAL = {"floor", "modes", "measure", "kid_std", "kid_subsets", "n_generated", "n_real",
+               "provenance"}  # shown another way
 EVAL_PREFIXES = ("eval_", "dev_", "val_")  # keys of metrics.jsonl that are measures, not losses
 
 
@@ -152,7 +153,9 @@ def summarize(path: str | Path | Run) -> dict[str, Any]:
     data = ((info or {}).get("data") or {}).get("name") if isinstance((info or {}).get("data"), dict) else None
     data = data or data_sec.get("source")
     epochs = [r for r in records if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int)]
-    epochs_done = max([r["epoch"] for r in epochs] + [s["epoch"] for s in samples]
+    partial = {r["epoch"] for r in epochs if r.get("partial") is True}  # an epoch a stop cut short
+    whole = [r["epoch"] for r in epochs if r["epoch"] not in partial]
+    epochs_done = max(whole + [s["epoch"] for s in samples if s["epoch"] not in partial]
                       + [(info or {}).get("epoch") or 0])
     steps = max([r.get("step", 0) for r in records if isinstance(r.get("step"), int)]
                 + [(info or {}).get("step") or 0])
@@ -176,8 +179,28 @@ def summarize(path: str | Path | Run) -> dict[str, Any]:
         "modes_png": run.path / "modes.png" if (run.path / "modes.png").is_file() else None,
         "images": images, "sample_kind": samples[-1]["kind"] if samples else None,
     }
+    summary["stopped"] = stopped(summary)
     summary["headline"] = headline(summary)
     return summary
+
+
+def stopped(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """How a run that did not train all its epochs stopped: {step, reason, text} with reason
+    ``max_steps`` or ``interrupted`` (the partial epoch record a stop mid-epoch writes, or a
+    max_steps that fell on an epoch's end), else None (finished, or still to be resumed unknown)."""
+    records = summary.get("records") or []
+    last = next((r for r in reversed(records) if r.get("kind") == "epoch"), None)
+    if last is not None and last.get("partial") is True and last.get("step") == summary["steps"]:
+        reason = str(last.get("stopped") or "stopped")
+        return {"step": summary["steps"], "reason": reason,
+                "text": f"stopped at step {fmt(summary['steps'])} ({reason})"}
+    train = _mapping((summary.get("config") or {}).get("train"))
+    max_steps, planned = train.get("max_steps"), summary.get("epochs_planned")
+    if (isinstance(max_steps, int) and max_steps > 0 and summary["steps"] >= max_steps and isinstance(planned, int)
+            and summary["epochs_done"] < planned):
+        return {"step": summary["steps"], "reason": "max_steps",
+                "text": f"stopped at step {fmt(summary['steps'])} (max_steps)"}
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,10 +226,23 @@ def _label(key: str, ev: dict[str, Any]) -> str:
 
 def _value_text(key: str, src: dict[str, Any]) -> str:
     v = src.get(key)
-    if key == "kid" and _finite(v):  # as the CLI prints it: x100, with the std over subsets
+    if key == "kid" and _finite(v):  # as the CLI prints it: x100, with the std over subsets (when there were several)
         std = src.get("kid_std")
-        return fmt(100 * v) + (f" ± {fmt(100 * std) if abs(100 * std) >= 0.001 else '0.000'}" if _finite(std) else "")
+        if not (_finite(std) and kid_spread(src)):
+            return fmt(100 * v)
+        return fmt(100 * v) + f" ± {fmt(100 * std) if abs(100 * std) >= 0.001 else '0.000'}"
     return fmt(v)
+
+
+def kid_spread(src: dict[str, Any]) -> bool:
+    """Whether KID's std means anything: it came from more than one distinct subset (eval.json's
+    ``kid_subsets``; older files without it: a std of exactly 0 is read as one subset)."""
+    std, subsets = src.get("kid_std"), src.get("kid_subsets")
+    if not _finite(std):
+        return False
+    if isinstance(subsets, int) and not isinstance(subsets, bool):
+        return subsets > 1
+    return std != 0
 
 
 def eval_rows(ev: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -241,8 +277,10 @@ def eval_rows(ev: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def headline(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The one measure a card shows: from eval.json, else the best eval_* logged during training,
-    else the last epoch's first loss. {label, value, floor, better, source}."""
+    """The one measure a card shows: the family's main measure from eval.json (the one its table
+    ranks runs by: FD, BLEU, ELBO, perplexity, ...), else the best eval_* measure logged during
+    training, else None (the page says "not evaluated yet"): never a training loss.
+    {label, value, floor, better, source}."""
     ev = summary.get("eval") or {}
     floor = _mapping(ev.get("floor"))
     named = (provenance(ev) or {}).get("headline")  # the measure the family ranks its runs by
@@ -261,7 +299,7 @@ def headline(summary: dict[str, Any]) -> dict[str, Any] | None:
     for r in summary.get("records", []):
         if r.get("kind") == "epoch":
             for k, v in r.items():
-                if _is_measure(k) and _finite(v):
+                if _is_measure(k) and _finite(v) and "loss" not in k:
                     logged.setdefault(k, []).append(float(v))
     if logged:
         def rank(k: str) -> int:
@@ -273,14 +311,6 @@ def headline(summary: dict[str, Any]) -> dict[str, Any] | None:
         best = max(logged[k]) if better > 0 else min(logged[k])
         return {"label": _strip(k) + " (best during training)", "value": fmt(best), "floor": "", "better": better,
                 "source": "metrics.jsonl", "raw": best}
-    epochs = [r for r in summary.get("records", []) if r.get("kind") == "epoch"]
-    if epochs:
-        last = epochs[-1]
-        keys = [k for k in last if k not in NOT_PLOTTED and not _is_measure(k) and _finite(last[k])]
-        if keys:
-            k = keys[0]
-            return {"label": f"{k} (last epoch)", "value": fmt(last[k]), "floor": "", "better": 0,
-                    "source": "metrics.jsonl", "raw": float(last[k])}
     return None
 
 
@@ -411,7 +441,7 @@ def timeline(summary: dict[str, Any], asset: Callable[[Path], str]) -> list[dict
         rec = by_epoch.get(s["epoch"], {})
         losses = [(k, fmt(v)) for k, v in rec.items() if k not in NOT_PLOTTED and _finite(v)]
         frame = {"epoch": s["epoch"], "step": rec.get("step"), "kind": s["kind"], "name": s["path"].name,
-                 "losses": losses}
+                 "losses": losses, "partial": rec.get("stopped") if rec.get("partial") is True else None}
         if s["kind"] == "image":
             frame["src"] = asset(s["path"])
         elif s["kind"] == "text":
@@ -454,14 +484,18 @@ def _eval_warning(ev: dict[str, Any]) -> str:
 def report_context(summary: dict[str, Any], asset: Callable[[Path], str]) -> dict[str, Any]:
     """What the report template needs, with every file reference made by ``asset(path)``."""
     ev = summary["eval"] or {}
-    modes = None
-    if summary["modes_png"] is not None:
-        modes = {"src": asset(summary["modes_png"])}
-    elif isinstance(ev.get("modes"), list) and ev["modes"] and all(_finite(v) for v in ev["modes"]):
+    modes = None  # drawn in the page's own style from eval.json's counts; modes.png (matplotlib) is linked beside
+    png = asset(summary["modes_png"]) if summary["modes_png"] is not None else None
+    if isinstance(ev.get("modes"), list) and ev["modes"] and all(_finite(v) for v in ev["modes"]):
         names = (summary["info"] or {}).get("class_names") or [str(i) for i in range(len(ev["modes"]))]
-        floor = (ev.get("floor") or {}).get("modes")
-        modes = {"svg": bar_chart(ev["modes"], [str(n) for n in names],
-                                  floor if isinstance(floor, list) and len(floor) == len(ev["modes"]) else None)}
+        if not isinstance(names, list) or len(names) != len(ev["modes"]):
+            names = [str(i) for i in range(len(ev["modes"]))]
+        floor = _mapping(ev.get("floor")).get("modes")
+        if not (isinstance(floor, list) and len(floor) == len(ev["modes"]) and all(map(_finite, floor))):
+            floor = None
+        modes = {"svg": bar_chart(ev["modes"], [str(n) for n in names], floor), "png": png, "floor": floor is not None}
+    elif png is not None:
+        modes = {"src": png}
     return {
         "s": summary, "frames": timeline(summary, asset), "charts": run_charts(summary["records"]),
         "eval_rows": [r for r in eval_rows(ev) if r["primary"]],
