@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,6 +68,16 @@ class Position:
     step: int = 0
     epoch: int = 0
     batch: int = 0
+
+
+def _folded(epoch_sums: dict[str, Any], epoch_counts: dict[str, int], sums: dict[str, Any],
+            counts: dict[str, int]) -> tuple[dict[str, Any], dict[str, int]]:
+    """The epoch's running loss sums and counts with the steps since the last record added (new dicts)."""
+    out, n = dict(epoch_sums), dict(epoch_counts)
+    for k in sums:
+        out[k] = out[k] + sums[k] if k in out else sums[k]
+        n[k] = n.get(k, 0) + counts[k]
+    return out, n
 
 
 @dataclass
@@ -138,6 +149,7 @@ class Trainer:
         self._resumed_acc: tuple[dict, dict, dict, dict] | None = None
         # loggers (sozo.callbacks.Callback) hear of every record; the other callbacks are measures f(trainer, epoch)
         self.loggers: list[Any] = [cb for cb in self.callbacks if hooks.is_logger(cb)] if self.is_main else []
+        self.measures = [cb for cb in self.callbacks if not hooks.is_logger(cb)]
         if self.cfg.tensorboard and self.is_main:  # a missing tensorboard package is said here, before any step
             from .tensorboard import TensorBoardLogger
             self.loggers.append(TensorBoardLogger())
@@ -159,6 +171,18 @@ class Trainer:
         """Inside the block the model holds the EMA weights (when EMA is on); its live ones after it."""
         with self.ema.swapped() if self.ema is not None else contextlib.nullcontext():
             yield
+
+    @contextlib.contextmanager
+    def aside(self) -> Iterator[None]:
+        """The model as samples and measures see it: the EMA weights (when EMA is on), with the RNG state
+        saved and given back afterwards (so they never change the training noise), and train mode after."""
+        state = rng_state()
+        try:
+            with self.ema_weights():
+                yield
+        finally:
+            set_rng_state(state)
+            self.model.train()
 
     # --- checkpoints ---------------------------------------------------------------------
     def state_dict(self, rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -450,9 +474,7 @@ class Trainer:
                                examples_per_s=round(steps_since_log * cfg.batch_size / max(now - t_log, 1e-9), 1))
                     self._check_finite(rec)
                     self._emit(rec, bar)
-                    for k in sums:
-                        epoch_sums[k] = epoch_sums.get(k, 0) + sums[k]
-                        epoch_counts[k] = epoch_counts.get(k, 0) + counts[k]
+                    epoch_sums, epoch_counts = _folded(epoch_sums, epoch_counts, sums, counts)
                     sums, counts, t_log, steps_since_log = {}, {}, now, 0
                 self._acc = (sums, counts, epoch_sums, epoch_counts)  # what a checkpoint now must keep
                 if cfg.checkpoint_every and self.pos.step % cfg.checkpoint_every == 0:
@@ -478,9 +500,7 @@ class Trainer:
                         bar.close()
                     return
             # end of epoch
-            for k in sums:
-                epoch_sums[k] = epoch_sums.get(k, 0) + sums[k]
-                epoch_counts[k] = epoch_counts.get(k, 0) + counts[k]
+            epoch_sums, epoch_counts = _folded(epoch_sums, epoch_counts, sums, counts)
             rec = self._means(epoch_sums, epoch_counts)
             self.pos.epoch += 1
             self.pos.batch = 0
@@ -513,28 +533,25 @@ class Trainer:
         samples (samples/epoch-NNNN of the epoch in progress, when sample_every > 0) and a record of the
         partial epoch (``partial: true``, ``stopped: reason``) over the steps done so far. Neither
         changes what the checkpoint holds; a resume drops both (the epoch is then made whole)."""
-        merged = {k: epoch_sums[k] + sums[k] if k in epoch_sums else sums[k] for k in sums}
-        merged.update({k: v for k, v in epoch_sums.items() if k not in sums})
-        merged_counts = {k: epoch_counts.get(k, 0) + counts.get(k, 0) for k in merged}
-        rec = self._means(merged, merged_counts)  # (every rank takes part in the mean)
+        rec = self._means(*_folded(epoch_sums, epoch_counts, sums, counts))  # (every rank takes part in the mean)
         epoch = self.pos.epoch + 1  # the epoch in progress (1-based)
         rec.update(kind="epoch", step=self.pos.step, epoch=epoch, partial=True, stopped=reason,
                    seconds=round(time.perf_counter() - t_epoch, 3))
         if not self.is_main:
             return
         if self.cfg.sample_every:
-            path = self.run.sample_path(epoch, self.model.sample_ext())
-            state = rng_state()
             try:
-                with self.ema_weights():
-                    self.model.write_samples(path, self.cfg.n_samples, seed=self.cfg.seed)
-                rec["samples"] = path.relative_to(self.run.path).as_posix()
+                rec["samples"] = self._write_samples(epoch).relative_to(self.run.path).as_posix()
             except (OSError, WriteFailed) as e:  # the checkpoint is safe: a missing picture is only noted
                 self.log(f"could not write the final samples: {e}")
-            finally:
-                set_rng_state(state)
-                self.model.train()
         self._emit(rec, bar)
+
+    def _write_samples(self, epoch: int) -> Path:
+        """samples/epoch-NNNN of ``epoch`` from the weights the samples show (``aside``); returns its path."""
+        path = self.run.sample_path(epoch, self.model.sample_ext())
+        with self.aside():
+            self.model.write_samples(path, self.cfg.n_samples, seed=self.cfg.seed)
+        return path
 
     def _drop_partial_samples(self) -> None:
         """On resume: the samples a stop mid-epoch wrote for the epoch in progress go with its partial
@@ -555,19 +572,10 @@ class Trainer:
         then writes the record and the checkpoint."""
         cfg, e = self.cfg, self.pos.epoch
         if self.is_main and cfg.sample_every and (e % cfg.sample_every == 0 or e == cfg.epochs or self._done_steps()):
-            # the RNG state is saved and restored so samples never change the training noise
-            state = rng_state()
-            with self.ema_weights():  # samples and measures show the EMA weights when EMA is on
-                self.model.write_samples(self.run.sample_path(e, self.model.sample_ext()), cfg.n_samples, seed=cfg.seed)
-            set_rng_state(state)
-            self.model.train()
-        measures = [cb for cb in self.callbacks if not hooks.is_logger(cb)]
-        for cb in measures if self.is_main else ():  # measures: rank 0's (identical) weights suffice
-            state = rng_state()
-            with self.ema_weights():
+            self._write_samples(e)
+        for cb in self.measures if self.is_main else ():  # measures: rank 0's (identical) weights suffice
+            with self.aside():
                 extra = cb(self, e)
-            set_rng_state(state)
-            self.model.train()
             if extra:
                 rec.update(extra)
 
