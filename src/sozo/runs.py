@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .errors import JSON_ERRORS, SozoError
+from .hub_download import download, is_hub
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -143,9 +144,8 @@ class Run:
     remote: str | None = None  # "hf://user/name[@revision]" for a model downloaded from the Hub (path: its cache)
 
     def __init__(self, path: str | os.PathLike[str]):  # a str, a Path or another Run
-        if isinstance(path, str) and path.startswith("hf://"):  # a model on the Hugging Face Hub: its local copy
-            from .hub_download import download
-            self.remote, path = path, download(path)
+        if is_hub(path):  # a model on the Hugging Face Hub: its local copy
+            self.remote, path = str(path), download(str(path))
         folder = Path(path)
         if folder.name == "model" and (folder / "config.json").is_file() and (folder.parent / "config.yaml").is_file():
             folder = folder.parent  # a run's own model/ folder stands for the run
@@ -189,7 +189,7 @@ class Run:
     # reading
     def metrics(self) -> list[dict[str, Any]]:
         """Every record of metrics.jsonl (a torn last line from a kill, and any line that is not a
-        record, are skipped: ``bad_metrics_lines`` counts them)."""
+        record, are skipped: ``read_metrics`` also counts them)."""
         return self.read_metrics()[0]
 
     def read_metrics(self) -> tuple[list[dict[str, Any]], int]:
@@ -217,11 +217,6 @@ class Run:
                 continue
             out.append(record)
         return out, bad
-
-    @property
-    def bad_metrics_lines(self) -> int:
-        """How many lines of metrics.jsonl are not records (see ``read_metrics``)."""
-        return self.read_metrics()[1]
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record to metrics.jsonl (a line is small; a torn line is skipped on read)."""
