@@ -253,11 +253,11 @@ class RunConfig:
             if section == "model":
                 lines.append(_commented_line("name", self.model_name, None, notes["model"]["name"]))
             cls: type = type(obj)
-            hints, helps = _hints(cls), field_help(cls)
+            hints, helps, values = _hints(cls), field_help(cls), to_dict(obj)
             for f in fields(obj):
                 above, inline = helps.get(f.name, ((), ""))
                 lines += [f"  # {text}" for text in above]
-                lines.append(_commented_line(f.name, to_dict(obj)[f.name], hints.get(f.name),
+                lines.append(_commented_line(f.name, values[f.name], hints.get(f.name),
                                              notes[section].get(f.name) or inline))
         return "\n".join(lines) + "\n"
 
