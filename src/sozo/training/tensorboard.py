@@ -51,11 +51,12 @@ class TensorBoardLogger(Callback):
 
     def on_train_start(self, run: Run, config: dict[str, Any]) -> None:
         self.config = config
-        steps = [r["step"] for r in run.metrics()]
+        records = run.metrics()
+        steps = [r["step"] for r in records if "step" in r]
         # a resumed run: events after its last kept record were never checkpointed (metrics.jsonl dropped them)
         purge = max(steps) + 1 if steps else None
         self.writer = self._writer_class(log_dir=str(run.path / "tensorboard"), purge_step=purge)
-        for r in run.metrics():  # the measures so far of a resumed run
+        for r in records:  # the measures so far of a resumed run
             self._remember(r)
 
     def _remember(self, rec: dict[str, Any]) -> None:
