@@ -53,18 +53,18 @@ def latest_sample(run: Any) -> Path | None:
 
 
 def _config(run: Any) -> dict[str, Any] | None:
-    from .config import safe_load
+    """The run's config.yaml (``sozo.loading.run_config``), or None when it has none or it cannot be read."""
+    from .loading import run_config
     try:
-        data = safe_load(Path(run.config_yaml).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return run_config(run)
+    except SozoError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _arg(value: Any) -> str:
     """A value as one shell word of ``--set key=value`` (YAML flow style; quoted when needed)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    text = text.removesuffix("\n...").strip()
+    from .config import _yaml_value
+    text = _yaml_value(value)
     return text if re.fullmatch(r"[\w.,:/+\-\[\]=]+", text) else "'" + text.replace("'", "'\\''") + "'"
 
 
