@@ -53,12 +53,14 @@ def latest_sample(run: Any) -> Path | None:
 
 
 def _config(run: Any) -> dict[str, Any] | None:
-    """The run's config.yaml (``sozo.loading.run_config``), or None when it has none or it cannot be read."""
-    from .loading import run_config
+    """The run's config.yaml, or None when it has none or it cannot be read (read here, not through
+    sozo.loading, which imports the models that import this module)."""
+    from .config import safe_load
     try:
-        return run_config(run)
-    except SozoError:
+        data = safe_load(Path(run.config_yaml).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _arg(value: Any) -> str:
