@@ -26,6 +26,8 @@ from ..errors import SozoError
 from .features import extract_features, extractor_digest, get_extractor, real_reference
 from .frechet import class_histogram, feature_stats, frechet_distance, kid, precision_recall
 
+KID_SUBSETS, KID_SUBSET_SIZE = 50, 1000  # KID over 50 random subsets of up to 1,000 of each set
+
 FLOOR_SEED = 0
 
 
@@ -82,9 +84,9 @@ class Evaluator:
             mu_r, sig_r = self.ref["mu"], self.ref["sigma"]
         else:
             mu_r, sig_r = feature_stats(real, "real features")
-        k_mean, k_std = kid(fake, real, subsets=50, subset_size=1000)
+        k_mean, k_std = kid(fake, real, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE)
         # distinct subsets: when both sets are no larger than a subset, every subset is the whole set
-        k_subsets = 1 if min(1000, len(fake), len(real)) == len(fake) == len(real) else 50
+        k_subsets = 1 if min(KID_SUBSET_SIZE, len(fake), len(real)) == len(fake) == len(real) else KID_SUBSETS
         m = min(len(fake), len(real))  # precision/recall on equal-sized sets
         prec, rec = precision_recall(real[:m], fake[:m], k=3)
         out: dict[str, Any] = {"fd": frechet_distance(mu_f, sig_f, mu_r, sig_r), "kid": k_mean, "kid_std": k_std,
@@ -113,6 +115,7 @@ class Evaluator:
         out = self._measures(feats, self.ref["features"], classes)
         out.update(n_generated=n, n_real=int(self.ref["n"]), generate_seconds=round(gen_s, 3))
         return out
+
 
 
 def evaluator_for_data(data: Any, tensors: dict[str, Rows], device: str | torch.device = "cpu",
