@@ -119,8 +119,8 @@ def positive(name: str, maximum: int | None = None) -> Callable[[str], int]:
 MAX_SEED = 2**63 - 1  # seeds are 64-bit: torch's generators take them, and derived seeds stay in range
 
 
-def number(name: str, minimum: float | None = None) -> Callable[[str], float]:
-    """An argparse type: a finite number (not nan or inf), at least ``minimum`` when given."""
+def number(name: str, minimum: float | None = None, above: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number (not nan or inf), at least ``minimum`` / more than ``above`` when given."""
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -130,6 +130,8 @@ def number(name: str, minimum: float | None = None) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{name} must be a finite number, got '{text}'")
         if minimum is not None and value < minimum:
             raise argparse.ArgumentTypeError(f"{name} must be at least {minimum:g}, got {value:g}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"{name} must be more than {above:g}, got {value:g}")
         return value
     return parse
 

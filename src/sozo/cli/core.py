@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..errors import SozoError
 from ..limits import MAX_GRID, MAX_MEASURED, MAX_ROW, MAX_STEPS
@@ -14,6 +15,7 @@ from .common import (
     family_keywords,
     load_model,
     log,
+    number,
     options_of,
     positive,
     seed,
@@ -138,7 +140,33 @@ def _sample_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--label", help="class id or name (conditional models)")
     s.add_argument("--nrow", type=positive("--nrow", MAX_ROW), help="images per row")
     s.add_argument("--out", default="samples.png")
+    g = s.add_argument_group("sampler options (the families that take each; others refuse it)")
+    g.add_argument("--steps", type=positive("--steps", MAX_STEPS),
+                   help="ddpm: DDIM steps (default the run's sample_steps); ebm: Langevin steps")
+    g.add_argument("--guidance", type=number("--guidance", minimum=0.0),
+                   help="ddpm, class-conditional: classifier-free guidance scale w (0: none, 3: strong)")
+    g.add_argument("--temperature", type=number("--temperature", above=0.0),
+                   help="realnvp: scale of the latent Gaussian (0.7: sharper, less varied)")
+    g.add_argument("--chain", metavar="GIF", help="ebm: also write the Langevin chain as an animated GIF")
     add_model_options(s)
+
+
+SAMPLER_OPTIONS = ("steps", "guidance", "temperature", "chain")
+
+
+def sampler_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """The sampler flags given (``--steps``, ``--guidance``…), refused with a clear message by a family
+    whose ``sample`` does not take them (its ``sample_options``)."""
+    given = {k: getattr(args, k) for k in SAMPLER_OPTIONS if getattr(args, k, None) is not None}
+    takes = tuple(getattr(model, "sample_options", ()))
+    for key in given:
+        if key not in takes:
+            which = ", ".join(f"--{k}" for k in takes) or "none of the sampler options"
+            raise SozoError(f"--{key} is not an option of '{model.family}' samples (it takes {which})",
+                            hint=f"leave out --{key}; `sozo sample --help` lists which families take it")
+    if "chain" in given:
+        check_suffix(Path(given["chain"]), (".gif",))
+    return given
 
 
 @command("sample", "write a grid of samples from a trained run", arguments=_sample_args,
@@ -146,7 +174,7 @@ def _sample_args(s: argparse.ArgumentParser) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     from ..viz.grid import save_grid
     model = load_model(args, makes=("images", "image-translations"))  # image-to-image: translated examples
-    images = model.sample(args.n, seed=args.seed, labels=args.label)
+    images = model.sample(args.n, seed=args.seed, labels=args.label, **sampler_options(args, model))
     out = Path(args.out)
     check_suffix(out, (".png", ".jpg", ".jpeg"))
     nrow = args.nrow

@@ -53,6 +53,9 @@ class GenerativeModel(nn.Module):
     Config: ClassVar[type]
     train_defaults: ClassVar[dict[str, Any]] = {}  # trainer settings this family prefers (the user's win)
     lr_options: ClassVar[tuple[str, ...]] = ("lr",)  # the config's learning rates (named in the divergence hint)
+    # the sampler keywords `sample` takes beyond n/seed/labels, of "steps", "guidance", "temperature",
+    # "chain" (sozo sample's --steps, --guidance…; the CLI refuses a flag not listed here)
+    sample_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any):
         super().__init__()
