@@ -43,9 +43,15 @@ POINT_SOURCES = ("moons",)  # the 2-D toy data this family makes itself
 
 
 def _notes(results: list[dict[str, Any]]) -> list[str]:
-    return [LIKELIHOOD] if any("bpd_8bit" in r for r in results) else (
-        ["realnvp on points: -log p(x) in nats per point; floor: a full-covariance Gaussian"]
-        if any("nll_points" in r for r in results) else [])
+    out = []
+    if any("bpd_8bit" in r for r in results):
+        out.append(LIKELIHOOD)
+    if any(r.get("floor_ridge") for r in results):
+        out.append("realnvp floor: fewer training images than pixels, so the Gaussian's covariance has a ridge "
+                   "(0.01 x the mean pixel variance) on its diagonal")
+    if any("nll_points" in r for r in results):
+        out.append("realnvp on points: -log p(x) in nats per point; floor: a full-covariance Gaussian")
+    return out
 
 
 # the image league table with the flow's rows; a moons run fills only the point rows (the others show '-')

@@ -10,16 +10,22 @@ import torch
 
 DEQUANT_SEED_TRAIN = 1  # the uniform noise of the floor's fit (fixed: the floor is a fixed number)
 DEQUANT_SEED_HELD = 2   # and of the held-out images it scores
+RIDGE = 1e-2  # x the mean pixel variance on the diagonal, only when the MLE covariance is singular (N <= D)
 
 
-def gaussian_nll(train: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
-    """(M,) -log N(held; mean, cov) in nats, with mean and cov the MLE of ``train`` (N, D)."""
+def gaussian_nll(train: torch.Tensor, held: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
+    """(M,) -log N(held; mean, cov) in nats, with mean and cov the MLE of ``train`` (N, D); ``ridge``
+    times the mean variance is added to the diagonal (needed when N <= D: the MLE is singular)."""
     x = train.double().flatten(1)
     y = held.double().flatten(1)
     mean = x.mean(0)
     xc = x - mean
     cov = xc.T @ xc / len(x)
-    chol = torch.linalg.cholesky(cov)
+    if ridge:
+        cov = cov + ridge * torch.diagonal(cov).mean() * torch.eye(len(cov), dtype=cov.dtype)
+    chol, info = torch.linalg.cholesky_ex(cov)
+    if int(info) != 0:
+        raise ValueError("the covariance is singular")
     d = x.shape[1]
     sol = torch.linalg.solve_triangular(chol, (y - mean).T, upper=False)  # L^-1 (y - mean), (D, M)
     maha = sol.pow(2).sum(0)
@@ -37,6 +43,12 @@ def dequantise(images: torch.Tensor, seed: int) -> torch.Tensor:
 def image_floor(train: torch.Tensor, held: torch.Tensor) -> dict[str, float]:
     """The Gaussian floor of uint8 images: NLL in nats per image and bits/dim, both of x + u in [0, 256)^D."""
     d = int(train[0].numel())
-    nll01 = gaussian_nll(dequantise(train, DEQUANT_SEED_TRAIN), dequantise(held, DEQUANT_SEED_HELD))
+    x, y = dequantise(train, DEQUANT_SEED_TRAIN), dequantise(held, DEQUANT_SEED_HELD)
+    ridge = 0.0
+    try:
+        nll01 = gaussian_nll(x, y)
+    except ValueError:  # fewer training images than pixels: the MLE covariance is singular
+        ridge = RIDGE
+        nll01 = gaussian_nll(x, y, ridge=ridge)
     nll = nll01.mean().item() + d * math.log(256.0)  # density of (x+u)/256 -> of x+u: -D log 256 in log p
-    return {"floor_nll_8bit": nll, "floor_bpd_8bit": nll / (d * math.log(2))}
+    return {"floor_nll_8bit": nll, "floor_bpd_8bit": nll / (d * math.log(2)), "floor_ridge": ridge}

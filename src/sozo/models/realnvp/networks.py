@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +101,10 @@ class FlowBatchNorm(nn.Module):
         return (y - _per_channel(y, self.beta)) * _per_channel(y, (-log_s).exp()) + _per_channel(y, self.running_mean)
 
 
-def make_norm(kind: str, channels: int) -> nn.Module | None:
+Norm = ActNorm | FlowBatchNorm
+
+
+def make_norm(kind: str, channels: int) -> Norm | None:
     if kind == "actnorm":
         return ActNorm(channels)
     if kind == "batchnorm":
@@ -128,7 +132,7 @@ class ConvST(nn.Module):
         self.blocks = nn.Sequential(*[ResBlock(width) for _ in range(blocks)])
         self.out = nn.Conv2d(width, 2 * out, 3, padding=1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # a conv made with bias=True has one
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(F.relu(self.blocks(self.inp(h))))
@@ -226,7 +230,10 @@ class ChannelCoupling(nn.Module):
 class FlowStep(nn.Module):
     """A normalisation layer (actnorm, batch norm or none) then a coupling."""
 
-    def __init__(self, norm: nn.Module | None, coupling: nn.Module):
+    norm: Norm | None
+    coupling: MaskedCoupling | ChannelCoupling
+
+    def __init__(self, norm: Norm | None, coupling: MaskedCoupling | ChannelCoupling):
         super().__init__()
         self.norm = norm
         self.coupling = coupling
@@ -296,13 +303,14 @@ class MultiScaleFlow(nn.Module):
         """x (B, C, H, W) -> (latents, one per entry of ``shapes``; logdet (B,))."""
         ld = torch.zeros(x.shape[0], device=x.device)
         zs = []
-        for mods in self.levels:
-            for step in mods["checker"]:
+        for level in self.levels:
+            mods = cast(nn.ModuleDict, level)
+            for step in cast(nn.ModuleList, mods["checker"]):
                 x, d = step(x, wrap)
                 ld = ld + d
             if "channel" in mods:
                 x = squeeze(x)
-                for step in mods["channel"]:
+                for step in cast(nn.ModuleList, mods["channel"]):
                     x, d = step(x, wrap)
                     ld = ld + d
                 keep = x.shape[1] // 2
@@ -314,20 +322,22 @@ class MultiScaleFlow(nn.Module):
     def inverse(self, zs: list[torch.Tensor], wrap: Wrap = _null) -> torch.Tensor:
         x = zs[-1]
         for i in range(len(self.levels) - 1, -1, -1):
-            mods = self.levels[i]
+            mods = cast(nn.ModuleDict, self.levels[i])
             if "channel" in mods:
                 x = torch.cat([x, zs[i]], 1)
-                for step in reversed(mods["channel"]):
-                    x = step.inverse(x, wrap)
+                for step in reversed(cast(nn.ModuleList, mods["channel"])):
+                    x = cast(FlowStep, step).inverse(x, wrap)
                 x = unsqueeze(x)
-            for step in reversed(mods["checker"]):
-                x = step.inverse(x, wrap)
+            for step in reversed(cast(nn.ModuleList, mods["checker"])):
+                x = cast(FlowStep, step).inverse(x, wrap)
         return x
 
 
 class VectorFlow(nn.Module):
     """A coupling flow on D-dimensional points (the 2-D toy): ``couplings`` MLP couplings with
     alternating coordinate masks, each after a normalisation layer, and one more at the end."""
+
+    final: Norm | None
 
     def __init__(self, dim: int, couplings: int, width: int, layers: int, norm: str):
         super().__init__()
@@ -350,7 +360,7 @@ class VectorFlow(nn.Module):
     def inverse(self, z: torch.Tensor, wrap: Wrap = _null) -> torch.Tensor:
         x = self.final.inverse(z) if self.final is not None else z
         for step in reversed(self.steps):
-            x = step.inverse(x, wrap)
+            x = cast(FlowStep, step).inverse(x, wrap)
         return x
 
 
