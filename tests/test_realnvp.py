@@ -246,6 +246,15 @@ def test_the_image_floor_is_in_bits_per_dim_of_the_dequantised_pixels():
     assert fl["floor_nll_8bit"] == pytest.approx(nll.mean(), rel=1e-9)
     assert fl["floor_bpd_8bit"] == pytest.approx(nll.mean() / (9 * np.log(2)), rel=1e-9)
     assert 7.5 < fl["floor_bpd_8bit"] < 8.5  # uniform pixels: about 8 bits each, a Gaussian a little more
+    # the logit floor: the same Gaussian fitted to the flow's input, minus the preprocessing's log-det
+    a = 0.05
+    lt, lh = [np.log(a + (1 - 2 * a) * v / 256) - np.log1p(-(a + (1 - 2 * a) * v / 256)) for v in (xt, xh)]
+    ph = a + (1 - 2 * a) * xh / 256
+    logdet = (np.log(1 - 2 * a) - np.log(ph) - np.log1p(-ph)).sum(1) - 9 * np.log(256)
+    mu, cov = lt.mean(0), np.cov(lt.T, bias=True)
+    d = lh - mu
+    nll = 0.5 * (np.einsum("nd,de,ne->n", d, np.linalg.inv(cov), d) + np.linalg.slogdet(cov)[1] + 9 * np.log(2 * np.pi))
+    assert fl["floor_logit_bpd_8bit"] == pytest.approx((nll - logdet).mean() / (9 * np.log(2)), rel=1e-9)
 
 
 # --- configs and bad input ---------------------------------------------------------------------

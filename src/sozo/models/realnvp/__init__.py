@@ -58,6 +58,7 @@ def _notes(results: list[dict[str, Any]]) -> list[str]:
 REALNVP_TABLE = IMAGE_TABLE.with_rows(
     Row("nll_8bit", "NLL, 8-bit dequantised (nats)", "{:.1f}"), Row("bpd_8bit", "  bits/dim", "{:.4f}"),
     Row("floor_bpd_8bit", "  Gaussian floor, bits/dim", "{:.4f}"),
+    Row("floor_logit_bpd_8bit", "  Gaussian floor on the logits, bits/dim", "{:.4f}"),
     Row("bpd_8bit_train", "  bits/dim on training images", "{:.4f}"),
     Row("nll_points", "NLL per point (nats)", "{:.4f}"), Row("floor_nll_points", "  Gaussian floor (nats)", "{:.4f}"),
     Row("nll_points_train", "  on training points", "{:.4f}"),
@@ -380,8 +381,9 @@ class RealNVP(ImageModel):
                             hint="has the data changed since training?")
         res = super().measure(context, options)
         nll = -self.log_prob(held).mean().item()
-        floor = context.shared(("realnvp-floor", str(context.config.data.source), context.config.data.limit,
-                                tuple(held.shape[1:]), len(held)), lambda: image_floor(train, held))
+        floor_key = ("realnvp-floor", str(context.config.data.source), context.config.data.limit, tuple(held.shape[1:]),
+               len(held), self.config.alpha)
+        floor = context.shared(floor_key, lambda: image_floor(train, held, self.config.alpha))
         return {**res, "nll_8bit": nll, "bpd_8bit": nll / (self.dim * math.log(2)),
                 "bpd_8bit_train": self.bits_per_dim(train), **floor, "n_heldout": len(held),
                 "likelihood": LIKELIHOOD}
