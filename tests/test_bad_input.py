@@ -230,7 +230,10 @@ def _catalogue(dcgan: Path, vae: Path, tmp: Path) -> dict[str, list[tuple[list[s
                   (["train", "vae", "--config", str(dcgan / "config.yaml")], "is for 'dcgan', not 'vae'"),
                   (["train", "dcgan", "--epochs", "0"], "--epochs must be at least 1"),
                   (["train", "dcgan", "--set", "image_size=100000", "--out", str(tmp / "x"), *TINY],
-                   "would need about")],
+                   "would need about"),
+                  (["train", "realnvp", "--set", "image_size=27", "--set", "limit=200", "--out", str(tmp / "rn"),
+                    "--no-progress"], "27x27 images cannot be squeezed 2 times"),
+                  (["train", "realnvp", "--print-config", "--set", "norm=layer"], "'actnorm' | 'batchnorm'")],
         "sample": [(["sample", str(not_run)], "no model/config.json"),
                    (["sample", str(dcgan), "--n", "100000000"], "at most 10,000"),
                    (["sample", str(dcgan), "--seed", str(2**63)], "a seed must be from 0"),
@@ -312,3 +315,15 @@ def test_json_reader_fuzz_never_tracebacks(tiny_dcgan_run, tmp_path):
             f.write(bytes(data[:200]) + b"\n")
         records, _ = sozo.runs.Run(copy).read_metrics()
         assert all(isinstance(r, dict) for r in records)
+
+
+def test_realnvp_samples_take_a_temperature_and_refuse_the_other_sampler_flags(tmp_path, capsys):
+    out = tmp_path / "moons"
+    assert main(["train", "realnvp", "--data", "moons", "--out", str(out), "--set", "point_couplings=2",
+                 "--set", "hidden=8", "--set", "moons_points=200", "--epochs", "1", "--no-progress",
+                 "--set", "sample_every=0"]) == 0
+    assert "--guidance is not an option of 'realnvp'" in _exit_2(capsys, ["sample", str(out), "--guidance", "3"])
+    assert "--steps is not an option of 'realnvp'" in _exit_2(capsys, ["sample", str(out), "--steps", "50"])
+    assert "--temperature must be more than 0" in _exit_2(capsys, ["sample", str(out), "--temperature", "0"])
+    assert "not conditioned" in _exit_2(capsys, ["sample", str(out), "--label", "3"])
+    assert main(["sample", str(out), "--temperature", "0.7", "--out", str(tmp_path / "m.png")]) == 0
