@@ -21,6 +21,13 @@ from sozo.cli import main
 OLD = Path(__file__).parent / "data" / "runs-0.1.0"
 
 
+def same_up_to_rounding(got: torch.Tensor, expected: torch.Tensor) -> None:
+    """The old code's outputs, made on another CPU: its kernels round differently (3e-8 on an AMD EPYC
+    against the Intel machine that wrote them), so equal to float rounding, not bit for bit. A changed
+    network, seed or loading step moves samples by far more than this."""
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
 @pytest.fixture
 def old_run(tmp_path):
     def copy(name: str) -> Path:
@@ -38,8 +45,9 @@ def test_old_image_runs_sample_as_they_did(old_run, name):
     model = sozo.load(run)
     assert not getattr(model, "uses_ema", False)
     expected = torch.from_numpy(np.load(run / "expected-samples.npy"))
-    assert torch.equal(model.sample(4, seed=3), expected)
-    assert torch.equal(sozo.load(run, raw=True).sample(4, seed=3), expected)  # no EMA: raw is the same
+    samples = model.sample(4, seed=3)
+    same_up_to_rounding(samples, expected)
+    assert torch.equal(sozo.load(run, raw=True).sample(4, seed=3), samples)  # no EMA: raw is the same
 
 
 def test_old_text_run_writes_as_it_did(old_run):
@@ -63,4 +71,4 @@ def test_old_checkpoint_resumes_exactly(old_run):
     run = old_run("dcgan")
     sozo.train(resume=run, epochs=2, progress=False, log=lambda m: None)
     expected = torch.from_numpy(np.load(run / "expected-resumed-samples.npy"))
-    assert torch.equal(sozo.load(run).sample(4, seed=3), expected)  # the old code resumed to the same weights
+    same_up_to_rounding(sozo.load(run).sample(4, seed=3), expected)  # the old code resumed to the same weights
