@@ -1,11 +1,15 @@
-"""DCGAN-28 training speed: sozo's trainer vs a plain re-typed loop of the textbook DCGAN.
+"""DCGAN-28 training speed: sozo's trainer vs a plain re-typed loop of the GAN chapter's DCGAN.
 
-Both train the same networks (100-128-64-32-1 generator, the matching discriminator) on the same
-bundled MNIST digits, with the same batch size and number of images, in the same process.
-The plain loop is the PyTorch DCGAN tutorial's: a DataLoader over float tensors, a Sigmoid + BCELoss
-discriminator, separate real and fake backward passes, ``.item()`` for logging on every step.
+Re-typed source: the networks exactly as the GAN chapter of the book sozo follows prints them
+(generator: ConvTranspose2d 100->128 k4 s1, 128->64 k3 s2 p1, 64->32 k4 s2 p1, 32->1 k4 s2 p1, no
+bias, batch norm, LeakyReLU 0.2, Tanh; discriminator: Conv2d 1->32 k4 s2 p1, 32->64 k4 s2 p1,
+64->128 k3 s2 p1, 128->1 k4 s1, no bias, batch norm on the middle two, Sigmoid), written here in plain
+``torch.nn`` (never sozo's classes), around the PyTorch DCGAN tutorial's loop: N(0, 0.02) init, a
+DataLoader over float tensors, BCELoss, separate real and fake backward passes, ``.item()`` for
+logging on every step. sozo's side is `sozo train dcgan` (whose default is the same network) on the
+same bundled digits, batch size and number of images, in the same process.
 
-    python -m benchmarks.dcgan --images 9000 --batch-size 64 [--device cuda]
+    python -m benchmarks.dcgan --images 9000 --batch-size 64 [--device cuda] [--preset wide]
 
 Prints one JSON line per case and a final JSON line with the ratio.
 """
@@ -19,19 +23,36 @@ from torch import nn
 
 from sozo.data.images import load_images, to_float
 from sozo.devices import resolve_device
-from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator
 
 from .common import peak_memory_mb, run_cases, sozo_gan, sync
 
 
+def chapter_generator() -> nn.Sequential:
+    """The GAN chapter's DCGAN generator as it prints it: z (B, 100, 1, 1) -> (B, 1, 28, 28)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(100, 128, 4, 1, 0, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),  # 4x4
+        nn.ConvTranspose2d(128, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),  # 7x7
+        nn.ConvTranspose2d(64, 32, 4, 2, 1, bias=False), nn.BatchNorm2d(32), nn.LeakyReLU(0.2),  # 14x14
+        nn.ConvTranspose2d(32, 1, 4, 2, 1, bias=False), nn.Tanh())  # 28x28
+
+
+def chapter_discriminator() -> nn.Sequential:
+    """The GAN chapter's DCGAN discriminator as it prints it: (B, 1, 28, 28) -> (B, 1, 1, 1) probabilities."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),  # 14x14
+        nn.Conv2d(32, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),  # 7x7
+        nn.Conv2d(64, 128, 3, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),  # 4x4
+        nn.Conv2d(128, 1, 4, 1, 0, bias=False), nn.Sigmoid())  # 1x1
+
+
 class Textbook:
-    """The PyTorch DCGAN tutorial's networks, initialisation, optimisers and training step, re-typed
-    (MNIST-sized networks). ``noise_gen`` lets a caller keep the noise apart from the global RNG."""
+    """The chapter's networks, the PyTorch DCGAN tutorial's initialisation, optimisers and training
+    step, re-typed. ``noise_gen`` lets a caller keep the noise apart from the global RNG."""
 
     def __init__(self, device: torch.device, noise_gen: torch.Generator | None = None):
         self.device, self.noise_gen = device, noise_gen
-        self.netG = ConvGenerator(100, 28, 1, 32).to(device)
-        self.netD = nn.Sequential(ConvDiscriminator(28, 1, 32), nn.Sigmoid()).to(device)
+        self.netG = chapter_generator().to(device)
+        self.netD = chapter_discriminator().to(device)
 
         def weights_init(m: nn.Module) -> None:
             name = m.__class__.__name__
@@ -56,7 +77,7 @@ class Textbook:
         errD_real = criterion(output, label)
         errD_real.backward()
         D_x = output.mean().item()
-        noise = torch.randn(b, 100, device=device, generator=self.noise_gen)
+        noise = torch.randn(b, 100, 1, 1, device=device, generator=self.noise_gen)
         fake = netG(noise)
         label.fill_(0.0)
         output = netD(fake.detach()).view(-1)
@@ -105,10 +126,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1, help="alternate the cases this many times")
     p.add_argument("--bf16", action="store_true", help="also time sozo with bf16 autocast (precision=bf16)")
+    p.add_argument("--preset", default="", help="sozo's dcgan preset (wide: sozo's first, larger network)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     x = load_images("mnist-sample").images  # (5000, 1, 28, 28) uint8
-    model = {"image_size": 28, "channels": 1, "width": 32}
+    model = {"image_size": 28, "channels": 1, "width": 32, **({"preset": args.preset} if args.preset else {})}
     cases = [lambda: plain_loop(x, args.images, args.batch_size, device, args.seed),
              lambda: sozo_gan("dcgan", x, args.images, args.batch_size, device, args.seed, model)]
     if args.bf16:

@@ -1,7 +1,8 @@
 """Time to quality: wall time of DCGAN-28 training until the FD-LeNet of its samples falls below a threshold.
 
 sozo's trainer and the plain re-typed textbook loop of ``benchmarks/dcgan.py`` (the PyTorch DCGAN
-tutorial's: DataLoader, Sigmoid + BCELoss, ``.item()`` every step) train the same networks on the
+tutorial's: DataLoader, Sigmoid + BCELoss, ``.item()`` every step) train the same networks (the GAN
+chapter's as it prints them, re-typed in ``benchmarks/dcgan.py``; sozo's `dcgan` default) on the
 bundled MNIST digits (5,000, batch 64, the same seed) in the same process, interleaved epoch by epoch:
 after each epoch of sozo, one epoch of the plain loop. After every epoch each model's FD is measured
 with the extractor and scaling of ``sozo evaluate`` (the LeNet trained on the digits, FD in units of
@@ -86,7 +87,7 @@ def plain_epochs(x_uint8: torch.Tensor, batch_size: int, device: torch.device, s
 def plain_samples(netG: nn.Module, z: torch.Tensor, device: torch.device) -> torch.Tensor:
     netG.eval()
     try:
-        return torch.cat([netG(z[i:i + 128].to(device)).float().cpu() for i in range(0, len(z), 128)])
+        return torch.cat([netG(z[i:i + 128, :, None, None].to(device)).float().cpu() for i in range(0, len(z), 128)])
     finally:
         netG.train()
 

@@ -3,8 +3,10 @@
 The plain loop is the common PyTorch port of Gulrajani et al.: a DataLoader over float tensors,
 a critic step on every batch (fresh noise, gradient penalty by autograd.grad with
 create_graph=True, lambda 10), a generator step every 5th batch with new noise, Adam lr 1e-4
-betas (0.5, 0.9), ``.item()`` on the losses every step. Same networks as sozo's `wgan-gp`
-(DCGAN generator, instance-norm critic), batch 64, the bundled digits.
+betas (0.5, 0.9), ``.item()`` on the losses every step. Re-typed source: the networks of sozo's
+`wgan-gp` (its DCGAN generator from 7x7 with a last 3x3 conv, and the instance-norm critic: the
+port's own are MLPs at 28 px, which would measure another model), written here in plain
+``torch.nn``, not built from sozo's classes; batch 64, the bundled digits.
 
     python -m benchmarks.wgangp --images 9000 [--device cuda]
 """
@@ -14,20 +16,37 @@ import argparse
 import time
 
 import torch
+from torch import nn
 
 from sozo.data.images import load_images, to_float
 from sozo.devices import resolve_device
-from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator
 
 from .common import peak_memory_mb, run_cases, sozo_gan, sync
+
+
+def generator() -> nn.Sequential:
+    """z (B, 100, 1, 1) -> (B, 1, 28, 28): 7x7x128 -> 14x14x64 -> 28x28x32 -> a 3x3 conv to 1, Tanh."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(100, 128, 7, 1, 0, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),
+        nn.ConvTranspose2d(64, 32, 4, 2, 1, bias=False), nn.BatchNorm2d(32), nn.LeakyReLU(0.2),
+        nn.ConvTranspose2d(32, 1, 3, 1, 1), nn.Tanh())
+
+
+def critic() -> nn.Sequential:
+    """(B, 1, 28, 28) -> (B,) scores: 14x14x32 -> 7x7x64 -> 4x4x128 (instance norm) -> a 4x4 conv to 1."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(32, 64, 4, 2, 1, bias=False), nn.InstanceNorm2d(64, affine=True), nn.LeakyReLU(0.2),
+        nn.Conv2d(64, 128, 3, 2, 1, bias=False), nn.InstanceNorm2d(128, affine=True), nn.LeakyReLU(0.2),
+        nn.Conv2d(128, 1, 4, 1, 0), nn.Flatten(0))
 
 
 def plain_loop(x_uint8: torch.Tensor, images: int, batch_size: int, device: torch.device, seed: int) -> dict:
     torch.manual_seed(seed)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(to_float(x_uint8)),
                                          batch_size=batch_size, shuffle=True, drop_last=True)
-    netG = ConvGenerator(100, 28, 1, 32).to(device)
-    netD = ConvDiscriminator(28, 1, 32, norm="instance").to(device)
+    netG, netD = generator().to(device), critic().to(device)
     optD = torch.optim.Adam(netD.parameters(), lr=1e-4, betas=(0.5, 0.9))
     optG = torch.optim.Adam(netG.parameters(), lr=1e-4, betas=(0.5, 0.9))
     seen, i = 0, 0
@@ -38,7 +57,7 @@ def plain_loop(x_uint8: torch.Tensor, images: int, batch_size: int, device: torc
             real = real.to(device)
             b = real.size(0)
             optD.zero_grad()
-            fake = netG(torch.randn(b, 100, device=device)).detach()
+            fake = netG(torch.randn(b, 100, 1, 1, device=device)).detach()
             d_real, d_fake = netD(real).mean(), netD(fake).mean()
             alpha = torch.rand(b, 1, 1, 1, device=device)
             interp = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -50,7 +69,7 @@ def plain_loop(x_uint8: torch.Tensor, images: int, batch_size: int, device: torc
             _ = (loss_d.item(), gp.item())
             if i % 5 == 0:
                 optG.zero_grad()
-                loss_g = -netD(netG(torch.randn(b, 100, device=device))).mean()
+                loss_g = -netD(netG(torch.randn(b, 100, 1, 1, device=device))).mean()
                 loss_g.backward()
                 optG.step()
                 _ = loss_g.item()

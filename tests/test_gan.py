@@ -68,6 +68,59 @@ def test_dcgan_architectures_match_the_papers():
     assert d64(torch.randn(2, 3, 64, 64)).shape == (2,)
 
 
+def _layers(net: torch.nn.Module) -> list[tuple]:
+    """Each layer as the GAN chapter prints it: (kind, in, out, kernel, stride, padding, bias) for the
+    convolutions, the norm's channels, the activation's slope."""
+    out: list[tuple] = []
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            out.append((type(m).__name__, m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0],
+                        m.bias is not None))
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            out.append(("BatchNorm2d", m.num_features))
+        elif isinstance(m, torch.nn.LeakyReLU):
+            out.append(("LeakyReLU", m.negative_slope))
+        elif isinstance(m, (torch.nn.Tanh, torch.nn.Linear)):
+            out.append((type(m).__name__,) + ((m.in_features, m.out_features, m.bias is not None)
+                                              if isinstance(m, torch.nn.Linear) else ()))
+    return out
+
+
+def test_dcgan_default_is_the_chapters_network_as_printed():
+    model, _ = build("dcgan", DATA)
+    ct, bn, lr = "ConvTranspose2d", "BatchNorm2d", ("LeakyReLU", 0.2)
+    assert _layers(model.generator) == [
+        (ct, 100, 128, 4, 1, 0, False), (bn, 128), lr, (ct, 128, 64, 3, 2, 1, False), (bn, 64), lr,
+        (ct, 64, 32, 4, 2, 1, False), (bn, 32), lr, (ct, 32, 1, 4, 2, 1, False), ("Tanh",)]
+    assert _layers(model.discriminator) == [  # the chapter's Sigmoid is inside the BCE-with-logits loss
+        ("Conv2d", 1, 32, 4, 2, 1, False), lr, ("Conv2d", 32, 64, 4, 2, 1, False), (bn, 64), lr,
+        ("Conv2d", 64, 128, 3, 2, 1, False), (bn, 128), lr, ("Conv2d", 128, 1, 4, 1, 0, False)]
+    assert sum(p.numel() for p in model.generator.parameters()) == 312_256  # the chapter's "about 312,000"
+    wide, _ = build("dcgan", DATA + ["preset=wide"])  # sozo's first network, kept as a preset
+    assert sum(p.numel() for p in wide.generator.parameters()) == 791_777
+    assert _layers(wide.generator)[0] == (ct, 100, 128, 7, 1, 0, False)
+
+
+def test_gan_default_is_the_chapters_mlp_gan_as_printed():
+    model, _ = build("gan", DATA)
+    assert _layers(model.generator) == [("Linear", 20, 100, True), ("LeakyReLU", 0.01), ("Linear", 100, 784, True),
+                                        ("Tanh",)]
+    assert _layers(model.discriminator) == [("Linear", 784, 100, False), ("LeakyReLU", 0.01),
+                                            ("Linear", 100, 1, True)]
+    deep, _ = build("gan", DATA + ["preset=deep"])  # the deep preset keeps the slope and bias it was measured with
+    assert _layers(deep.discriminator)[:2] == [("Linear", 784, 512, True), ("LeakyReLU", 0.2)]
+
+
+def test_runs_saved_before_a_default_changed_keep_their_network():
+    from sozo.config import with_saved_defaults
+    from sozo.models.gan import GANConfig
+    from sozo.registry import get_model
+    saved = {"arch": "conv", "latent_dim": 100, "image_size": 28, "channels": 1, "width": 32}  # no 'layout'
+    assert with_saved_defaults(get_model("dcgan").Config, saved)["layout"] == "sozo"
+    assert with_saved_defaults(GANConfig, {**saved, "layout": "chapter"})["layout"] == "chapter"  # saved wins
+    assert with_saved_defaults(get_model("gan").Config, {})["mlp_slope"] == 0.2
+
+
 def test_slerp_endpoints_and_norm():
     a, b = torch.randn(4, 16), torch.randn(4, 16)
     assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
@@ -127,7 +180,7 @@ def _nn_distance(samples: torch.Tensor, real: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("family,sets,epochs", [
     ("gan", ["preset=deep", "g_hidden=[64,128]", "d_hidden=[128,64]", "lr_g=1e-3", "lr_d=1e-3"], 4),
-    ("dcgan", ["width=16", "lr_g=1e-3"], 2),
+    ("dcgan", ["width=16", "lr_g=1e-3"], 3),
 ])
 def test_short_run_moves_samples_towards_real_digits(family, sets, epochs, tmp_path):
     real = to_float(load_images("mnist-sample", limit=500).images)

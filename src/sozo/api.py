@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._version import __version__
-from .config import SECTIONS, RunConfig, build_run_config, load_yaml, merge_overrides, parse_set, to_dict
+from .config import (
+    SECTIONS,
+    RunConfig,
+    build_run_config,
+    load_yaml,
+    merge_overrides,
+    parse_set,
+    to_dict,
+    with_saved_defaults,
+)
 from .errors import SozoError
 from .evaluation import DataSplit, Entry, EvalContext, EvalOptions, Table, render_table
 
@@ -152,6 +161,7 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
             raise SozoError(f"{run.path} is a '{name}' run, not '{model}'",
                             hint=f"sozo train {name} --resume {run.path}")
         cls = get_model(name)
+        saved = {**saved, "model": with_saved_defaults(cls.Config, saved.get("model") or {})}
         sections = merge_overrides(saved, overrides, cls)
         for sec in ("model", "data"):
             changed = {k for k in sections[sec] if sections[sec][k] != saved.get(sec, {}).get(k)}

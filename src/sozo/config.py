@@ -207,6 +207,14 @@ def from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
     return obj
 
 
+def with_saved_defaults(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """A saved config's model values with what runs saved before a field existed used for it: a
+    family's Config names them in ``saved_defaults`` (a ClassVar, field -> value), so an older run
+    folder loads and resumes with the network it was trained with when a default changes later."""
+    older = getattr(cls, "saved_defaults", {})
+    return {**{k: v for k, v in older.items() if k not in values}, **values}
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as plain YAML/JSON-able values (tuples become lists)."""
     def plain(v: Any) -> Any:

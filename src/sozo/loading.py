@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import yaml
 
-from .config import RunConfig, build_run_config, from_dict, safe_load
+from .config import RunConfig, build_run_config, from_dict, safe_load, with_saved_defaults
 from .data.stream import Rows, take_rows
 from .devices import resolve_device
 from .errors import JSON_ERRORS, SozoError
@@ -113,7 +113,7 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = 
     info = read_model_json(run)
     cls = get_model(info["family"])
     try:
-        cfg = from_dict(cls.Config, info["config"], "model")
+        cfg = from_dict(cls.Config, with_saved_defaults(cls.Config, info["config"]), "model")
     except SozoError as e:
         raise SozoError(f"{run.model_dir / 'config.json'} does not fit this sozo version: {e.message}") from None
     build = lambda: cls.from_info(cfg, info)  # noqa: E731 -- folders of every sozo version: unused keys ignored

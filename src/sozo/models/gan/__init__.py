@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -55,8 +55,13 @@ class GANConfig:
     d_hidden: list[int] = field(default_factory=lambda: [100])
     g_batchnorm: bool = False
     d_dropout: float = 0.5
+    mlp_slope: float = 0.2  # LeakyReLU slope of both MLPs (the GAN chapter's MLP GAN: 0.01)
+    d_first_bias: bool = True  # a bias on the MLP discriminator's first layer (the chapter's has none)
     # conv networks
     width: int | None = None  # None: 32 for images up to 32 px, 64 above (the DCGAN paper's 64x64)
+    # chapter: the GAN chapter's networks as it prints them (28x28: G 4 -> 7 -> 14 -> 28 from 4x4, no bias
+    # anywhere); sozo: sozo's first DCGAN (28x28: G from 7x7 with a last 3x3 conv; biases on the critic's ends)
+    layout: Literal["chapter", "sozo"] = "sozo"
     g_act: Literal["relu", "leaky"] = "leaky"
     g_norm: Literal["batch", "none"] = "batch"
     d_norm: Literal["batch", "instance", "layer", "none"] = "batch"
@@ -76,7 +81,13 @@ class GANConfig:
     beta1: float = 0.5
     beta2: float = 0.999
 
+    # what runs saved before a field existed used (their config.json / config.yaml lack it)
+    saved_defaults: ClassVar[dict[str, Any]] = {"layout": "sozo", "mlp_slope": 0.2, "d_first_bias": True}
+
     def validate(self) -> None:
+        if not 0 <= self.mlp_slope < 1:
+            raise SozoError(f"'mlp_slope' must be in [0, 1), got {self.mlp_slope}",
+                            hint="for example --set mlp_slope=0.2")
         for name in ("latent_dim", "n_critic", "embed_dim"):
             if getattr(self, name) < 1:
                 raise SozoError(f"'{name}' must be at least 1, got {getattr(self, name)}")
@@ -117,12 +128,15 @@ class GAN(ImageModel):
         self.generator: nn.Module
         self.discriminator: nn.Module
         if c.arch == "mlp":
-            self.generator = MLPGenerator(c.latent_dim, c.g_hidden, shape, c.g_batchnorm, k, c.embed_dim)
-            self.discriminator = MLPDiscriminator(shape, c.d_hidden, c.d_dropout, k, c.embed_dim)
+            self.generator = MLPGenerator(c.latent_dim, c.g_hidden, shape, c.g_batchnorm, k, c.embed_dim,
+                                          slope=c.mlp_slope)
+            self.discriminator = MLPDiscriminator(shape, c.d_hidden, c.d_dropout, k, c.embed_dim,
+                                                  slope=c.mlp_slope, first_bias=c.d_first_bias)
         else:
             (width,) = resolved_sizes(c, "width")
-            self.generator = ConvGenerator(c.latent_dim, size, channels, width, c.g_norm, c.g_act, k, c.embed_dim)
-            self.discriminator = ConvDiscriminator(size, channels, width, c.d_norm, k)
+            self.generator = ConvGenerator(c.latent_dim, size, channels, width, c.g_norm, c.g_act, k, c.embed_dim,
+                                           layout=c.layout)
+            self.discriminator = ConvDiscriminator(size, channels, width, c.d_norm, k, bias=c.layout != "chapter")
         if c.init_std > 0:
             normal_init(self, c.init_std)
         if c.spectral_norm:  # after the init: the normalised weight starts from the initialised one
@@ -282,15 +296,18 @@ def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | No
     return register_variant(GAN, name, description, presets, **defaults)
 
 
-_family("gan", "MLP GAN of the textbook chapter (latent 20, hidden 100, dropout 0.5); "
-               "preset=deep: 128-256-512-1024 with batch norm",
+_family("gan", "MLP GAN of the textbook chapter (latent 20, hidden 100, LeakyReLU 0.01, dropout 0.5, no bias on "
+               "the critic's first layer); preset=deep: 128-256-512-1024 with batch norm",
         presets={"textbook": {}, "deep": {"latent_dim": 100, "g_hidden": [128, 256, 512, 1024], "g_batchnorm": True,
-                                           "d_hidden": [512, 256], "d_dropout": 0.0}},
-        arch="mlp", latent_dim=20, g_hidden=[100], d_hidden=[100], d_dropout=0.5, init_std=0.0, lr_g=2e-4, lr_d=2e-4)
-_family("dcgan", "DCGAN: transposed-conv generator, strided-conv discriminator, batch norm, BCE "
-                 "(28x28 grey or 64x64 RGB)",
-        presets={"mnist": {}, "64": {"image_size": 64, "width": 64, "lr_g": 1e-4, "lr_d": 1e-4}},
-        arch="conv")
+                                           "d_hidden": [512, 256], "d_dropout": 0.0, "mlp_slope": 0.2,
+                                           "d_first_bias": True}},
+        arch="mlp", latent_dim=20, g_hidden=[100], d_hidden=[100], d_dropout=0.5, init_std=0.0, lr_g=2e-4, lr_d=2e-4,
+        mlp_slope=0.01, d_first_bias=False)
+_family("dcgan", "DCGAN: the GAN chapter's networks as it prints them (28x28: 100-128-64-32-1 from 4x4, no bias), "
+                 "batch norm, BCE; preset=wide: sozo's first DCGAN (from 7x7, a last 3x3 conv); preset=64: 64x64 RGB",
+        presets={"mnist": {}, "wide": {"layout": "sozo"},
+                 "64": {"image_size": 64, "width": 64, "lr_g": 1e-4, "lr_d": 1e-4}},
+        arch="conv", layout="chapter")
 _family("wgan", "WGAN: DCGAN networks, Wasserstein loss with weight clipping (RMSprop, n_critic 5, clip 0.01)",
         arch="conv", objective="wasserstein-clip", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, n_critic=5)
 _family("wgan-gp", "WGAN-GP: DCGAN networks, gradient penalty (lambda 10, n_critic 5), instance-norm critic",

@@ -30,7 +30,7 @@ class MLPGenerator(nn.Module):
     """z (B, latent) [+ label embedding] -> hidden layers -> (B, C, H, W) in [-1, 1] (Tanh)."""
 
     def __init__(self, latent_dim: int, hidden: list[int], shape: tuple[int, int, int],
-                 batchnorm: bool, num_classes: int = 0, embed_dim: int = 0):
+                 batchnorm: bool, num_classes: int = 0, embed_dim: int = 0, slope: float = 0.2):
         super().__init__()
         self.shape = shape
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
@@ -40,7 +40,7 @@ class MLPGenerator(nn.Module):
             layers.append(nn.Linear(width, h))
             if batchnorm and i > 0:  # no norm on the first layer (as in the deep MLP GAN)
                 layers.append(nn.BatchNorm1d(h))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            layers.append(nn.LeakyReLU(slope, inplace=True))
             width = h
         layers += [nn.Linear(width, math.prod(shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -52,16 +52,17 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """(B, C, H, W) [+ label embedding] -> hidden layers with dropout -> (B,) logits."""
+    """(B, C, H, W) [+ label embedding] -> hidden layers with dropout -> (B,) logits
+    (``first_bias=False``: the first layer without a bias, as the GAN chapter prints it)."""
 
     def __init__(self, shape: tuple[int, int, int], hidden: list[int], dropout: float,
-                 num_classes: int = 0, embed_dim: int = 0):
+                 num_classes: int = 0, embed_dim: int = 0, slope: float = 0.2, first_bias: bool = True):
         super().__init__()
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
         layers: list[nn.Module] = []
         width = math.prod(shape) + (embed_dim if num_classes else 0)
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2, inplace=True)]
+        for i, h in enumerate(hidden):
+            layers += [nn.Linear(width, h, bias=first_bias or i > 0), nn.LeakyReLU(slope, inplace=True)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = h
@@ -76,28 +77,42 @@ class MLPDiscriminator(nn.Module):
 
 
 class ConvGenerator(nn.Module):
-    """DCGAN generator. 28x28: z -> 7x7x4w -> 14x14x2w -> 28x28xw -> C (3x3 conv, Tanh);
-    2^k: z -> 4x4x(w*2^(k-3)) -> ... -> size/2 x w -> size x C (Tanh). w=32 gives 100-128-64-32-1."""
+    """DCGAN generator. ``layout="chapter"`` (the GAN chapter's, as it prints it): z -> 4x4x4w, then
+    for 7*2^k sizes a 3x3 stride-2 layer to 7x7, then 4x4 stride-2 doublings, the last one to C (Tanh);
+    w=32 at 28x28 gives 100-128-64-32-1, no bias, batch norm. ``layout="sozo"`` (sozo's first network,
+    kept as ``preset=wide``): 28x28: z -> 7x7x4w -> 14x14x2w -> 28x28xw -> C (3x3 conv, Tanh). At 2^k
+    sizes both are z -> 4x4x(w*2^(k-3)) -> ... -> size/2 x w -> size x C."""
 
     def __init__(self, latent_dim: int, size: int, channels: int, width: int, norm: str = "batch",
-                 act: str = "leaky", num_classes: int = 0, embed_dim: int = 0):
+                 act: str = "leaky", num_classes: int = 0, embed_dim: int = 0, layout: str = "sozo"):
         super().__init__()
         s0 = conv_start(size)
         if s0 is None:
             raise ValueError(f"unsupported image size {size}")
         n_up = int(math.log2(size / s0))
-        n_hidden = n_up if s0 == 7 else n_up - 1  # upsampling layers that keep hidden widths
-        widths = [width * 2 ** (n_hidden - i) for i in range(n_hidden + 1)]  # e.g. [128, 64, 32]
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
         in_ch = latent_dim + (embed_dim if num_classes else 0)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(in_ch, widths[0], s0, 1, 0, bias=False),
-                                   norm2d(norm, widths[0]), activation(act)]  # (B, w0, s0, s0)
+        if layout == "chapter" and s0 == 7:  # 4 -> 7 (k3 s2 p1) -> 14 -> ... -> size, the last to C
+            widths = [width * 2 ** (n_up - i) for i in range(n_up + 1)]  # 28: [128, 64, 32]
+            layers: list[nn.Module] = [nn.ConvTranspose2d(in_ch, widths[0], 4, 1, 0, bias=False),
+                                       norm2d(norm, widths[0]), activation(act)]  # (B, 4w, 4, 4)
+            kernels = [3] + [4] * (n_up - 1)
+            for k, a, b in zip(kernels, widths[:-1], widths[1:]):
+                layers += [nn.ConvTranspose2d(a, b, k, 2, 1, bias=False), norm2d(norm, b), activation(act)]
+            layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
+            self.net = nn.Sequential(*layers)
+            return
+        n_hidden = n_up if s0 == 7 else n_up - 1  # upsampling layers that keep hidden widths
+        widths = [width * 2 ** (n_hidden - i) for i in range(n_hidden + 1)]  # e.g. [128, 64, 32]
+        bias = layout != "chapter"
+        layers = [nn.ConvTranspose2d(in_ch, widths[0], s0, 1, 0, bias=False),
+                  norm2d(norm, widths[0]), activation(act)]  # (B, w0, s0, s0)
         for a, b in zip(widths[:-1], widths[1:]):
             layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), norm2d(norm, b), activation(act)]
         if s0 == 7:
             layers.append(nn.ConvTranspose2d(widths[-1], channels, 3, 1, 1))  # same size, to C
         else:
-            layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))  # last doubling, to C
+            layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=bias))  # last doubling, to C
         layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
 
@@ -108,13 +123,14 @@ class ConvGenerator(nn.Module):
 
 
 class ConvDiscriminator(nn.Module):
-    """DCGAN discriminator/critic: strided convs doubling width until 4x4, then a 4x4 conv to one logit.
+    """DCGAN discriminator/critic: strided convs doubling width until 4x4, then a 4x4 conv to one logit
+    (``bias=False``: no bias anywhere, as the GAN chapter prints it; else on the first and last layers).
 
     A conditional critic gets the label as one extra input plane (an embedding reshaped to HxW).
     """
 
     def __init__(self, size: int, channels: int, width: int, norm: str = "batch",
-                 num_classes: int = 0):
+                 num_classes: int = 0, bias: bool = True):
         super().__init__()
         self.size = size
         self.embed = nn.Embedding(num_classes, size * size) if num_classes else None
@@ -123,13 +139,13 @@ class ConvDiscriminator(nn.Module):
         s, c_in, c_out, first = size, in_ch, width, True
         while s > 4:
             k = 4 if s % 2 == 0 else 3  # 28 -> 14 -> 7 -> 4 ; 64 -> 32 -> 16 -> 8 -> 4
-            layers.append(nn.Conv2d(c_in, c_out, k, 2, 1, bias=first or norm == "none"))
+            layers.append(nn.Conv2d(c_in, c_out, k, 2, 1, bias=bias and (first or norm == "none")))
             if not first:  # no norm on the input layer (DCGAN)
                 layers.append(norm2d(norm, c_out))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             s = (s + 2 - k) // 2 + 1
             c_in, c_out, first = c_out, c_out * 2, False
-        layers.append(nn.Conv2d(c_in, 1, s, 1, 0))  # (B, 1, 1, 1)
+        layers.append(nn.Conv2d(c_in, 1, s, 1, 0, bias=bias))  # (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
