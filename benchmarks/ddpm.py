@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
         tmp = tempfile.TemporaryDirectory()
         run = sozo.train("ddpm", out=Path(tmp.name) / "ddpm", set=TINY, epochs=1, batch_size=32, progress=False,
                          device="cpu", log=lambda m: None).path
-    info = {"bench": "ddpm", "run": str(run), **env(device)}
+    info = {"bench": "ddpm", "run": str(run), "tiny_run_trained_here": args.run is None, **env(device)}
     model = sozo.load(run, device=device)
     n, dt = timed(lambda: len(model.sample(args.n, seed=0, steps=args.speed_steps)), device)
     per_s = n / dt
