@@ -21,6 +21,7 @@ CASES = [  # module, arguments (full), arguments (--quick), takes --device
     ("img2img", ["--repeats", "2"], ["--size", "32", "--steps", "1", "--width", "4", "--repeats", "1"], True),
     ("stream", ["--n", "50000", "--repeats", "2"], ["--quick"], True),
     ("made", ["--n", "1000"], ["--n", "20", "--batch", "20", "--hidden", "50", "--repeats", "1"], True),
+    ("ddpm", ["--n", "500", "--fd-n", "2000"], ["--n", "8", "--fd-n", "200", "--fd-steps", "2,5"], True),
     ("limits", [], ["--quick"], False),
 ]
 

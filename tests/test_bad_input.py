@@ -327,3 +327,22 @@ def test_realnvp_samples_take_a_temperature_and_refuse_the_other_sampler_flags(t
     assert "--temperature must be more than 0" in _exit_2(capsys, ["sample", str(out), "--temperature", "0"])
     assert "not conditioned" in _exit_2(capsys, ["sample", str(out), "--label", "3"])
     assert main(["sample", str(out), "--temperature", "0.7", "--out", str(tmp_path / "m.png")]) == 0
+
+
+def test_ddpm_sampler_options_are_checked(tmp_path, capsys):
+    """ddpm takes --steps and --guidance; --guidance needs a class-conditional run, --steps at most T."""
+    run = sozo.train("ddpm", out=tmp_path / "ddpm", log=lambda m: None,
+                     set=["base=8", "mults=[1,2]", "attn_levels=[]", "timesteps=20", "sample_steps=4",
+                          "limit=100", "sample_every=0", "ema=0"], **tiny_options())
+    out = str(tmp_path / "s.png")
+    for argv, message in [
+            (["sample", str(run.path), "--guidance", "3", "--out", out], "--guidance applies to class-conditional"),
+            (["sample", str(run.path), "--temperature", "0.7", "--out", out],
+             "--temperature is not an option of 'ddpm'"),
+            (["sample", str(run.path), "--steps", "21", "--out", out], "--steps must be in 1..20"),
+            (["sample", str(run.path), "--steps", "0", "--out", out], "--steps must be"),
+            (["evaluate", str(run.path), "--steps", "0"], "--steps must be"),
+            (["evaluate", str(run.path), "--steps", "21", "--n", "10"], "--steps must be in 1..20"),
+            (["train", "ddpm", "--print-config", "--set", "schedule=cosin"], "'linear' | 'cosine'"),
+            (["train", "ddpm", "--print-config", "--set", "guidance=3"], "class-conditional models only")]:
+        assert message in _exit_2(capsys, argv), argv

@@ -55,6 +55,7 @@ class EvalOptions:
     length_penalty: float = 0.6  # seq2seq: beam length penalty alpha
     bleu_tokenize: str = "none"  # seq2seq: sacrebleu's tokenizer (none: the corpus's own tokens)
     raw: bool = False  # measure the live weights even when the run kept an EMA of them
+    steps: int | None = None  # ddpm: sampler steps (None: the run's sample_steps)
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int, optional: bool = False) -> None:
@@ -66,6 +67,7 @@ class EvalOptions:
         whole("n", 1, optional=True)
         whole("k", 1)
         whole("beam", 1)
+        whole("steps", 1, optional=True)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise SozoError(f"evaluate option 'seed' must be a whole number, got {self.seed!r}")
         if not isinstance(self.length_penalty, (int, float)) or isinstance(self.length_penalty, bool):

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SozoError
-from ..limits import MAX_GRID, MAX_MEASURED, MAX_ROW
+from ..limits import MAX_GRID, MAX_MEASURED, MAX_ROW, MAX_STEPS
 from .common import add_model_options, check_suffix, command, family_options, load_model, number, positive, seed, whole
 
 AUTOENCODERS = "a run folder (ae, vae, conv-vae, beta-vae, cvae)"
@@ -45,6 +45,9 @@ family_options("interpolate", "autoencoders", arguments=_interpolate_args, takes
 family_options("evaluate", "autoencoders", overrides=lambda a: {"k": a.k}, arguments=lambda g: g.add_argument(
     "--k", type=positive("--k", MAX_MEASURED), default=100,
     help="importance samples per held-out image for the NLL (default 100)"))
+family_options("evaluate", "ddpm", overrides=lambda a: {"steps": a.steps}, arguments=lambda g: g.add_argument(
+    "--steps", type=positive("--steps", MAX_STEPS),
+    help="sampler steps of the samples measured (default the run's sample_steps: 50 DDIM steps)"))
 
 
 def _reconstruct_args(s: argparse.ArgumentParser) -> None:
