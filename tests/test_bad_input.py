@@ -346,3 +346,28 @@ def test_ddpm_sampler_options_are_checked(tmp_path, capsys):
             (["train", "ddpm", "--print-config", "--set", "schedule=cosin"], "'linear' | 'cosine'"),
             (["train", "ddpm", "--print-config", "--set", "guidance=3"], "class-conditional models only")]:
         assert message in _exit_2(capsys, argv), argv
+
+
+# --- the ebm family's sampler options ------------------------------------------------------------
+
+EBM_SETS = ["--set", "widths=[4,8]", "--set", "hidden=8", "--set", "steps=3", "--set", "sample_steps=3",
+            "--set", "buffer_size=32", "--set", "limit=200", "--set", "n_samples=4"]
+
+
+def test_ebm_sampler_options_and_config_are_checked(tmp_path, capsys):
+    run = tmp_path / "ebm"
+    assert main(["train", "ebm", "--out", str(run), *EBM_SETS, "--batch-size", "20", "--epochs", "1",
+                 "--no-progress", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    cases = [(["sample", str(run), "--guidance", "3"], "--guidance is not an option of 'ebm'"),
+             (["sample", str(run), "--temperature", "0.7"], "--temperature is not an option of 'ebm'"),
+             (["sample", str(run), "--label", "7"], "not conditioned on labels"),
+             (["sample", str(run), "--steps", "0"], "--steps must be"),
+             (["sample", str(run), "--chain", str(tmp_path / "out.png")], ".png"),
+             (["train", "ebm", "--print-config", "--set", "restart=2"], "'restart' is a share"),
+             (["train", "ebm", "--print-config", "--set", "step_size=0"], "'step_size' must be positive"),
+             (["train", "ebm", "--print-config", "--set", "widths=[]"], "'widths' needs at least one")]
+    for argv, expected in cases:
+        err = _exit_2(capsys, argv)
+        assert expected in err, f"{argv}: {err}"
+    assert not (tmp_path / "out.png").exists()
