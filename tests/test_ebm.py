@@ -197,6 +197,9 @@ def test_evaluate_scores_langevin_samples(run, capsys):
     assert "FD-LeNet" in out and "mode entropy" in out and "Langevin steps per sample" in out and "real floor" in out
     ev = json.loads((run.path / "eval.json").read_text())
     assert ev["langevin_steps"] == 5 and ev["provenance"]["family"] == "ebm" and "fd" in ev and "mode_entropy" in ev
+    assert main(["evaluate", str(run.path), "--n", "200", "--steps", "2"]) == 0  # chains of 2 steps: other samples
+    ev2 = json.loads((run.path / "eval.json").read_text())
+    assert ev2["langevin_steps"] == 2 and ev2["fd"] != ev["fd"]
 
 
 def test_ema_averages_the_network_only(tmp_path):

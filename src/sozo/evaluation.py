@@ -55,7 +55,7 @@ class EvalOptions:
     length_penalty: float = 0.6  # seq2seq: beam length penalty alpha
     bleu_tokenize: str = "none"  # seq2seq: sacrebleu's tokenizer (none: the corpus's own tokens)
     raw: bool = False  # measure the live weights even when the run kept an EMA of them
-    steps: int | None = None  # ddpm: sampler steps (None: the run's sample_steps)
+    steps: int | None = None  # ddpm, ebm: sampler steps (None: the run's sample_steps)
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int, optional: bool = False) -> None:

@@ -45,9 +45,10 @@ family_options("interpolate", "autoencoders", arguments=_interpolate_args, takes
 family_options("evaluate", "autoencoders", overrides=lambda a: {"k": a.k}, arguments=lambda g: g.add_argument(
     "--k", type=positive("--k", MAX_MEASURED), default=100,
     help="importance samples per held-out image for the NLL (default 100)"))
-family_options("evaluate", "ddpm", overrides=lambda a: {"steps": a.steps}, arguments=lambda g: g.add_argument(
+family_options("evaluate", "ddpm/ebm", overrides=lambda a: {"steps": a.steps}, arguments=lambda g: g.add_argument(
     "--steps", type=positive("--steps", MAX_STEPS),
-    help="sampler steps of the samples measured (default the run's sample_steps: 50 DDIM steps)"))
+    help="sampler steps of the samples measured (default the run's sample_steps: ddpm 50 DDIM steps, "
+         "ebm 1000 Langevin steps; other families ignore it)"))
 
 
 def _reconstruct_args(s: argparse.ArgumentParser) -> None:

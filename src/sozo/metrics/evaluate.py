@@ -98,13 +98,14 @@ class Evaluator:
         return out
 
     @torch.no_grad()
-    def score(self, model: Any, n: int, seed: int = 0) -> dict[str, Any]:
-        """Generate ``n`` samples from ``model`` and measure them against all the real data."""
+    def score(self, model: Any, n: int, seed: int = 0, **sample_options: Any) -> dict[str, Any]:
+        """Generate ``n`` samples from ``model`` (its sampler keywords ``sample_options``, e.g. steps)
+        and measure them against all the real data."""
         if n < 2:
             raise SozoError(f"evaluation needs at least 2 samples, got --n {n}")
         want = tuple(self.images.shape[1:])
         t0 = time.perf_counter()
-        fakes = model.sample(n, seed=seed)  # (n, C, H, W) in [-1, 1], generated in batches
+        fakes = model.sample(n, seed=seed, **sample_options)  # (n, C, H, W) in [-1, 1], generated in batches
         gen_s = time.perf_counter() - t0
         if tuple(fakes.shape[1:]) != want:
             raise SozoError(f"the model makes {tuple(fakes.shape[1:])} images but the real data is {want}")

@@ -208,8 +208,10 @@ class ImageModel(GenerativeModel):
         ev = self.image_evaluator(context, options)
         context.use_extractor(ev.extractor.name, ev.digest, EXTRACTOR_MEASURES)
         n = options.n or DEFAULT_SAMPLES
+        # sozo evaluate --steps: the sampler's steps, for a family whose sample takes them (ddpm, ebm)
+        kw = {"steps": options.steps} if options.steps is not None and "steps" in self.sample_options else {}
         res = {"measure": ev.fd_name, "extractor": ev.extractor.name, "seed": options.seed,
-               **ev.score(self, n, options.seed), "floor": ev.floor()}
+               **ev.score(self, n, options.seed, **kw), "floor": ev.floor()}
         context.count_generated(n, "samples")
         context.use_reference("all", int(ev.ref["n"]),
                               split_by="every real image the run was given (training and held-out parts)")

@@ -121,7 +121,6 @@ class DDPM(ImageModel):
                         c.num_classes if c.conditional else 0)
         # the schedule follows from the config: kept out of the state dict (float64 on the CPU)
         self.abar = D.alphas_bar(D.betas_for(c.schedule, c.timesteps))
-        self._eval_steps: int | None = None  # sozo evaluate --steps, while it measures
 
     # --- config and data -----------------------------------------------------------------
     @classmethod
@@ -211,8 +210,6 @@ class DDPM(ImageModel):
         if steps is not None and not 1 <= int(steps) <= c.timesteps:
             raise SozoError(f"--steps must be in 1..{c.timesteps} (the run's timesteps), got {steps}",
                             hint=f"for example --steps {c.sample_steps}")
-        if steps is None:
-            steps = self._eval_steps
         if c.sampler == "ddpm":
             return "ddpm", D.timesteps_for(int(steps) if steps is not None else c.timesteps, c.timesteps)
         return "ddim", D.timesteps_for(int(steps) if steps is not None else c.sample_steps, c.timesteps)
@@ -332,12 +329,7 @@ class DDPM(ImageModel):
     def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
         """The image measures of ``options.n`` samples drawn with ``options.steps`` sampler steps
         (``sozo evaluate --steps``; the run's sample_steps by default), with the sampler recorded."""
-        steps = getattr(options, "steps", None)
-        sampler, ts = self._steps(steps)
-        self._eval_steps = steps
-        try:
-            res = super().measure(context, options)
-        finally:
-            self._eval_steps = None
+        sampler, ts = self._steps(options.steps)  # checked before any sample is drawn
+        res = super().measure(context, options)  # which passes options.steps to sample
         return {**res, "sampler": sampler, "sampler_steps": len(ts),
                 "guidance": self._guidance(None) if self.config.conditional else None}

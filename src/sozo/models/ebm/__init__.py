@@ -261,5 +261,6 @@ class EBM(ImageModel):
 
     def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
         """The image measures (FD, KID, precision/recall, class histogram) of ``options.n`` samples,
-        each a chain of ``sample_steps`` Langevin steps from noise."""
-        return {**super().measure(context, options), "langevin_steps": self.config.sample_steps}
+        each a chain of ``sample_steps`` (or ``sozo evaluate --steps``) Langevin steps from noise."""
+        steps = self.config.sample_steps if options.steps is None else options.steps
+        return {**super().measure(context, options), "langevin_steps": steps}
