@@ -58,7 +58,9 @@ class PixelCNNConfig:
     width: int = 32  # channels of each stack (plain: of the residual blocks)
     layers: int = 6  # gated layers (plain: residual blocks) after the first, type A, layer
     first_kernel: int = 7  # the type A layer's kernel (odd)
-    kernel: int = 3  # the type B layers' kernel (odd)
+    # the type B layers' kernel (odd); the stacks reach first_kernel // 2 + layers * (kernel // 2) rows up
+    # and columns left: 3 + 6 * 2 = 15 of a digit's 28 rows (kernel 3: 9 rows, and fragments of strokes)
+    kernel: int = 5
     head: int = 64  # width of the 1 x 1 layers before the logits
     # grey levels each pixel takes (a softmax over them): 256 the full 8 bits, 4 as the book does;
     # the image is quantised to them (level = x * levels // 256) and the NLL is that of the quantised image
@@ -128,7 +130,8 @@ class PixelCNN(ImageModel):
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
         # the book (2nd ed., ch. 5): masked 7x7 type A, 5 residual blocks of 128 filters, two 1x1, 4 levels
-        return {"gated": {}, "book": {"arch": "plain", "width": 128, "layers": 5, "head": 128, "levels": 4},
+        return {"gated": {},
+                "book": {"arch": "plain", "width": 128, "layers": 5, "kernel": 3, "head": 128, "levels": 4},
                 "small": {"width": 16, "layers": 3, "head": 32}}
 
     @classmethod
