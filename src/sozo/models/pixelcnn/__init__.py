@@ -113,7 +113,7 @@ class PixelCNN(ImageModel):
                    "a 256-way softmax per pixel (levels=4 as the book, binarize=true), exact NLL in nats and "
                    "bits/dim, sampled pixel by pixel; preset=book: the book's plain masked-conv PixelCNN")
     Config = PixelCNNConfig
-    train_defaults = {"batch_size": 64, "epochs": 8}  # about 30 minutes on one CPU thread (binarised digits)
+    train_defaults = {"batch_size": 64, "epochs": 8}  # 30-40 minutes on one shared CPU thread
 
     def __init__(self, config: PixelCNNConfig, class_names: list[str] | None = None):
         super().__init__(config, class_names)
