@@ -371,3 +371,39 @@ def test_ebm_sampler_options_and_config_are_checked(tmp_path, capsys):
         err = _exit_2(capsys, argv)
         assert expected in err, f"{argv}: {err}"
     assert not (tmp_path / "out.png").exists()
+
+
+# --- pixelcnn (issue 22) ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pixelcnn_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bad") / "pixelcnn"
+    sets = ["width=4", "layers=1", "head=8", "image_size=8", "limit=200", "n_samples=4"]
+    assert main(["train", "pixelcnn", "--out", str(out), *[a for s in sets for a in ("--set", s)],
+                 "--batch-size", "20", "--epochs", "1", "--no-progress"]) == 0
+    return out
+
+
+def test_pixelcnn_bad_input(pixelcnn_run, tmp_path, capsys):
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    for k in range(4):
+        Image.new("RGB", (8, 8), (200 * (k % 2), 30, 90)).save(colour / f"{k}.png")
+    run = str(pixelcnn_run)
+    config = ["train", "pixelcnn", "--print-config"]
+    cases = [(["sample", run, "--temperature", "0.7"], "--temperature is not an option of 'pixelcnn'"),
+             (["sample", run, "--steps", "10"], "--steps is not an option of 'pixelcnn'"),
+             (["sample", run, "--label", "3"], "not conditioned on labels"),
+             (["interpolate", run, "--out", str(tmp_path / "w.gif")], "do not support interpolation"),
+             ([*config, "--set", "levels=1"], "'levels' must be from 2 to 256"),
+             ([*config, "--set", "levels=257"], "'levels' must be from 2 to 256"),
+             ([*config, "--set", "levels=4", "--set", "binarize=true"], "binarize=true means 2 levels"),
+             ([*config, "--set", "arch=lstm"], "one of 'gated' | 'plain'"),
+             ([*config, "--set", "kernel=2"], "'kernel' must be odd"),
+             ([*config, "--set", "dropout=1"], "'dropout' must be from 0"),
+             (["train", "pixelcnn", "--data", str(colour), "--out", str(tmp_path / "c"), "--epochs", "1",
+               "--no-progress"], "pixelcnn models grey images")]
+    for argv, expected in cases:
+        err = _exit_2(capsys, argv)
+        assert expected in err, f"{argv}: {err}"
+    assert "channels=1" in _exit_2(capsys, cases[-1][0])  # the hint says how to load them grey
