@@ -55,7 +55,7 @@ def test_print_config_shows_every_option_with_its_help_and_choices(tmp_path, mon
                  "  max_steps: 0  # int; stop after this many steps in all",
                  "  precision: auto  # one of: auto, fp32, bf16; auto: bf16 autocast on CUDA"):
         assert any(have.startswith(line) for have in out.splitlines()), line
-    assert "a named set of defaults that the values below override: mnist, '64'" in out
+    assert "a named set of defaults that the values below override: mnist, wide, '64'" in out
     assert "what --data takes for dcgan: mnist-sample" in out
     loaded = yaml.safe_load(out)
     cls = get_model("dcgan")
@@ -150,11 +150,11 @@ def test_models_shows_one_family(capsys):
     code, out, _ = _run(capsys, ["models", "dcgan"])
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("dcgan: DCGAN: transposed-conv generator")
+    assert lines[0].startswith("dcgan: DCGAN: the GAN chapter's networks as it prints them")
     assert "makes:    images (use: sozo sample RUN)" in lines
     assert any(line.startswith("data:     mnist-sample") for line in lines)
     assert "  64     image_size=64, width=64, lr_g=0.0001, lr_d=0.0001" in lines
-    assert "  mnist  the defaults" in lines
+    assert "  mnist  the defaults" in lines and "  wide   layout=sozo" in lines
     assert lines[-1] == "options:  sozo train dcgan --print-config (every option with its default and help)"
     code, out, _ = _run(capsys, ["models", "music-lstm"])
     assert "makes:    music (use: sozo compose RUN --out piece.mid)" in out and "trainer:  batch_size=32" in out

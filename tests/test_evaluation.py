@@ -180,3 +180,30 @@ def test_no_family_or_measure_imports_the_api():
     # and the modules the loop is made of do not import the API back
     for name in ("evaluation.py", "loading.py"):
         assert not any(m == "sozo.api" or m.startswith("sozo.api.") for m in _imports(SRC / name)), name
+
+
+def test_every_image_family_new_and_old_shares_the_league_table(runs, tmp_path, capsys):
+    """ddpm, realnvp, pixelcnn and ebm join the GANs' and VAEs' one table: each run a column, each
+    family's own rows beside the shared measures, '-' where a family has no such figure."""
+    quiet = dict(log=lambda m: None, **tiny_options(batch_size=32))
+    data = ["limit=400", "threads=1"]
+    new = {"ddpm": ["base=8", "mults=[1,2]", "attn_levels=[]", "timesteps=20", "sample_steps=3", "ema=0",
+                    "sample_every=0"],
+           "realnvp": ["width=8", "couplings=1", "sample_every=0"],
+           "pixelcnn": ["width=4", "layers=1", "head=8", "binarize=true", "sample_every=0"],
+           "ebm": ["widths=[4,8]", "hidden=8", "steps=3", "sample_steps=3", "buffer_size=64", "sample_every=0"]}
+    paths = [str(runs["dcgan"].path)] + [str(sozo.train(f, out=tmp_path / f, set=s + data, **quiet).path)
+                                         for f, s in new.items()]
+    assert main(["evaluate", *paths, "--n", "100", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("measure"))
+    assert all(p in header for p in paths) and out.count("real floor") == 1  # one table, a column per run
+    rows = {line.split("  ")[0].strip(): line for line in out.splitlines()}
+    cells = lambda label: rows[label][len(label):].split()  # noqa: E731 -- the row's cells, a run each
+    assert len(cells("FD-LeNet")) == 6  # five runs and the real floor
+    nll = cells("NLL, exact (nats)")  # pixelcnn's exact likelihood; the others have none
+    assert nll[3] != "-" and [nll[i] for i in (0, 1, 2, 4)] == ["-"] * 4
+    assert cells("  sampler steps")[1] == "2" and cells("Langevin steps per sample")[4] == "2"  # --steps reached both
+    assert cells("  bits/dim")[2] != "-"  # realnvp's 8-bit bits/dim
+    for p in paths:
+        assert json.loads((Path(p) / "eval.json").read_text())["provenance"]["table"] == "images"
