@@ -107,6 +107,8 @@ def test_gan_default_is_the_chapters_mlp_gan_as_printed():
                                         ("Tanh",)]
     assert _layers(model.discriminator) == [("Linear", 784, 100, False), ("LeakyReLU", 0.01),
                                             ("Linear", 100, 1, True)]
+    first, _ = build("gan", DATA + ["preset=sozo"])  # sozo's first MLP GAN, kept as a preset
+    assert _layers(first.discriminator)[:2] == [("Linear", 784, 100, True), ("LeakyReLU", 0.2)]
     deep, _ = build("gan", DATA + ["preset=deep"])  # the deep preset keeps the slope and bias it was measured with
     assert _layers(deep.discriminator)[:2] == [("Linear", 784, 512, True), ("LeakyReLU", 0.2)]
 

@@ -297,10 +297,11 @@ def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | No
 
 
 _family("gan", "MLP GAN of the textbook chapter (latent 20, hidden 100, LeakyReLU 0.01, dropout 0.5, no bias on "
-               "the critic's first layer); preset=deep: 128-256-512-1024 with batch norm",
-        presets={"textbook": {}, "deep": {"latent_dim": 100, "g_hidden": [128, 256, 512, 1024], "g_batchnorm": True,
-                                           "d_hidden": [512, 256], "d_dropout": 0.0, "mlp_slope": 0.2,
-                                           "d_first_bias": True}},
+               "the critic's first layer); preset=sozo: sozo's first (LeakyReLU 0.2, that bias); preset=deep: "
+               "128-256-512-1024 with batch norm",
+        presets={"textbook": {}, "sozo": {"mlp_slope": 0.2, "d_first_bias": True},
+                 "deep": {"latent_dim": 100, "g_hidden": [128, 256, 512, 1024], "g_batchnorm": True,
+                          "d_hidden": [512, 256], "d_dropout": 0.0, "mlp_slope": 0.2, "d_first_bias": True}},
         arch="mlp", latent_dim=20, g_hidden=[100], d_hidden=[100], d_dropout=0.5, init_std=0.0, lr_g=2e-4, lr_d=2e-4,
         mlp_slope=0.01, d_first_bias=False)
 _family("dcgan", "DCGAN: the GAN chapter's networks as it prints them (28x28: 100-128-64-32-1 from 4x4, no bias), "
