@@ -72,6 +72,12 @@ IMAGE_TABLE = Table(
     references=(Reference("real floor", lambda r: r.get("floor")),),
     notes=(_image_notes,))
 
+# the rows of an exact held-out likelihood in nats per image (MADE, PixelCNN: the same keys, so one
+# row in the league table for both)
+EXACT_NLL_ROWS = (Row("nll_exact", "NLL, exact (nats)", "{:.2f}"), Row("bits_per_dim", "  bits/dim", "{:.4f}"),
+                  Row("nll_train", "  the same on training images", "{:.2f}"),
+                  Row("n_heldout", "held-out images", "{}"))
+
 
 def check_sample_memory(config: Any, n: int, what: str = "samples") -> None:
     """Refuse ``n`` images of ``config``'s size (float32, and the grid or frames made of them) that

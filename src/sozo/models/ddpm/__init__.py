@@ -25,7 +25,7 @@ from ...config import replace
 from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row
 from ...registry import register_model
-from ...viz.grid import make_grid, save_gif, save_grid, save_image
+from ...viz.grid import save_grid, save_walk
 from ..images import IMAGE_TABLE, ImageModel, fit_image_config
 from . import diffusion as D
 from .networks import UNet
@@ -315,13 +315,7 @@ class DDPM(ImageModel):
 
     def write_interpolation(self, path: Path, steps: int, paths: int, seed: int, labels: Any = None) -> Path:
         """A PNG strip (a row per walk) or an animated GIF (a frame per step)."""
-        walk = self.interpolate(paths, steps, seed, labels)  # (S, P, C, H, W)
-        path = Path(path)
-        if path.suffix.lower() == ".gif":
-            nrow = max(1, int(math.ceil(math.sqrt(paths))))
-            return save_gif([make_grid(frame, nrow=nrow) for frame in walk], path)
-        rows = walk.transpose(0, 1).reshape(-1, *walk.shape[2:])  # (P*S, C, H, W), a row per path
-        return save_image(make_grid(rows, nrow=steps), path)
+        return save_walk(self.interpolate(paths, steps, seed, labels), path)  # (S, P, C, H, W) walks
 
     # --- evaluation ----------------------------------------------------------------------------
     eval_table = DDPM_TABLE

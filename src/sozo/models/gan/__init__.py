@@ -8,7 +8,6 @@ mixed batch gives a different, worse gradient).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -32,7 +31,7 @@ from ...nn.adversarial import (
 )
 from ...nn.init import normal_init
 from ...registry import register_variant
-from ...viz.grid import make_grid, save_gif, save_grid, save_image
+from ...viz.grid import save_grid, save_walk
 from ..base import resolved_sizes
 from ..images import ImageModel, fit_image_config
 from .networks import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, conv_sizes, conv_start
@@ -273,13 +272,7 @@ class GAN(ImageModel):
 
     def write_interpolation(self, path: Path, steps: int, paths: int, seed: int, labels: Any = None) -> Path:
         """A PNG strip (a row per walk) or an animated GIF (a frame per step)."""
-        walk = self.interpolate(paths, steps, seed, labels)  # (S, P, C, H, W)
-        path = Path(path)
-        if path.suffix.lower() == ".gif":
-            nrow = max(1, int(math.ceil(math.sqrt(paths))))
-            return save_gif([make_grid(frame, nrow=nrow) for frame in walk], path)
-        rows = walk.transpose(0, 1).reshape(-1, *walk.shape[2:])  # (P*S, C, H, W), a row per path
-        return save_image(make_grid(rows, nrow=steps), path)
+        return save_walk(self.interpolate(paths, steps, seed, labels), path)  # (S, P, C, H, W) walks
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 
 from ...config import replace
 from ...errors import SozoError
-from ...evaluation import EvalContext, EvalOptions, Row
+from ...evaluation import EvalContext, EvalOptions
 from ...registry import register_model
 from ...viz.grid import save_grid
-from ..images import IMAGE_TABLE, ImageModel, fit_image_config
+from ..images import EXACT_NLL_ROWS, IMAGE_TABLE, ImageModel, fit_image_config
 from .networks import MADENet
 
 LIKELIHOOD = "made: exact -log p(x), Bernoulli conditionals in one fixed pixel order"
@@ -42,9 +42,7 @@ def _notes(results: list[dict[str, Any]]) -> list[str]:
 
 # the image league table with MADE's rows: the held-out likelihood (nats per image, and bits per pixel)
 MADE_TABLE = IMAGE_TABLE.with_rows(
-    Row("nll_exact", "NLL, exact (nats)", "{:.2f}"), Row("bits_per_dim", "  bits/dim", "{:.4f}"),
-    Row("nll_train", "  the same on training images", "{:.2f}"), Row("n_heldout", "held-out images", "{}"),
-    notes=_notes)
+    *EXACT_NLL_ROWS, notes=_notes)
 
 
 @dataclass
