@@ -58,6 +58,8 @@ def test_old_text_run_writes_as_it_did(old_run):
 
 def test_old_run_evaluates_with_provenance(old_run, capsys):
     run = old_run("dcgan")
+    from sozo.loading import rebuild_run_config
+    assert rebuild_run_config(run).model.layout == "sozo"  # its config.yaml predates the chapter's default
     cfg = run / "config.yaml"  # trained on 200 digits: the real-vs-real floor needs more than 2 x 128 of them
     cfg.write_text(cfg.read_text().replace("limit: 200", "limit: 600"))
     assert main(["evaluate", str(run), "--n", "300", "--device", "cpu"]) == 0

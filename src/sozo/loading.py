@@ -94,7 +94,8 @@ def rebuild_run_config(run: str | Path | Run) -> RunConfig:
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) or "name" not in cfg["model"]:
         raise SozoError(f"{run.config_yaml} does not name its model", hint="the run folder is damaged")
     name = cfg["model"]["name"]
-    return build_run_config(name, get_model(name), cfg)
+    cls = get_model(name)
+    return build_run_config(name, cls, {**cfg, "model": with_saved_defaults(cls.Config, cfg["model"])})
 
 
 def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = False) -> GenerativeModel:
