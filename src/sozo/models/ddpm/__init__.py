@@ -26,6 +26,7 @@ from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row
 from ...registry import register_model
 from ...viz.grid import save_grid, save_walk
+from ..gan import slerp  # the GANs' and VAEs' slerp of latent rows
 from ..images import IMAGE_TABLE, ImageModel, fit_image_config
 from . import diffusion as D
 from .networks import UNet
@@ -286,7 +287,7 @@ class DDPM(ImageModel):
         self.check_sample_memory(steps * paths, "frames")
         z = self.noise(2 * paths, seed).flatten(1)
         a, b = z[:paths], z[paths:]
-        walk = torch.stack([D.slerp(a, b, float(t)) for t in torch.linspace(0, 1, steps)])  # (S, P, D)
+        walk = torch.stack([slerp(a, b, float(t)) for t in torch.linspace(0, 1, steps)])  # (S, P, D)
         ids = self.label_ids(labels, paths)
         c = self.config
         x = walk.reshape(steps * paths, c.channels, c.image_size, c.image_size)

@@ -137,13 +137,3 @@ def ancestral(fn: EpsX0, x: torch.Tensor, abar: torch.Tensor, steps: list[int],
         var = beta * (1 - ap) / (1 - a)  # beta-tilde
         x = mean + math.sqrt(var) * _noise(x.shape, gen, x)
     return x
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation between rows of a and b (B, D), linear where they are parallel."""
-    an, bn = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
-    omega = torch.acos((an * bn).sum(1).clamp(-1, 1)).unsqueeze(1)  # (B, 1)
-    so = torch.sin(omega)
-    lin = (1 - t) * a + t * b
-    sph = torch.sin((1 - t) * omega) / so.clamp(min=1e-12) * a + torch.sin(t * omega) / so.clamp(min=1e-12) * b
-    return torch.where(so.abs() < 1e-6, lin, sph)
