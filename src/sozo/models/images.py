@@ -3,6 +3,7 @@ data's classes (their names kept in model/config.json, ``--label`` by id or name
 measures (FD, KID, precision/recall, class histogram) with their table, the league table."""
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -77,6 +78,36 @@ IMAGE_TABLE = Table(
 EXACT_NLL_ROWS = (Row("nll_exact", "NLL, exact (nats)", "{:.2f}"), Row("bits_per_dim", "  bits/dim", "{:.4f}"),
                   Row("nll_train", "  the same on training images", "{:.2f}"),
                   Row("n_heldout", "held-out images", "{}"))
+
+
+def exact_nll_measures(model: Any, context: EvalContext) -> dict[str, Any]:
+    """EXACT_NLL_ROWS's figures for a model with ``log_prob(images)`` (nats per image) and ``dim``
+    values per image: the held-out images' NLL and bits per dimension, and the training images' NLL
+    (the gap shows overfitting). Refuses a run that kept no held-out images, or whose data now loads
+    at another size than the model takes."""
+    held, train = context.heldout["images"], context.train["images"]
+    if len(held) == 0:
+        raise SozoError("this run kept no held-out images (data.holdout was 0)",
+                        hint="train with --set holdout=0.1 to measure the held-out likelihood")
+    c = model.config
+    want = (c.channels, c.image_size, c.image_size)
+    if tuple(held.shape[1:]) != want:
+        raise SozoError(f"the run's data now loads as {tuple(held.shape[1:])} images, but the model takes {want}",
+                        hint="has the data changed since training?")
+    nll = model.log_prob(held).neg().mean().item()
+    return {"nll_exact": nll, "bits_per_dim": nll / (model.dim * math.log(2)),
+            "nll_train": model.log_prob(train).neg().mean().item(), "n_heldout": len(held)}
+
+
+def heldout_nll_callback(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[Any, int], Any]:
+    """A trainer callback: the held-out images' mean NLL (nats per image, ``-log_prob``) in the
+    epoch's line of metrics.jsonl as ``heldout_nll`` (nothing when the run keeps no held-out part)."""
+    def heldout_nll(trainer: Any, epoch: int) -> dict[str, Any] | None:
+        held = trainer.heldout
+        if not held or len(held.get("images", ())) == 0:
+            return None
+        return {"heldout_nll": round(log_prob(held["images"]).neg().mean().item(), 3)}
+    return heldout_nll
 
 
 def check_sample_memory(config: Any, n: int, what: str = "samples") -> None:

@@ -28,7 +28,14 @@ from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions
 from ...registry import register_model
 from ...viz.grid import save_grid
-from ..images import EXACT_NLL_ROWS, IMAGE_TABLE, ImageModel, fit_image_config
+from ..images import (
+    EXACT_NLL_ROWS,
+    IMAGE_TABLE,
+    ImageModel,
+    exact_nll_measures,
+    fit_image_config,
+    heldout_nll_callback,
+)
 from .networks import GatedPixelCNN, PlainPixelCNN, to_pixels
 
 LIKELIHOOD = "pixelcnn: exact -log p(x), a categorical over the grey levels of each pixel in raster order"
@@ -186,12 +193,7 @@ class PixelCNN(ImageModel):
     def train_callbacks(self, train: Any, log: Callable[[str], Any] = print) -> list[Callable]:
         """The held-out NLL (nats per image) in metrics.jsonl after every epoch: a PixelCNN overfits a
         few thousand digits, and this shows when (``sozo evaluate`` gives the image measures)."""
-        def heldout_nll(trainer: Any, epoch: int) -> dict[str, Any] | None:
-            held = trainer.heldout
-            if not held or len(held.get("images", ())) == 0:
-                return None
-            return {"heldout_nll": round(self.log_prob(held["images"]).neg().mean().item(), 3)}
-        return [heldout_nll]
+        return [heldout_nll_callback(self.log_prob)]
 
     # --- likelihood ----------------------------------------------------------------------
     @torch.no_grad()
@@ -250,15 +252,5 @@ class PixelCNN(ImageModel):
         then the exact NLL of the held-out images in nats per image and bits per dimension, and the same
         on the training images (the gap shows overfitting); of the quantised images when levels < 256."""
         res = super().measure(context, options)
-        held, train = context.heldout["images"], context.train["images"]
-        if len(held) == 0:
-            raise SozoError("this run kept no held-out images (data.holdout was 0)",
-                            hint="train with --set holdout=0.1 to measure the held-out likelihood")
-        want = (self.config.channels, self.config.image_size, self.config.image_size)
-        if tuple(held.shape[1:]) != want:
-            raise SozoError(f"the run's data now loads as {tuple(held.shape[1:])} images, but the model takes {want}",
-                            hint="has the data changed since training?")
-        nll = self.log_prob(held).neg().mean().item()
-        return {**res, "nll_exact": nll, "bits_per_dim": nll / (self.dim * math.log(2)),
-                "nll_train": self.log_prob(train).neg().mean().item(), "n_heldout": len(held),
-                "levels": self.levels, "binarized": self.config.binarize, "likelihood": LIKELIHOOD}
+        return {**res, **exact_nll_measures(self, context), "levels": self.levels,
+                "binarized": self.config.binarize, "likelihood": LIKELIHOOD}
