@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ...config import replace
+from ...data.images import to_float
 from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row
 from ...registry import register_model
@@ -142,7 +143,7 @@ class DDPM(ImageModel):
     def _pixels(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 0..255 (or floats in [-1, 1]) -> floats in [-1, 1] on the model's device."""
         x = images.to(self.device)
-        return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
+        return to_float(x) if x.dtype == torch.uint8 else x.float()
 
     # --- training ------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ...config import replace
+from ...data.images import to_uint8
 from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions
 from ...registry import register_model
@@ -154,7 +155,7 @@ class PixelCNN(ImageModel):
         device: level = x * L // 256 (binarize: x >= 128, the VAE's and MADE's threshold)."""
         x = images.to(self.device)
         if x.dtype != torch.uint8:
-            x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            x = to_uint8(x)
         return (x[:, 0].long() * self.levels) // 256
 
     # --- training ------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import torch
 
 from ...config import DataConfig, replace
+from ...data.images import to_uint8
 from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row
 from ...registry import register_model
@@ -213,7 +214,7 @@ class RealNVP(ImageModel):
         """uint8 (B, C, H, W) (or floats in [-1, 1]) -> (x + u) / 256 in (0, 1) on the device, u ~ U[0, 1)
         (from ``gen`` on the CPU when given, else the device's generator)."""
         x = images.to(self.device)
-        x = x.float() if x.dtype == torch.uint8 else ((x.float() + 1.0) * 127.5).round().clamp(0, 255)
+        x = (x if x.dtype == torch.uint8 else to_uint8(x)).float()
         u = (torch.rand(x.shape, generator=gen).to(self.device) if gen is not None
              else torch.rand(x.shape, device=self.device))
         return (x + u) / 256.0
