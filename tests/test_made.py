@@ -234,3 +234,11 @@ def test_ema_averages_the_weights_and_keeps_the_masks(tmp_path):
     for a, b in zip([*ema.net.hidden, ema.net.out], [*raw.net.hidden, raw.net.out]):
         assert torch.equal(a.mask, b.mask)  # buffers are copied, never averaged
     assert not torch.equal(ema.sample(4, seed=0), raw.sample(4, seed=0))
+
+
+def test_evaluate_refuses_a_run_without_held_out_images(tmp_path):
+    r = sozo.train("made", out=tmp_path / "all", set=TINY + ["limit=400", "holdout=0", "sample_every=0"],
+                   log=lambda m: None, **tiny_options())
+    with pytest.raises(SozoError, match="kept no held-out images") as e:
+        sozo.evaluate(r, n=150, log=lambda m: None)
+    assert "holdout=0.1" in e.value.hint

@@ -80,11 +80,9 @@ EXACT_NLL_ROWS = (Row("nll_exact", "NLL, exact (nats)", "{:.2f}"), Row("bits_per
                   Row("n_heldout", "held-out images", "{}"))
 
 
-def exact_nll_measures(model: Any, context: EvalContext) -> dict[str, Any]:
-    """EXACT_NLL_ROWS's figures for a model with ``log_prob(images)`` (nats per image) and ``dim``
-    values per image: the held-out images' NLL and bits per dimension, and the training images' NLL
-    (the gap shows overfitting). Refuses a run that kept no held-out images, or whose data now loads
-    at another size than the model takes."""
+def heldout_images(model: Any, context: EvalContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's held-out and training images for a likelihood measure, refusing a run that kept no
+    held-out images, or whose data now loads at another size than the model takes."""
     held, train = context.heldout["images"], context.train["images"]
     if len(held) == 0:
         raise SozoError("this run kept no held-out images (data.holdout was 0)",
@@ -94,6 +92,14 @@ def exact_nll_measures(model: Any, context: EvalContext) -> dict[str, Any]:
     if tuple(held.shape[1:]) != want:
         raise SozoError(f"the run's data now loads as {tuple(held.shape[1:])} images, but the model takes {want}",
                         hint="has the data changed since training?")
+    return held, train
+
+
+def exact_nll_measures(model: Any, context: EvalContext) -> dict[str, Any]:
+    """EXACT_NLL_ROWS's figures for a model with ``log_prob(images)`` (nats per image) and ``dim``
+    values per image: the held-out images' NLL and bits per dimension, and the training images' NLL
+    (the gap shows overfitting)."""
+    held, train = heldout_images(model, context)
     nll = model.log_prob(held).neg().mean().item()
     return {"nll_exact": nll, "bits_per_dim": nll / (model.dim * math.log(2)),
             "nll_train": model.log_prob(train).neg().mean().item(), "n_heldout": len(held)}

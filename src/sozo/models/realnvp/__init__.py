@@ -34,7 +34,7 @@ from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row
 from ...registry import register_model
 from ...viz.grid import save_grid
-from ..images import IMAGE_TABLE, ImageModel, fit_image_config
+from ..images import IMAGE_TABLE, ImageModel, fit_image_config, heldout_images
 from .floor import gaussian_nll, image_floor
 from .networks import MultiScaleFlow, VectorFlow, standard_normal_logp
 
@@ -366,20 +366,16 @@ class RealNVP(ImageModel):
         """Images: the image measures of ``options.n`` samples (FD, KID, precision/recall, classes), then the
         exact held-out bits/dim beside the Gaussian floor, and on the training images. Points: the held-out
         NLL per point beside the Gaussian floor, and on the training points."""
-        key = "points" if self.points else "images"
-        held, train = context.heldout.get(key), context.train.get(key)
-        if held is None or len(held) == 0 or train is None:
-            raise SozoError("this run kept no held-out examples (data.holdout was 0)",
-                            hint="train with --set holdout=0.1 to measure the held-out likelihood")
         if self.points:
+            held, train = context.heldout.get("points"), context.train.get("points")
+            if held is None or len(held) == 0 or train is None:
+                raise SozoError("this run kept no held-out points (data.holdout was 0)",
+                                hint="train with --set holdout=0.1 to measure the held-out likelihood")
             context.use_reference("heldout", len(held))
             return {"nll_points": -self.log_prob(held).mean().item(),
                     "nll_points_train": -self.log_prob(train).mean().item(),
                     "floor_nll_points": gaussian_nll(train, held).mean().item(), "n_heldout": len(held)}
-        want = (self.config.channels, self.config.image_size, self.config.image_size)
-        if tuple(held.shape[1:]) != want:
-            raise SozoError(f"the run's data now loads as {tuple(held.shape[1:])} images, but the model takes {want}",
-                            hint="has the data changed since training?")
+        held, train = heldout_images(self, context)
         res = super().measure(context, options)
         nll = -self.log_prob(held).mean().item()
         floor_key = ("realnvp-floor", str(context.config.data.source), context.config.data.limit, tuple(held.shape[1:]),
