@@ -60,6 +60,7 @@ REALNVP_TABLE = IMAGE_TABLE.with_rows(
     Row("nll_8bit", "NLL, 8-bit dequantised (nats)", "{:.1f}"), Row("bpd_8bit", "  bits/dim", "{:.4f}"),
     Row("floor_bpd_8bit", "  Gaussian floor, bits/dim", "{:.4f}"),
     Row("floor_logit_bpd_8bit", "  Gaussian floor on the logits, bits/dim", "{:.4f}"),
+    Row("floor_pixels_bpd_8bit", "  independent-pixel floor, bits/dim", "{:.4f}"),
     Row("bpd_8bit_train", "  bits/dim on training images", "{:.4f}"),
     Row("nll_points", "NLL per point (nats)", "{:.4f}"), Row("floor_nll_points", "  Gaussian floor (nats)", "{:.4f}"),
     Row("nll_points_train", "  on training points", "{:.4f}"),

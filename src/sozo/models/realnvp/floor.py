@@ -1,7 +1,8 @@
-"""The floor a flow must beat: a full-covariance Gaussian fitted (maximum likelihood) to the training
+"""The floors a flow must beat: a full-covariance Gaussian fitted (maximum likelihood) to the training
 examples, scored on the held-out ones, in float64. For images both sides are dequantised the same way
 as the flow's (x + u) / 256 with u uniform (seeded), and the score is converted to the density of
-x + u in [0, 256)^D, so its bits per dimension are in the same units as the flow's."""
+x + u in [0, 256)^D, so its bits per dimension are in the same units as the flow's. And the plainest
+floor of all: independent per-pixel histograms (no pixel-to-pixel dependence learned)."""
 from __future__ import annotations
 
 import math
@@ -33,6 +34,17 @@ def gaussian_nll(train: torch.Tensor, held: torch.Tensor, ridge: float = 0.0) ->
     return 0.5 * (maha + logdet + d * math.log(2 * math.pi))
 
 
+def histogram_nll(train: torch.Tensor, held: torch.Tensor, smoothing: float = 1.0) -> torch.Tensor:
+    """(M,) -log p(held) in nats under independent per-pixel histograms of the uint8 ``train`` images
+    (256 bins each, ``smoothing`` added to every count: Laplace's rule). A bin is one unit wide, so this
+    is also the density of x + u in [0, 256)^D: the same units as the flow's dequantised likelihood."""
+    x, y = train.flatten(1).long(), held.flatten(1).long()
+    counts = torch.zeros(x.shape[1], 256, dtype=torch.float64)
+    counts.scatter_add_(1, x.T.contiguous(), torch.ones(x.shape[1], x.shape[0], dtype=torch.float64))
+    logp = torch.log(counts + smoothing) - math.log(len(x) + 256 * smoothing)
+    return -logp.gather(1, y.T.contiguous()).sum(0)
+
+
 def dequantise(images: torch.Tensor, seed: int) -> torch.Tensor:
     """uint8 (N, C, H, W) -> (N, D) float64 (x + u) / 256 in [0, 1), u ~ U[0, 1) from a CPU generator."""
     x = images.flatten(1).double()
@@ -51,7 +63,9 @@ def logit(y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
 def image_floor(train: torch.Tensor, held: torch.Tensor, alpha: float = 0.05) -> dict[str, float]:
     """The Gaussian floors of uint8 images, NLL in nats per image and bits/dim of x + u in [0, 256)^D:
     fitted to the dequantised pixels themselves (``floor_*``), and to their logit as the flow sees them
-    (``floor_logit_*``: a flow with no couplings, the preprocessing's log-determinant counted)."""
+    (``floor_logit_*``: a flow with no couplings, the preprocessing's log-determinant counted); and
+    independent per-pixel histograms (``floor_pixels_*``: what a model that learns no pixel-to-pixel
+    dependence at all scores; the Gaussians' covariances overfit when the training set is small)."""
     d = int(train[0].numel())
     x, y = dequantise(train, DEQUANT_SEED_TRAIN), dequantise(held, DEQUANT_SEED_HELD)
     (zx, _), (zy, pre) = logit(x, alpha), logit(y, alpha)
@@ -67,4 +81,5 @@ def image_floor(train: torch.Tensor, held: torch.Tensor, alpha: float = 0.05) ->
         nll01 = gaussian_nll(x, y, ridge=ridge)
     nll = nll01.mean().item() + d * math.log(256.0)  # density of (x+u)/256 -> of x+u: -D log 256 in log p
     return {"floor_nll_8bit": nll, "floor_bpd_8bit": nll / (d * math.log(2)), "floor_ridge": ridge,
-            "floor_logit_bpd_8bit": logit_nll / (d * math.log(2))}
+            "floor_logit_bpd_8bit": logit_nll / (d * math.log(2)),
+            "floor_pixels_bpd_8bit": histogram_nll(train, held).mean().item() / (d * math.log(2))}
