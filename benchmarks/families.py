@@ -7,11 +7,12 @@ sample_every=0)`` on the device; the rate is the median of the trainer's own ste
 (``examples_per_s``: its clock between two log lines, each of which waits for the device), the first
 record left out (cudnn's first choices), so the ``torch.compile`` warm-up, the one-batch check and
 the epoch ends' measures and checkpoints fall outside it; ``train_wall_s`` is the whole call (data,
-compile and checkpoints included). Sampling: ``sozo.load(run).sample(--n)`` after an untimed warm-up
-call on ``--warmup`` images (64), with the family's sampler settings (ddpm: ``--sample-steps`` DDIM
-steps, 50 by default; ebm: ``--sample-steps`` Langevin steps, the family's 1,000 by default;
-pixelcnn: one forward per pixel; realnvp: one inverse pass). The weights are those of the short
-run: the cost of a step does not depend on them, so the figures say nothing of the samples' quality.
+compile and checkpoints included). Sampling, timed first (from a one-step run trained eagerly, so
+that its figure is out before the training run's compile): ``sozo.load(run).sample(--n)`` after an
+untimed warm-up call on ``--warmup`` images (64), with the family's sampler settings (ddpm:
+``--sample-steps`` DDIM steps, 50 by default; ebm: ``--sample-steps`` Langevin steps, the family's
+1,000 by default; pixelcnn: one forward per pixel; realnvp: one inverse pass). The cost of a sampling
+step does not depend on the weights, so the figures say nothing of the samples' quality.
 The networks are each family's defaults (``--tiny``: a few channels, to check the script runs).
 
 ``--family seq2seq`` trains one full epoch of ``--data`` (``small_parallel_enja``: 50,000 pairs,
@@ -56,13 +57,24 @@ def sample_options(family: str, steps: int | None) -> dict[str, Any]:
 
 
 def image_family(args: argparse.Namespace, device: Any, tmp: Path) -> dict:
+    """Sampling first (from a one-step run, eager: it is quick, and its figure is printed before the
+    training run's torch.compile, which may take long), then the training run."""
     family = args.family
-    sets = (TINY[family] if args.tiny else []) + [f"max_steps={args.train_steps}", "sample_every=0",
-                                                  f"log_every={max(1, args.train_steps // 6)}"]
-    if args.limit:
-        sets.append(f"limit={args.limit}")
+    base = (TINY[family] if args.tiny else []) + ["sample_every=0"] + ([f"limit={args.limit}"] if args.limit else [])
     info = {"bench": f"{family}-speed", "family": family, "batch_size": args.batch_size, "tiny": args.tiny,
             **env(device)}
+    first = sozo.train(family, "mnist-sample", out=tmp / "one-step", set=base + ["max_steps=1", "compile=off"],
+                       epochs=1, batch_size=args.batch_size, device=str(device), **QUIET)
+    model = sozo.load(first, device=device)
+    opts = sample_options(family, args.sample_steps)
+    model.sample(min(args.n, args.warmup), seed=1, **opts)  # warm-up (cudnn's choices, lazy inits): not timed
+    n, dt = timed(lambda: len(model.sample(args.n, seed=0, **opts)), device)
+    steps_note = {"sample_steps": opts.get("steps", model.config.sample_steps)} if family in ("ddpm", "ebm") else {}
+    sample = {"case": "sample", "images": n, "seconds": round(dt, 3), "images_per_s": round(n / dt, 2),
+              "seconds_for_10000": round(10000 * dt / n, 2), "peak_mb": peak_memory_mb(device), **steps_note, **info}
+    print(json.dumps(sample), flush=True)
+
+    sets = base + [f"max_steps={args.train_steps}", f"log_every={max(1, args.train_steps // 6)}"]
     t0 = time.perf_counter()
     run = sozo.train(family, "mnist-sample", out=tmp / family, set=sets, epochs=args.train_steps,
                      batch_size=args.batch_size, device=str(device), **QUIET)
@@ -74,19 +86,10 @@ def image_family(args: argparse.Namespace, device: Any, tmp: Path) -> dict:
     train = {"case": "train", "steps": steps, "images": steps * args.batch_size, "images_per_s": round(rate, 1),
              "train_wall_s": round(wall, 2), "peak_mb": peak_memory_mb(device), **info}
     print(json.dumps(train), flush=True)
-    model = sozo.load(run, device=device)
-    opts = sample_options(family, args.sample_steps)
-    model.sample(min(args.n, args.warmup), seed=1, **opts)  # warm-up (cudnn's choices, lazy inits): not timed
-    n, dt = timed(lambda: len(model.sample(args.n, seed=0, **opts)), device)
-    sample = {"case": "sample", "images": n, "seconds": round(dt, 3), "images_per_s": round(n / dt, 2),
-              "seconds_for_10000": round(10000 * dt / n, 2), "peak_mb": peak_memory_mb(device), **opts, **info}
-    sample.pop("progress", None)
-    print(json.dumps(sample), flush=True)
     summary = {**info, "summary": True, "train_images_per_s": train["images_per_s"],
                "train_wall_s": train["train_wall_s"], "train_steps": steps,
-               "sample_images_per_s": sample["images_per_s"],
-               "sample_seconds_for_10000": sample["seconds_for_10000"], "sample_n": n,
-               **({"sample_steps": opts.get("steps", model.config.sample_steps)} if family in ("ddpm", "ebm") else {})}
+               "sample_images_per_s": sample["images_per_s"], "sample_seconds_for_10000": sample["seconds_for_10000"],
+               "sample_n": n, **steps_note}
     print(json.dumps(summary), flush=True)
     return summary
 
