@@ -280,8 +280,9 @@ def run_case(case: GPUCase, argv: list[str], budget: float, goals_apply: bool = 
     try:
         with time_limit(budget), contextlib.redirect_stdout(tee):
             summary = importlib.import_module(f"benchmarks.{case.module}").main(argv)
-        if summary is None:
-            rec.update(status="skipped", reason="the case printed why it did not run (e.g. its data is absent)")
+        if summary is None:  # the case printed why it did not run, e.g. {"skipped": "no data folder …"}
+            said = [line["skipped"] for line in tee.lines if "skipped" in line]
+            rec.update(status="skipped", reason=said[-1] if said else "the case returned no summary")
         else:
             rec["summary"] = summary
     except SystemExit as e:  # a case that cannot run here (its data is absent…) says why and exits
