@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sozo-installed
 
-.PHONY: setup demo test test-slow lint bench clean browser docs
+.PHONY: setup demo test test-slow lint bench bench-gpu clean browser docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+bench-gpu: $(STAMP)
+	$(BIN)/python -m benchmarks --suite gpu
 
 # the documentation site (MkDocs + mkdocstrings; the CLI page is generated from the parser): no network needed
 docs: $(STAMP)

@@ -224,3 +224,158 @@ def test_limits_case_quick(capsys):
     for r in rows.values():
         assert r["estimate_bytes"] > 0 and r["real_bytes"] >= 0
         assert r["real_over_estimate"] == pytest.approx(r["real_bytes"] / r["estimate_bytes"], abs=1e-3)
+
+
+# --- the GPU suite (python -m benchmarks --suite gpu): its bookkeeping, and every case at --quick sizes ----------
+
+def _fake_case(name: str, module: str, budget: float = 30.0):
+    from benchmarks.__main__ import Goal, GPUCase, Row
+    row = Row("fake {batch_size}", "images/s", "sozo_per_s", "plain-loop_per_s", "ratio_sozo",
+              (Goal(">= 2x plain loop", lambda s: s.get("ratio_sozo"), ">=", 2),
+               Goal("< 1 s", lambda s: s.get("seconds"), "<", 1)))
+    return GPUCase(name, module, ["--full"], ["--quick"], budget, (row,), takes_device=False)
+
+
+def test_gpu_suite_records_each_case_and_goes_on(tmp_path, monkeypatch, capsys):
+    """One case raises, one has no data (SystemExit), one overruns its budget: each is recorded with
+    its reason, the others still run, the JSON (rewritten after every case) and the table are written."""
+    import time
+    import types
+
+    import benchmarks.__main__ as suite
+
+    def ok(argv):
+        assert argv == ["--full"]  # not --quick: the full arguments
+        return {"bench": "fake", "batch_size": 64, "plain-loop_per_s": 100.0, "sozo_per_s": 300.0,
+                "ratio_sozo": 3.0, "seconds": 4.0}
+
+    def boom(argv):
+        raise RuntimeError("boom on the device")
+
+    def absent(argv):
+        raise SystemExit("no data folder /nowhere")
+
+    def slow(argv):
+        print(json.dumps({"case": "plain-loop", "images_per_s": 5.0}), flush=True)  # a result before the overrun
+        time.sleep(20)
+
+    for name, fn in (("ok", ok), ("boom", boom), ("absent", absent), ("slow", slow)):
+        monkeypatch.setitem(sys.modules, f"benchmarks._fake_{name}", types.SimpleNamespace(main=fn))
+    cases = [_fake_case("slow", "_fake_slow", budget=0.5), _fake_case("boom", "_fake_boom"),
+             _fake_case("absent", "_fake_absent"), _fake_case("ok", "_fake_ok")]
+    monkeypatch.setattr(suite, "GPU_CASES", cases)
+    out = tmp_path / "res" / "gpu.json"
+    report = suite.main(["--suite", "gpu", "--device", "cpu", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert [c["case"] for c in saved["cases"]] == ["slow", "boom", "absent", "ok"]
+    status = {c["case"]: c for c in saved["cases"]}
+    assert status["boom"]["status"] == "failed" and "RuntimeError: boom on the device" in status["boom"]["reason"]
+    assert "Traceback" in status["boom"]["traceback"]
+    assert status["absent"]["status"] == "skipped" and "no data folder" in status["absent"]["reason"]
+    assert status["slow"]["status"] == "timeout" and status["slow"]["wall_s"] < 10
+    assert status["slow"]["results"] == [{"case": "plain-loop", "images_per_s": 5.0}]
+    assert status["ok"]["status"] == "ok" and status["ok"]["summary"]["sozo_per_s"] == 300.0
+    env = saved["environment"]
+    assert env["device"] == "cpu" and env["torch"] and "cuda" in env and saved["wall_s"] > 0
+    # on a CPU the GPU goals are not judged; the figure is still recorded
+    assert not saved["goals_apply"] and all(g["met"] is None for g in saved["goals"])
+    assert [g["measured"] for g in status["ok"]["goals"]] == [3.0, 4.0]
+    table = out.with_suffix(".md").read_text()
+    assert table == suite.markdown(saved) and "| ok | fake 64 (images/s) | 300 | 100 | 3.00x |" in table
+    for name in ("boom", "absent", "slow"):
+        assert f"| {name} |" in table
+    assert table in capsys.readouterr().out and report["out"] == str(out)
+    # where the goals apply (a GPU, the full sizes) the table says met / not met with the figure
+    judged = suite.markdown({**saved, "goals_apply": True})
+    assert ">= 2x plain loop: met (3)" in judged and "< 1 s: not met (4)" in judged
+
+
+def test_gpu_suite_keeps_within_its_budget(tmp_path, monkeypatch):
+    import types
+
+    import benchmarks.__main__ as suite
+    monkeypatch.setitem(sys.modules, "benchmarks._fake_ok", types.SimpleNamespace(main=lambda argv: {"x_per_s": 1}))
+    monkeypatch.setattr(suite, "GPU_CASES", [_fake_case("a", "_fake_ok"), _fake_case("b", "_fake_ok")])
+    saved = suite.main(["--suite", "gpu", "--device", "cpu", "--out", str(tmp_path / "g.json"), "--budget", "1"])
+    assert [c["status"] for c in saved["cases"]] == ["skipped", "skipped"]
+    assert "budget of 1 s is spent" in saved["cases"][0]["reason"]
+    with pytest.raises(SystemExit, match="unknown case.*nope"):
+        suite.main(["--suite", "gpu", "--only", "a,nope", "--out", str(tmp_path / "h.json")])
+
+
+def test_every_gpu_case_has_quick_arguments_and_fits_the_budget():
+    from benchmarks.__main__ import GPU_BUDGET_S, GPU_CASES
+    assert sum(c.budget_s for c in GPU_CASES) <= GPU_BUDGET_S <= 480
+    names = {c.name for c in GPU_CASES}
+    assert {"dcgan-28", "dcgan-64", "wgan-gp-28", "vae", "seq2seq", "seq2seq-epoch", "sampling", "ddpm", "realnvp",
+            "pixelcnn", "ebm"} <= names
+    import importlib
+    for c in GPU_CASES:
+        assert c.quick and c.rows and callable(importlib.import_module(f"benchmarks.{c.module}").main)
+
+
+def test_dcgan64_plain_networks_are_sozos():
+    """--size 64: the re-typed tutorial networks and sozo's dcgan at 64 px have the same layers and weights' shapes
+    (sozo's discriminator gives logits: no Sigmoid)."""
+    from benchmarks.dcgan import tutorial_discriminator, tutorial_generator
+    from sozo.config import build_run_config
+    from sozo.registry import get_model
+    cls = get_model("dcgan")
+    sozo = cls(build_run_config("dcgan", cls, {"model": {"image_size": 64, "channels": 1, "width": 64,
+                                                         "g_act": "relu"}}).model)
+    for plain, ours in ((tutorial_generator(), sozo.generator.net), (tutorial_discriminator(), sozo.discriminator.net)):
+        kinds = [type(m).__name__ for m in plain]
+        assert kinds[:len(ours)] == [type(m).__name__ for m in ours] and kinds[len(ours):] in ([], ["Sigmoid"])
+        assert [p.shape for p in plain.parameters()] == [p.shape for p in ours.parameters()]
+
+
+def test_dcgan64_case_quick(capsys):
+    from benchmarks import dcgan
+    s = dcgan.main(["--size", "64", "--width", "4", "--images", "32", "--batch-size", "16", "--device", "cpu"])
+    runs = {r["case"]: r for r in _json_lines(capsys.readouterr().out) if "case" in r}
+    assert s["bench"] == "dcgan-64-train" and set(runs) == {"plain-loop", "sozo"}
+    assert all(r["images"] == 32 for r in runs.values())
+    assert s["sozo-steady_per_s"] == runs["sozo"]["steady_images_per_s"] > 0  # sozo's steps without the start-up
+    assert s["ratio_sozo-steady"] == pytest.approx(s["sozo-steady_per_s"] / s["plain-loop_per_s"], abs=2e-3)
+
+
+def test_families_case_quick(capsys):
+    from benchmarks import families
+    s = families.main(["--family", "realnvp", "--tiny", "--train-steps", "3", "--batch-size", "8", "--n", "4",
+                       "--warmup", "1", "--limit", "100", "--device", "cpu"])
+    runs = {r["case"]: r for r in _json_lines(capsys.readouterr().out) if "case" in r}
+    assert runs["train"]["steps"] == s["train_steps"] == 3 and s["train_images_per_s"] > 0
+    assert runs["sample"]["images"] == s["sample_n"] == 4 and s["sample_images_per_s"] > 0
+    with pytest.raises(SystemExit, match="no data folder"):
+        families.main(["--family", "seq2seq", "--data", "/nonexistent/small_parallel_enja"])
+
+
+def _tiny_parallel(folder: Path) -> Path:
+    """A made-up ja/en corpus of 200 pairs, segmented like small_parallel_enja."""
+    import random
+    rng = random.Random(0)
+    words = [("私", "i"), ("猫", "cat"), ("犬", "dog"), ("本", "book"), ("水", "water"), ("山", "mountain")]
+    folder.mkdir(parents=True)
+    for split, n in (("train", 200), ("dev", 20)):
+        pairs = [rng.sample(words, 3) for _ in range(n)]
+        (folder / f"{split}.ja").write_text("".join(" ".join(w[0] for w in p) + " 。\n" for p in pairs), "utf-8")
+        (folder / f"{split}.en").write_text("".join(" ".join(w[1] for w in p) + " .\n" for p in pairs), "utf-8")
+    return folder
+
+
+@pytest.mark.slow
+def test_gpu_suite_quick_runs_every_case(tmp_path):
+    """`python -m benchmarks --suite gpu --quick` (here in-process, on the CPU): every case runs at tiny sizes and
+    reports its figures (the seq2seq cases on a made-up corpus)."""
+    from benchmarks.__main__ import GPU_CASES, main
+    _tiny_parallel(tmp_path / "data" / "small_parallel_enja")
+    out = tmp_path / "quick.json"
+    main(["--suite", "gpu", "--quick", "--device", "cpu", "--out", str(out), "--data-dir", str(tmp_path / "data")])
+    saved = json.loads(out.read_text())
+    assert [c["case"] for c in saved["cases"]] == [c.name for c in GPU_CASES]
+    assert all(c["status"] == "ok" for c in saved["cases"]), [(c["case"], c["reason"]) for c in saved["cases"]]
+    by_name = {c.name: c for c in GPU_CASES}
+    for rec in saved["cases"]:
+        for row in by_name[rec["case"]].rows:
+            assert rec["summary"][row.sozo] > 0, (rec["case"], row.sozo)
+    assert saved["quick"] and out.with_suffix(".md").exists()
