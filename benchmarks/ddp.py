@@ -41,6 +41,7 @@ from torch import nn
 from .common import env
 
 WAYS = ("1proc", "sozo", "ddp")
+_IMAGES: list[torch.Tensor] = []  # loaded before the processes fork
 
 
 def _free_port() -> int:
@@ -81,14 +82,12 @@ def _worker(rank: int, world: int, port: int, out: str, args: dict[str, Any]) ->
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from sozo.data.images import load_images
     from sozo.training import distributed as sd
     ctx = sd.setup("cpu")
     assert ctx is not None
-    images = load_images("mnist-sample").images.float().div_(255)  # (5000, 1, 28, 28) in [0, 1]
+    images = _IMAGES[0]
     steps = [_Step("vae", args["vae_batch"], args["vae_steps"]), _Step("critic", args["critic_batch"],
                                                                        args["critic_steps"])]
-    torch.optim.Adam([nn.Parameter(torch.zeros(1))])  # the first optimizer imports torch._dynamo: not timed
     nets: dict[tuple[str, str], tuple[nn.Module, nn.Module, torch.optim.Optimizer]] = {}
     averagers: dict[str, sd.GradAverager] = {}
     for st in steps:
@@ -179,6 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.rounds, args.vae_steps, args.critic_steps, args.warmup = 1, 3, 2, 1
         args.vae_batch, args.critic_batch = 16, 8
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from sozo.data.images import load_images
+    from sozo.training import distributed  # noqa: F401 - imported once, before the fork
+    _IMAGES[:] = [load_images("mnist-sample").images.float().div_(255)]  # (5000, 1, 28, 28) in [0, 1]
+    torch.optim.Adam([nn.Parameter(torch.zeros(1))])  # the first optimizer imports torch's compiler (seconds)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "result.json")
         # fork: the two processes start with torch imported (spawning them re-imports it: seconds)
