@@ -288,9 +288,9 @@ class GradAverager:
       gradient this pass computes is computed, and which parameters the pass reached (a
       parameter it does not reach, e.g. the critic while the generator learns, is None there;
       ``torch.autograd.grad`` with respect to inputs, as a gradient penalty takes it, reaches none).
-      Once the last of them is accumulated, the buckets only partly reached are reduced too, every
-      reduce is waited for and divided by the number of ranks: ``.grad`` then holds the average
-      when ``backward()`` returns.
+      Once the last of them is accumulated, the buckets only partly reached are reduced too and
+      every reduce is waited for (each gradient was divided by the number of ranks on its way into
+      the bucket): ``.grad`` holds the average when ``backward()`` returns.
 
     A parameter a pass does not reach is left alone. Two backward passes before one step (real
     and fake losses apart) also work: the first pass's part is already equal on all ranks, and
@@ -342,9 +342,13 @@ class GradAverager:
             if g.is_sparse:
                 raise SozoError("sparse gradients cannot be averaged across processes",
                                 hint="use sparse=False embeddings for multi-process training")
+            # divided by the ranks on the way in (as DDP does), so the all-reduce's sum is the mean; a
+            # gradient accumulated onto one already averaged (a second pass) is averaged whole again
             if g.data_ptr() != view.data_ptr() or g.stride() != view.stride():
-                view.copy_(g)  # a fresh gradient tensor: into the bucket, once
+                torch.div(g, self.ctx.world, out=view)  # a fresh gradient tensor: into the bucket, once
                 p.grad = view
+            elif not b.done[i]:
+                view.div_(self.ctx.world)
             if not b.done[i]:
                 b.done[i] = True
                 b.count += 1
@@ -381,9 +385,7 @@ class GradAverager:
                         kept.append((b.views[i], b.views[i].clone()))
                 self._launch(b)
         for b in self._launched:
-            work = b.work
-            self.ctx._guard(work.wait)
-            b.buffer.div_(self.ctx.world)
+            self.ctx._guard(b.work.wait)
         for view, value in kept:
             view.copy_(value)
         self._reset()
