@@ -345,10 +345,10 @@ class GradAverager:
             # divided by the ranks on the way in (as DDP does), so the all-reduce's sum is the mean; a
             # gradient accumulated onto one already averaged (a second pass) is averaged whole again
             if g.data_ptr() != view.data_ptr() or g.stride() != view.stride():
-                torch.div(g, self.ctx.world, out=view)  # a fresh gradient tensor: into the bucket, once
+                torch.mul(g, 1.0 / self.ctx.world, out=view)  # a fresh gradient tensor: into the bucket, once
                 p.grad = view
             elif not b.done[i]:
-                view.div_(self.ctx.world)
+                view.mul_(1.0 / self.ctx.world)
             if not b.done[i]:
                 b.done[i] = True
                 b.count += 1
