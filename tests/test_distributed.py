@@ -128,15 +128,20 @@ def two_process_runs(tmp_path_factory):
     _DATA["folder"] = [f"source={_image_folder(out / 'pictures')}"]
     import torch._dynamo  # noqa: F401 - imported once here (optimizers import it), not in each child
     # fork: the children start with torch imported (spawn would pay ~10 s of imports on this machine)
-    ctx = torch.multiprocessing.start_processes(_worker, args=(2, _free_port(), str(out), home), nprocs=2,
-                                                join=False, start_method="fork")
-    deadline = time.time() + 240
+    _two_processes(_worker, (str(out), home), 240)
+    return torch.load(out / "rank0.pt", weights_only=False), torch.load(out / "rank1.pt", weights_only=False), out
+
+
+def _two_processes(worker, args: tuple, seconds: float) -> None:
+    """worker(rank, 2, port, *args) in two forked processes (gloo), which must end within ``seconds``."""
+    ctx = torch.multiprocessing.start_processes(worker, args=(2, _free_port(), *args), nprocs=2, join=False,
+                                                start_method="fork")
+    deadline = time.time() + seconds
     while not ctx.join(timeout=1):
         if time.time() > deadline:
             for p in ctx.processes:
                 p.kill()
-            pytest.fail("the two training processes did not finish in 240 s")
-    return torch.load(out / "rank0.pt", weights_only=False), torch.load(out / "rank1.pt", weights_only=False), out
+            pytest.fail(f"the two processes did not finish in {seconds} s")
 
 
 def _image_folder(root: Path, n: int = 80) -> Path:
@@ -481,14 +486,7 @@ def _averager_worker(rank: int, world: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def averager_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("averager")
-    ctx = torch.multiprocessing.start_processes(_averager_worker, args=(2, _free_port(), str(out)), nprocs=2,
-                                                join=False, start_method="fork")
-    deadline = time.time() + 120
-    while not ctx.join(timeout=1):
-        if time.time() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("the two processes did not finish in 120 s")
+    _two_processes(_averager_worker, (str(out),), 120)
     return [torch.load(out / f"avg{r}.pt", weights_only=False) for r in range(2)]
 
 

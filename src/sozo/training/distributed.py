@@ -278,9 +278,10 @@ class GradAverager:
       ``FIRST_BUCKET_MB``; in reverse order of definition, which is about the order backward
       produces their gradients; never across two of the ``apart`` sets — the trainer passes each
       optimizer's parameters, since a GAN step reaches only one network, whose buckets then fill
-      and start during its backward). Each bucket owns a flat buffer; a parameter's ``.grad`` is made a view into it
-      (copied in once when autograd gave it a fresh tensor, e.g. after ``zero_grad(set_to_none=True)``;
-      a gradient accumulated in place, as in a second backward before the step, is already there).
+      and start during its backward). Each bucket owns a flat buffer; a parameter's ``.grad`` is
+      made a view into it (copied in once when autograd gave it a fresh tensor, e.g. after
+      ``zero_grad(set_to_none=True)``, which every family uses; a gradient accumulated in place,
+      as in a second backward before the step, is already there).
     - ``register_post_accumulate_grad_hook`` on every parameter counts the gradients accumulated in
       this pass; once all of a bucket's are, its buffer's **asynchronous** all-reduce starts while
       backward goes on with the earlier layers.
@@ -295,7 +296,10 @@ class GradAverager:
     A parameter a pass does not reach is left alone. Two backward passes before one step (real
     and fake losses apart) also work: the first pass's part is already equal on all ranks, and
     averaging equal values again leaves them unchanged. Every rank must reach the same
-    parameters in the same order (the same graph), as with DDP.
+    parameters in the same order (the same graph), as with DDP. Not covered (no family does
+    either): ``torch.autograd.grad`` with respect to *parameters* (nothing is accumulated, so the
+    end of that pass is never seen) and reentrant backward passes (``torch.utils.checkpoint``
+    with ``use_reentrant=True``).
     """
 
     def __init__(self, module: nn.Module, ctx: Context, bucket_mb: float = BUCKET_MB,
