@@ -49,6 +49,7 @@ CASES = [  # the default suite: module, arguments (full), arguments (--quick), t
     ("made", ["--n", "1000"], ["--n", "20", "--batch", "20", "--hidden", "50", "--repeats", "1"], True),
     ("ddpm", ["--n", "500", "--fd-n", "2000"], ["--n", "8", "--fd-n", "200", "--fd-steps", "2,5"], True),
     ("limits", [], ["--quick"], False),
+    ("ddp", ["--rounds", "7"], ["--quick"], False),  # 2 processes on gloo (CPU): sozo's averaging vs DDP
 ]
 
 

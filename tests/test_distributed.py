@@ -128,15 +128,20 @@ def two_process_runs(tmp_path_factory):
     _DATA["folder"] = [f"source={_image_folder(out / 'pictures')}"]
     import torch._dynamo  # noqa: F401 - imported once here (optimizers import it), not in each child
     # fork: the children start with torch imported (spawn would pay ~10 s of imports on this machine)
-    ctx = torch.multiprocessing.start_processes(_worker, args=(2, _free_port(), str(out), home), nprocs=2,
-                                                join=False, start_method="fork")
-    deadline = time.time() + 240
+    _two_processes(_worker, (str(out), home), 240)
+    return torch.load(out / "rank0.pt", weights_only=False), torch.load(out / "rank1.pt", weights_only=False), out
+
+
+def _two_processes(worker, args: tuple, seconds: float) -> None:
+    """worker(rank, 2, port, *args) in two forked processes (gloo), which must end within ``seconds``."""
+    ctx = torch.multiprocessing.start_processes(worker, args=(2, _free_port(), *args), nprocs=2, join=False,
+                                                start_method="fork")
+    deadline = time.time() + seconds
     while not ctx.join(timeout=1):
         if time.time() > deadline:
             for p in ctx.processes:
                 p.kill()
-            pytest.fail("the two training processes did not finish in 240 s")
-    return torch.load(out / "rank0.pt", weights_only=False), torch.load(out / "rank1.pt", weights_only=False), out
+            pytest.fail(f"the two processes did not finish in {seconds} s")
 
 
 def _image_folder(root: Path, n: int = 80) -> Path:
@@ -345,3 +350,212 @@ def test_killing_a_rank_then_resuming_matches_an_uninterrupted_run(tmp_path):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs after the resume"
     sozo.load(tmp_path / "part").sample(4, seed=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# GradAverager on its own: buckets, overlap with backward, what a pass does not reach (2 gloo ranks)
+
+class _TwoNets(torch.nn.Module):
+    """A generator-like and a critic-like MLP, as a GAN family holds them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.g = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(),
+                                     torch.nn.Linear(32, 6))
+        self.d = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+
+def _batch(n: int = 8) -> torch.Tensor:
+    return torch.randn(n, 6, generator=torch.Generator().manual_seed(5))
+
+
+def _loss_full(net: _TwoNets, x: torch.Tensor) -> torch.Tensor:
+    return net.d(net.g(x)).pow(2).mean()
+
+
+def _penalty_loss(net: _TwoNets, x: torch.Tensor) -> torch.Tensor:
+    """A critic loss with a gradient penalty: a double backward through the critic."""
+    x = x.detach().requires_grad_(True)
+    out = net.d(x)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return out.mean() + grad.pow(2).sum(1).mean()
+
+
+def _grads(net: torch.nn.Module) -> list:
+    return [None if p.grad is None else p.grad.clone() for p in net.parameters()]
+
+
+def _averager_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from sozo.training import distributed as sd
+    ctx = sd.setup("cpu")
+    assert ctx is not None
+    res: dict[str, object] = {}
+    net, ref = _TwoNets(), _TwoNets()
+    # about 4 KiB buckets: g (1,446 floats) spans several, d (129 floats) one or two
+    avg = sd.GradAverager(net, ctx, bucket_mb=4096 / 2**20, first_bucket_mb=1e-9,
+                          apart=[list(net.g.parameters()), list(net.d.parameters())])
+    res["buckets"] = len(avg.buckets)
+    mine = _batch().tensor_split(world)[rank]
+    calls: list[tuple[int, int]] = []  # (grads accumulated so far, parameters) when each all-reduce starts
+    all_reduce = dist.all_reduce
+
+    def recording(t, *a, **k):
+        calls.append((sum(p.grad is not None for p in net.parameters()), len(list(net.parameters()))))
+        return all_reduce(t, *a, **k)
+    dist.all_reduce = recording
+
+    # 1. one pass through both networks: the one-process gradient of the global batch's mean loss
+    _loss_full(net, mine).backward()
+    _loss_full(ref, _batch()).backward()
+    res["full"] = (_grads(net), _grads(ref))
+    res["calls"] = list(calls)
+    res["views"] = all(p.grad.data_ptr() == avg._slot[id(p)][0].views[avg._slot[id(p)][1]].data_ptr()
+                       for p in net.parameters())
+    # 2. a second backward before the step accumulates in place: the mean of both passes' gradients
+    _loss_full(net, mine * 2).backward()
+    _loss_full(ref, _batch() * 2).backward()
+    res["twice"] = (_grads(net), _grads(ref))
+    # 3. the generator's step (the critic frozen, as nn.adversarial does): the critic's grads stay None
+    net.zero_grad(set_to_none=True)
+    ref.zero_grad(set_to_none=True)
+    net.d.requires_grad_(False)
+    ref.d.requires_grad_(False)
+    _loss_full(net, mine).backward()
+    _loss_full(ref, _batch()).backward()
+    net.d.requires_grad_(True)
+    ref.d.requires_grad_(True)
+    res["g_only"] = (_grads(net), _grads(ref))
+    # 4. the critic's step with a gradient penalty: the generator's grads (this rank's own values) untouched,
+    # and the penalty's torch.autograd.grad starts no all-reduce
+    with torch.no_grad():
+        for p in net.g.parameters():
+            p.grad.fill_(rank + 1.0)  # in place: still views into their buckets
+    calls.clear()
+    x = mine.detach().requires_grad_(True)
+    (gx,) = torch.autograd.grad(net.d(x).sum(), x, create_graph=True)
+    res["calls_in_grad"] = len(calls)
+    net.d.zero_grad(set_to_none=True)
+    ref.zero_grad(set_to_none=True)
+    _penalty_loss(net, mine).backward()
+    _penalty_loss(ref, _batch()).backward()
+    res["penalty"] = (_grads(net.d), _grads(ref.d))
+    res["g_kept"] = all(bool((p.grad == rank + 1.0).all()) for p in net.g.parameters())
+    # 5. a bucket only partly reached: the unreached gradient keeps this rank's value
+    net.zero_grad(set_to_none=True)
+    _loss_full(net, mine).backward()  # every grad a view again
+    last = net.g[4].weight  # in one bucket with g[2]'s bias and weight
+    with torch.no_grad():
+        last.grad.fill_(rank + 1.0)
+        net.g[2].bias.grad.zero_()
+    before = len(calls)
+    (net.g[2].bias.sum() + net.d(mine).sum()).backward()  # reaches g[2].bias but not its bucket's weights
+    res["partial"] = (bool((last.grad == rank + 1.0).all()), len(calls) - before, net.g[2].bias.grad.clone())
+    # 6. a peer lost during backward: PeerLost out of backward(), and the next pass averages again
+    def broken(*a, **k):
+        raise RuntimeError("Connection closed by peer [/x/y.cpp:12]")
+    dist.all_reduce = broken
+    try:
+        _loss_full(net, mine).backward()
+        res["lost"] = "no error"
+    except sd.PeerLost as e:
+        res["lost"] = e.message
+    dist.all_reduce = recording
+    net.zero_grad(set_to_none=True)
+    ref.zero_grad(set_to_none=True)
+    _loss_full(net, mine).backward()
+    _loss_full(ref, _batch()).backward()
+    res["after_lost"] = (_grads(net), _grads(ref))
+    # 7. running statistics averaged over the ranks; other buffers left alone
+    bn = torch.nn.Sequential(torch.nn.BatchNorm1d(3))
+    bn.register_buffer("pool", torch.full((2,), float(rank)))
+    with torch.no_grad():
+        bn[0].running_mean.fill_(float(rank))
+        bn[0].running_var.fill_(2.0 + 2 * rank)
+    res["stats"] = (ctx.average_running_stats(bn), bn[0].running_mean.tolist(), bn[0].running_var.tolist(),
+                    bn.pool.tolist())
+    torch.save(res, Path(out) / f"avg{rank}.pt")
+    dist.barrier()
+
+
+@pytest.fixture(scope="module")
+def averager_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("averager")
+    _two_processes(_averager_worker, (str(out),), 120)
+    return [torch.load(out / f"avg{r}.pt", weights_only=False) for r in range(2)]
+
+
+def _close(pair) -> bool:
+    mine, ref = pair
+    return len(mine) == len(ref) and all(
+        (a is None and b is None) or (a is not None and b is not None and torch.allclose(a, b, rtol=1e-5, atol=1e-7))
+        for a, b in zip(mine, ref))
+
+
+def test_bucketed_averaging_gives_the_one_process_gradient(averager_runs):
+    for res in averager_runs:
+        assert res["buckets"] >= 4  # g spans at least 3 buckets, d at least 1
+        for case in ("full", "twice", "g_only", "penalty", "after_lost"):
+            assert _close(res[case]), case
+        assert res["views"]  # .grad tensors are views into the buckets' buffers
+        assert all(g is None for g in res["g_only"][0][-4:])  # the frozen critic: not reached, no gradient
+    for case in ("full", "twice", "penalty"):  # both ranks hold the very same averaged values
+        assert all(torch.equal(a, b) for a, b in zip(averager_runs[0][case][0], averager_runs[1][case][0]))
+
+
+def test_buckets_are_reduced_while_backward_runs(averager_runs):
+    calls = averager_runs[0]["calls"]
+    buckets = averager_runs[0]["buckets"]
+    assert len(calls) == buckets  # one all-reduce a bucket
+    ready, total = calls[0]
+    assert ready < total // 2, calls  # the first bucket went out with most gradients still to come
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls) and calls[-1][0] == total
+
+
+def test_what_a_pass_does_not_reach_is_left_alone(averager_runs):
+    for res in averager_runs:
+        assert res["calls_in_grad"] == 0  # a gradient penalty's torch.autograd.grad reduces nothing
+        assert res["g_kept"]  # the generator's gradients (each rank's own) untouched by the critic's step
+        kept, reduces, bias_grad = res["partial"]
+        assert kept and reduces >= 1
+        assert torch.equal(bias_grad, torch.ones_like(bias_grad))  # d(bias.sum())/d(bias), averaged
+
+
+def test_a_lost_peer_during_backward_is_peer_lost(averager_runs):
+    for res in averager_runs:
+        assert res["lost"].startswith("another process of this 2-process job stopped (Connection closed by peer")
+
+
+def test_running_statistics_are_averaged_over_the_ranks(averager_runs):
+    for rank, res in enumerate(averager_runs):
+        count, mean, var, pool = res["stats"]
+        assert count == 2 and mean == [0.5] * 3 and var == [3.0] * 3
+        assert pool == [float(rank)] * 2  # not a normalisation statistic: each rank's own
+
+
+def test_distributed_uses_only_public_torch_apis():
+    from sozo.training import distributed
+    src = Path(distributed.__file__).read_text()
+    for private in ("torch._", "_execution_engine", "queue_callback", "_flatten_dense_tensors"):
+        assert private not in src, private
+
+
+def test_sync_batchnorm_on_nccl_is_torchs_and_keeps_the_tensors():
+    from sozo.training.distributed import convert_sync_batchnorm
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
+                              torch.nn.Sequential(torch.nn.BatchNorm1d(3)))
+    keys, weight, mean = list(net.state_dict()), net[1].weight, net[1].running_mean
+    assert convert_sync_batchnorm(net, "nccl") == 2
+    assert isinstance(net[1], torch.nn.SyncBatchNorm) and isinstance(net[2][0], torch.nn.SyncBatchNorm)
+    assert list(net.state_dict()) == keys and net[1].weight is weight and net[1].running_mean is mean
+
+
+def test_bucket_size_must_be_positive():
+    from sozo.config import TrainConfig
+    with pytest.raises(SozoError, match="bucket_mb"):
+        TrainConfig(bucket_mb=0).validate()

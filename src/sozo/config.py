@@ -62,6 +62,7 @@ class TrainConfig:
     sync_bn: bool = False  # batch norm statistics over the global batch, not each process's share
     # rank: each process its own noise; global: one process's noise, shared out
     dist_rng: Literal["rank", "global"] = "rank"
+    bucket_mb: float = 25.0  # MiB of gradients per all-reduce, started while backward runs (DDP's bucket_cap_mb)
 
     def validate(self) -> None:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
@@ -69,6 +70,9 @@ class TrainConfig:
         _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads", "data_workers")
         if not 0 <= self.seed <= 2**63 - 1:
             raise SozoError(f"'seed' must be from 0 to 2^63 - 1, got {self.seed}", hint="for example --seed 7")
+        if not self.bucket_mb > 0:
+            raise SozoError(f"'bucket_mb' (MiB of gradients per all-reduce) must be above 0, got {self.bucket_mb}",
+                            hint="for example --set bucket_mb=25 (DDP's default)")
         if not 0.0 <= self.ema < 1.0:
             raise SozoError(f"'ema' (the decay of the weights' moving average) must be in [0, 1), got {self.ema}",
                             hint="for example --set ema=0.999 (0: no EMA)")

@@ -11,20 +11,26 @@ What data parallelism needs, and how sozo does it without the family knowing:
 - **the batch**: ``batch_size`` is the global batch B. Every rank draws the same (seed, epoch)
   permutation and takes its share (B / N examples) of each global batch (:func:`shard`), so the
   N processes together see exactly the batches one process would.
-- **gradients**: after every backward pass, the gradients that pass produced are averaged over
-  the ranks (:class:`GradAverager`), so ``.grad`` holds the gradient of the global batch's mean
-  loss — before any clipping or optimizer step the family does. This is the algorithm of
-  ``DistributedDataParallel`` (an all-reduce hooked to the end of backward); sozo hooks it to the
-  *parameters* instead of wrapping each network in a DDP module, because a family calls its
-  networks as plain attributes (``self.generator(z)``) and a GAN step breaks DDP's contract that
-  every forward of a wrapped module is followed by one backward reaching its parameters: the
-  critic runs forward with frozen weights in the generator's update, the generator runs forward
-  with no gradient in the critic's, and a gradient penalty takes a double backward. Hooks on the
-  parameters need none of ``find_unused_parameters``, ``no_sync`` or a ``module.`` prefix in the
-  checkpoint's keys, and work for any number of networks and optimizers.
+- **gradients**: while every backward pass runs, the gradients it produces are averaged over
+  the ranks (:class:`GradAverager`), so when ``backward()`` returns ``.grad`` holds the gradient
+  of the global batch's mean loss — before any clipping or optimizer step the family does. This
+  is the algorithm of ``DistributedDataParallel`` (buckets of about 25 MiB of gradients, each
+  all-reduced asynchronously as soon as backward has produced it, into a flat buffer the
+  ``.grad`` tensors are views of); sozo hooks it to the *parameters* instead of wrapping each
+  network in a DDP module, because a family calls its networks as plain attributes
+  (``self.generator(z)``) and a GAN step breaks DDP's contract that every forward of a wrapped
+  module is followed by one backward reaching its parameters: the critic runs forward with
+  frozen weights in the generator's update, the generator runs forward with no gradient in the
+  critic's, and a gradient penalty takes a double backward. Hooks on the parameters need none of
+  ``find_unused_parameters``, ``no_sync`` or a ``module.`` prefix in the checkpoint's keys, and
+  work for any number of networks and optimizers. (sozo has no gradient-accumulation option:
+  every backward pass is averaged; two passes before one step cost one reduce each.)
 - **batch norm**: ``sync_bn=true`` computes batch statistics over the global batch
-  (:func:`convert_sync_batchnorm`, works with gloo on CPUs too); otherwise each rank normalises
-  by its own B / N examples, as plain DDP does.
+  (``nn.SyncBatchNorm`` on CUDA/NCCL; :func:`convert_sync_batchnorm`'s own forward with gloo on
+  CPUs); otherwise each rank normalises by its own B / N examples, as plain DDP does, and the
+  ranks' running statistics are averaged before every checkpoint and every epoch's samples and
+  measures (:meth:`Context.average_running_stats`), so all ranks hold one model (DDP instead
+  copies rank 0's buffers to the others before every forward).
 - **randomness**: ``dist_rng=rank`` (the default): each rank draws its own noise (the seed plus
   the rank), as independent processes should. ``dist_rng=global``: every rank keeps the
   one-process random stream and a draw whose first dimension is the local batch is made for the
@@ -126,6 +132,19 @@ class Context:
             for t in list(module.parameters()) + list(module.buffers()):
                 self._guard(functools.partial(dist.broadcast, t.data, src=0))
 
+    def average_running_stats(self, module: nn.Module) -> int:
+        """The ranks' running statistics of every normalisation layer in ``module`` (its float
+        ``running_mean`` / ``running_var``) made their mean, in one message; returns how many tensors.
+        Other buffers (a GAN's pool of fakes, counters) stay each rank's own."""
+        stats = [t for m in module.modules() for name in ("running_mean", "running_var")
+                 if isinstance(t := getattr(m, name, None), torch.Tensor) and t.is_floating_point()]
+        if stats:
+            with torch.no_grad():
+                flat = self.average_(torch.cat([t.reshape(-1).to(stats[0].dtype) for t in stats]))
+                for t, avg in zip(stats, flat.split([t.numel() for t in stats])):
+                    t.copy_(avg.view_as(t))
+        return len(stats)
+
     def in_step(self, params: Sequence[torch.Tensor]) -> bool:
         """True when every rank holds the same weights (a checksum over ``params`` per rank)."""
         s = (torch.stack([p.detach().double().sum() for p in params]).cpu() if params
@@ -215,52 +234,174 @@ def seed_for_rank(seed: int, r: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# gradients: averaged over the ranks at the end of every backward pass
+# gradients: averaged over the ranks in buckets, while the backward pass runs
+
+BUCKET_MB = 25.0  # DDP's bucket_cap_mb: gradients are all-reduced in messages of about this size
+FIRST_BUCKET_MB = 1.0  # DDP's first bucket: the last layers' gradients (ready first) go out early
+
+
+class _Bucket:
+    """Parameters whose gradients share one preallocated flat buffer and one all-reduce."""
+
+    def __init__(self, index: int, params: list[nn.Parameter]):
+        self.index = index
+        self.params = params
+        self.buffer = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
+        self.views: list[torch.Tensor] = []
+        offset = 0
+        for p in params:
+            self.views.append(_grad_view(self.buffer[offset:offset + p.numel()], p))
+            offset += p.numel()
+        self.done = [False] * len(params)  # accumulated in the pass under way
+        self.count = 0
+        self.work: Any = None  # the all-reduce in flight
+
+
+def _grad_view(flat: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``flat`` (p.numel() elements) shaped like ``p``, with ``p``'s strides when its memory is dense
+    (contiguous or channels-last), so the optimizer reads grad and weight in the same order."""
+    if p.is_contiguous():
+        return flat.view(p.shape)
+    if (p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)) or (
+            p.dim() == 5 and p.is_contiguous(memory_format=torch.channels_last_3d)):
+        return flat.as_strided(p.shape, p.stride())
+    return flat.view(p.shape)
 
 
 class GradAverager:
     """Average, over the ranks, the gradients each backward pass accumulates into ``module``'s parameters.
 
-    A hook on every parameter notes that its gradient is ready and queues one callback for the
-    end of the backward pass; the callback flattens the ready gradients (by device and dtype) and
-    all-reduces them in one message. A parameter a pass does not reach (the critic while the
-    generator learns, the generator in the critic's step) is left alone, so each optimizer sees
-    averaged gradients of exactly the networks its own backward reached. Two backward passes
-    before one step (real and fake losses separately) also work: the first pass's part is already
-    equal on all ranks, and averaging equal values again leaves them unchanged.
+    Like ``DistributedDataParallel``'s reducer, but hooked to the parameters (see the module's
+    docstring), with public torch hooks only:
+
+    - the parameters are cut into **buckets** (about ``bucket_mb`` MiB each, the first one
+      ``FIRST_BUCKET_MB``; in reverse order of definition, which is about the order backward
+      produces their gradients; never across two of the ``apart`` sets — the trainer passes each
+      optimizer's parameters, since a GAN step reaches only one network, whose buckets then fill
+      and start during its backward). Each bucket owns a flat buffer; a parameter's ``.grad`` is
+      made a view into it (copied in once when autograd gave it a fresh tensor, e.g. after
+      ``zero_grad(set_to_none=True)``, which every family uses; a gradient accumulated in place,
+      as in a second backward before the step, is already there).
+    - ``register_post_accumulate_grad_hook`` on every parameter counts the gradients accumulated in
+      this pass; once all of a bucket's are, its buffer's **asynchronous** all-reduce starts while
+      backward goes on with the earlier layers.
+    - ``torch.autograd.graph.register_multi_grad_hook(params, mode="all")`` says when every
+      gradient this pass computes is computed, and which parameters the pass reached (a
+      parameter it does not reach, e.g. the critic while the generator learns, is None there;
+      ``torch.autograd.grad`` with respect to inputs, as a gradient penalty takes it, reaches none).
+      Once the last of them is accumulated, the buckets only partly reached are reduced too and
+      every reduce is waited for (each gradient was divided by the number of ranks on its way into
+      the bucket): ``.grad`` holds the average when ``backward()`` returns.
+
+    A parameter a pass does not reach is left alone. Two backward passes before one step (real
+    and fake losses apart) also work: the first pass's part is already equal on all ranks, and
+    averaging equal values again leaves them unchanged. Every rank must reach the same
+    parameters in the same order (the same graph), as with DDP. Not covered (no family does
+    either): ``torch.autograd.grad`` with respect to *parameters* (nothing is accumulated, so the
+    end of that pass is never seen) and reentrant backward passes (``torch.utils.checkpoint``
+    with ``use_reentrant=True``).
     """
 
-    def __init__(self, module: nn.Module, ctx: Context):
+    def __init__(self, module: nn.Module, ctx: Context, bucket_mb: float = BUCKET_MB,
+                 first_bucket_mb: float = FIRST_BUCKET_MB, apart: Sequence[Sequence[torch.Tensor]] = ()):
         self.ctx = ctx
-        self.params = [p for p in module.parameters() if p.requires_grad]
-        self.order = {id(p): i for i, p in enumerate(self.params)}
-        self.ready: dict[int, torch.Tensor] = {}
-        self.queued = False
-        self.handles = [p.register_post_accumulate_grad_hook(self._ready) for p in self.params]
+        part = {id(p): i for i, ps in enumerate(apart) for p in ps}
+        groups: dict[tuple, list[nn.Parameter]] = {}
+        for p in module.parameters():  # (shared parameters once)
+            if p.requires_grad:
+                groups.setdefault((part.get(id(p), -1), p.device, p.dtype), []).append(p)
+        self.params = [p for ps in groups.values() for p in ps]
+        self.buckets: list[_Bucket] = []
+        self._slot: dict[int, tuple[_Bucket, int]] = {}
+        for ps in groups.values():
+            cap, chunk, size = first_bucket_mb * 2**20, [], 0
+            for p in reversed(ps):  # the last layers' gradients are ready first
+                chunk.append(p)
+                size += p.numel() * p.element_size()
+                if size >= cap:
+                    self._add_bucket(chunk)
+                    cap, chunk, size = bucket_mb * 2**20, [], 0
+            if chunk:
+                self._add_bucket(chunk)
+        self._launched: list[_Bucket] = []  # in the pass under way, in launch order (the same on every rank)
+        self._accumulated = 0
+        self._expected: int | None = None  # gradients this pass computes, once the multi-grad hook says
+        self.handles: list[Any] = [p.register_post_accumulate_grad_hook(self._ready) for p in self.params]
+        if self.params:
+            self.handles.append(torch.autograd.graph.register_multi_grad_hook(self.params, self._computed, mode="all"))
+
+    def _add_bucket(self, params: list[nn.Parameter]) -> None:
+        b = _Bucket(len(self.buckets), params)
+        self.buckets.append(b)
+        for i, p in enumerate(params):
+            self._slot[id(p)] = (b, i)
 
     def _ready(self, p: torch.Tensor) -> None:
-        self.ready[self.order[id(p)]] = p
-        if not self.queued:
-            self.queued = True
-            torch.autograd.Variable._execution_engine.queue_callback(self._average)
-
-    def _average(self) -> None:
-        self.queued = False
-        params = [self.ready[i] for i in sorted(self.ready)]  # the same order on every rank
-        self.ready = {}
-        buckets: dict[tuple, list[torch.Tensor]] = {}
-        for p in params:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
+        """Post-accumulate hook: ``p.grad`` holds this pass's gradient (plus what it held before)."""
+        try:
+            b, i = self._slot[id(p)]
+            g, view = p.grad, b.views[i]
+            if g is None:
+                return
+            if g.is_sparse:
                 raise SozoError("sparse gradients cannot be averaged across processes",
                                 hint="use sparse=False embeddings for multi-process training")
-            buckets.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
-        for grads in buckets.values():
-            flat = torch._utils._flatten_dense_tensors(grads)  # one message per device and dtype
-            self.ctx.average_(flat)
-            for g, avg in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
-                g.copy_(avg)
+            # divided by the ranks on the way in (as DDP does), so the all-reduce's sum is the mean; a
+            # gradient accumulated onto one already averaged (a second pass) is averaged whole again
+            if g.data_ptr() != view.data_ptr() or g.stride() != view.stride():
+                torch.mul(g, 1.0 / self.ctx.world, out=view)  # a fresh gradient tensor: into the bucket, once
+                p.grad = view
+            elif not b.done[i]:
+                view.mul_(1.0 / self.ctx.world)
+            if not b.done[i]:
+                b.done[i] = True
+                b.count += 1
+                self._accumulated += 1
+                if b.count == len(b.params):
+                    self._launch(b)
+            if self._expected is not None and self._accumulated >= self._expected:
+                self._finish()
+        except BaseException:
+            self._reset()
+            raise
+
+    def _computed(self, grads: Sequence[torch.Tensor | None]) -> None:
+        """Multi-grad hook: every gradient of this pass is computed (the last not yet accumulated)."""
+        try:
+            self._expected = sum(g is not None for g in grads)
+            if self._accumulated >= self._expected:
+                self._finish()
+        except BaseException:
+            self._reset()
+            raise
+
+    def _launch(self, b: _Bucket) -> None:
+        b.work = self.ctx._guard(lambda: dist.all_reduce(b.buffer, async_op=True))
+        self._launched.append(b)
+
+    def _finish(self) -> None:
+        """The last gradient of the pass is in: reduce what is left, wait for every reduce, average."""
+        kept: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for b in self.buckets:  # the partly reached ones, in a fixed order
+            if b.count and b.work is None:
+                for i, p in enumerate(b.params):  # a gradient this pass did not reach stays as it was
+                    if not b.done[i] and p.grad is not None and p.grad.data_ptr() == b.views[i].data_ptr():
+                        kept.append((b.views[i], b.views[i].clone()))
+                self._launch(b)
+        for b in self._launched:
+            self.ctx._guard(b.work.wait)
+        for view, value in kept:
+            view.copy_(value)
+        self._reset()
+
+    def _reset(self) -> None:
+        for b in self.buckets:
+            if b.count or b.work is not None:
+                b.done = [False] * len(b.params)
+                b.count, b.work = 0, None
+        self._launched = []
+        self._accumulated = 0
+        self._expected = None
 
     def remove(self) -> None:
         for h in self.handles:
@@ -323,11 +464,22 @@ def _sync_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> tor
 
 
 _SYNC_CLASSES: dict[type, type] = {}
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)  # (their lazy forms subclass them)
 
 
-def convert_sync_batchnorm(module: nn.Module) -> int:
+def convert_sync_batchnorm(module: nn.Module, backend: str = "gloo") -> int:
     """Make every batch norm in ``module`` normalise by the global batch's statistics; returns how
-    many. The modules keep their parameters, buffers and names (checkpoints are unchanged)."""
+    many. The modules keep their parameters, buffers and names (checkpoints are unchanged).
+
+    NCCL (CUDA): torch's ``nn.SyncBatchNorm`` (its fused CUDA kernels; the modules are replaced by
+    SyncBatchNorm ones holding the same parameter and buffer tensors). gloo (CPUs, where
+    SyncBatchNorm does not run): sozo's own global-batch forward, swapped into each module's class.
+    """
+    if backend == "nccl" and not isinstance(module, _BATCH_NORMS):
+        count = sum(isinstance(m, _BATCH_NORMS) and not isinstance(m, nn.SyncBatchNorm) for m in module.modules())
+        converted = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        assert converted is module  # (only a batch norm itself would be returned as a new module)
+        return count
     count = 0
     for m in module.modules():
         cls = type(m)

@@ -126,20 +126,24 @@ class Trainer:
                      if v.ndim == 4 else v.to(self.device) for k, v in self.data.items()}
         self._streamed = [k for k, v in self.data.items() if isinstance(v, StreamedImages)]
         if self.dist and self.cfg.sync_bn:
-            distributed.convert_sync_batchnorm(self.model)
+            distributed.convert_sync_batchnorm(self.model, self.dist.backend)  # nn.SyncBatchNorm on NCCL
         # Module.to takes memory_format= (keyword only, documented); torch's overloads of `to` leave it out
         self.model.to(self.device, memory_format=fmt)  # type: ignore[call-overload]
         self._grads: distributed.GradAverager | None = None
         self._draws: distributed.GlobalDraws | None = None
+        self._buffers_synced = -1  # the step at which the ranks' batch-norm statistics were last averaged
         if self.dist:
             self.dist.broadcast_module(self.model)  # every rank starts from rank 0's weights
-            self._grads = distributed.GradAverager(self.model, self.dist)
             if self.cfg.dist_rng == "global":
                 self._draws = distributed.GlobalDraws()
             else:  # each rank its own noise from here on (the weights' init above was the same)
                 torch.manual_seed(distributed.seed_for_rank(self.cfg.seed, self.dist.rank))
         self.model.amp_dtype = autocast_dtype(self.cfg.precision, self.device)
         self.model.configure_optimizers()
+        if self.dist:  # gradients averaged while backward runs, in buckets that stay within one optimizer's networks
+            self._grads = distributed.GradAverager(
+                self.model, self.dist, bucket_mb=self.cfg.bucket_mb,
+                apart=[[p for g in o.param_groups for p in g["params"]] for o in self.model.optimizers.values()])
         # the EMA of the weights (ema > 0): on every rank alike, as the ranks' weights are equal
         self.ema = self._new_ema() if self.cfg.ema > 0 else None
         self._stop = False
@@ -215,6 +219,7 @@ class Trainer:
             self._check_finite(self._means(*pending))
         rng_ranks = None
         if self.dist and self._grads is not None:  # (the averager exists exactly when there are processes)
+            self._sync_buffers()
             if not self.dist.in_step(self._grads.params):
                 raise SozoError(f"the {self.dist.world} processes hold different weights at step {self.pos.step}",
                                 hint=f"'{self.model.family}' updates its weights in a way the processes do not share; "
@@ -571,6 +576,7 @@ class Trainer:
         """Samples and callbacks (evaluation) for this epoch; their figures go into ``rec``. The loop
         then writes the record and the checkpoint."""
         cfg, e = self.cfg, self.pos.epoch
+        self._sync_buffers()  # samples and measures see the ranks' averaged batch-norm statistics
         if self.is_main and cfg.sample_every and (e % cfg.sample_every == 0 or e == cfg.epochs or self._done_steps()):
             self._write_samples(e)
         for cb in self.measures if self.is_main else ():  # measures: rank 0's (identical) weights suffice
@@ -578,6 +584,15 @@ class Trainer:
                 extra = cb(self, e)
             if extra:
                 rec.update(extra)
+
+    def _sync_buffers(self) -> None:
+        """Several processes without sync_bn: each rank's running batch-norm statistics (of its own
+        share of the batches) become their mean over the ranks, before a checkpoint or an
+        evaluation, so all ranks hold the same model (once a step; with sync_bn they are equal)."""
+        if self.dist is None or self.cfg.sync_bn or self._buffers_synced == self.pos.step:
+            return
+        self.dist.average_running_stats(self.model)
+        self._buffers_synced = self.pos.step
 
     def _means(self, sums: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, Any]:
         if not sums:
