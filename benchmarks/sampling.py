@@ -1,7 +1,10 @@
 """Sampling speed: 10,000 images from a DCGAN-28 generator, as evaluation needs them.
 
-sozo's ``model.sample`` (batches of 1,024, eval mode, no_grad) against a plain loop of the
-textbook kind (batches of 64, each moved to the CPU as it is made).
+sozo's ``model.sample`` (its batches, eval mode, no_grad) against a plain loop of the textbook kind
+(batches of 64, each moved to the CPU as it is made). Re-typed source: the plain loop's generator is
+the GAN chapter's DCGAN generator as it prints it (``benchmarks/dcgan.py``'s plain ``torch.nn``
+re-typing, never sozo's classes); sozo's is `dcgan`'s default, the same network. Both are
+untrained (N(0, 0.02) weights): sampling costs the same whatever the weights.
 
     python -m benchmarks.sampling [--n 10000] [--device cuda]
 """
@@ -16,6 +19,7 @@ from sozo.devices import resolve_device
 from sozo.registry import get_model
 
 from .common import peak_memory_mb, run_cases, timed
+from .dcgan import Textbook
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,11 +35,13 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":
         model.amp_dtype = torch.bfloat16
 
+    netG = Textbook(device).netG.eval()  # the chapter's generator, the tutorial's initialisation
+
     def plain() -> int:
         out = []
         with torch.no_grad():
             for i in range(0, args.n, 64):
-                out.append(model.generator(torch.randn(min(64, args.n - i), 100, device=device)).cpu())
+                out.append(netG(torch.randn(min(64, args.n - i), 100, 1, 1, device=device)).cpu())
         return sum(len(o) for o in out)
 
     def case(name: str, fn) -> dict:

@@ -9,7 +9,13 @@ with the extractor and scaling of ``sozo evaluate`` (the LeNet trained on the di
 the real features' spread) on ``--n-eval`` samples from fixed latents (seed 0), generator in eval
 mode. The clock counts training only: evaluation, and the other case's epochs, are excluded.
 
-    python -m benchmarks.time_to_quality [--threshold 15] [--max-seconds 900] [--threads 1]
+    python -m benchmarks.time_to_quality [--threshold 15] [--max-seconds 900] [--threads 1] [--set KEY=VALUE]
+
+sozo's side is `sozo train dcgan` as shipped: the family's default networks and training recipe
+(``train_defaults``, e.g. its EMA, whose weights are what gets sampled), only the data, seed, device
+and threads given here; ``--set`` changes it as on the command line (to try another recipe). The plain
+loop's batch is ``--batch-size`` (the tutorial's 64); sozo's is its own default unless ``--set
+batch_size=N``.
 
 Prints one JSON line per evaluation, one per case (seconds and images to the threshold, or null
 when not reached within ``--max-seconds`` of training), and a summary line with the ratio.
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sozo.config import TrainConfig, build_run_config
+from sozo.config import build_run_config, merge_overrides, parse_set, replace
 from sozo.data.images import load_images, to_float
 from sozo.devices import resolve_device
 from sozo.metrics.evaluate import Evaluator
@@ -106,10 +112,11 @@ class Case:
         self.epochs = 0
         self.reached: dict[str, Any] | None = None
         self.best = float("inf")
+        self.skipped = False
 
     @property
     def running(self) -> bool:
-        return self.reached is None and self.train_s < self.args.max_seconds
+        return not self.skipped and self.reached is None and self.train_s < self.args.max_seconds
 
     def record(self, fd: float, eval_s: float) -> None:
         self.epochs += 1
@@ -122,6 +129,8 @@ class Case:
                             "fd": round(fd, 4)}
 
     def result(self) -> dict[str, Any]:
+        if self.skipped:
+            return {"bench": "time-to-quality", "case": self.name, "skipped": True, "reached": False}
         return {"bench": "time-to-quality", "case": self.name, "threshold": self.args.threshold,
                 "reached": self.reached is not None, "seconds_to_threshold": (self.reached or {}).get("seconds"),
                 "images_to_threshold": (self.reached or {}).get("images"),
@@ -142,6 +151,10 @@ def main(argv: list[str] | None = None) -> dict:
                    help="epochs of the feature extractor (default: sozo evaluate's; fewer only for quick checks)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cases", default="sozo,plain-loop",
+                   help="which cases to run (sozo,plain-loop; one alone to try recipes: no ratio then)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change sozo's recipe as `sozo train dcgan --set` does (repeatable)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,7 +169,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps({"bench": "time-to-quality", "setup_seconds": round(time.perf_counter() - t0, 2),
                       "fd_floor_real_vs_real": round(floor, 4), "n_eval": args.n_eval}), flush=True)
 
+    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    if not cases or cases - {"sozo", "plain-loop"}:
+        raise SystemExit(f"--cases takes sozo and/or plain-loop, got {args.cases!r}")
     sozo_case, plain_case = Case("sozo", args), Case("plain-loop", args)
+    sozo_case.skipped, plain_case.skipped = "sozo" not in cases, "plain-loop" not in cases
     plain = plain_epochs(x, args.batch_size, device, args.seed)
 
     def plain_epoch() -> None:
@@ -169,23 +186,30 @@ def main(argv: list[str] | None = None) -> dict:
         t = time.perf_counter()
         plain_case.record(fd(plain_samples(netG, fd.z, device)), time.perf_counter() - t)
 
-    # sozo: the trainer's own loop; this callback runs at each epoch end, outside sozo's clock
+    # sozo: the trainer's own loop, the family's shipped recipe; this callback runs at each epoch end, outside its clock
     fam = "dcgan"
     cls = get_model(fam)
-    rc = build_run_config(fam, cls, {"model": {"image_size": 28, "channels": 1, "width": 32}})
-    cfg = TrainConfig(epochs=100000, batch_size=args.batch_size, seed=args.seed, device=str(device),
-                      progress=False, sample_every=0, log_every=10 ** 9, threads=args.threads or 0)
-    torch.manual_seed(args.seed)
+    sections = merge_overrides({}, parse_set(args.set), cls)
+    rc = build_run_config(fam, cls, sections)
+    rc = replace(rc, model=cls.resolve_config(rc.model, data))  # sizes from the digits, as `sozo train` does
+    cfg = replace(rc.train, epochs=100000, device=str(device), progress=False, sample_every=0, log_every=10 ** 9,
+                  threads=args.threads or rc.train.threads,
+                  seed=args.seed if "seed" not in sections["train"] else rc.train.seed)
+    sozo_batch = cfg.batch_size
+    torch.manual_seed(cfg.seed)
     net = cls(rc.model)
+    n_weights = sum(p.numel() for p in net.generator.parameters())
     clock = {"start": 0.0, "outside": 0.0}
 
     def callback(trainer: Trainer, epoch: int) -> None:
         sync(device)
         t_in = time.perf_counter()
         sozo_case.train_s = t_in - clock["start"] - clock["outside"]
-        sozo_case.images = trainer.pos.step * args.batch_size
+        sozo_case.images = trainer.pos.step * sozo_batch
         t = time.perf_counter()
-        sozo_case.record(fd(trainer.model.sample(args.n_eval, seed=0)), time.perf_counter() - t)
+        with trainer.ema_weights():  # what `sozo sample` and `sozo evaluate` use
+            fakes = trainer.model.sample(args.n_eval, seed=0)
+        sozo_case.record(fd(fakes), time.perf_counter() - t)
         if plain_case.running:
             plain_epoch()
         clock["outside"] += time.perf_counter() - t_in
@@ -197,7 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
         sync(device)
         clock["start"] = time.perf_counter()
         try:
-            trainer.fit()
+            if not sozo_case.skipped:
+                trainer.fit()
         except Reached:
             pass
     while plain_case.running:  # the plain loop goes on alone if sozo got there first
@@ -208,8 +233,15 @@ def main(argv: list[str] | None = None) -> dict:
     for r in results:
         print(json.dumps({**r, **info}), flush=True)
     s, pl = results
+    s.setdefault("images_per_s", None)
+    pl.setdefault("images_per_s", None)
+    s.setdefault("seconds_to_threshold", None)
+    pl.setdefault("seconds_to_threshold", None)
     summary = {"bench": "time-to-quality", "summary": True, "threshold": args.threshold, "n_eval": args.n_eval,
-               "fd_floor": round(floor, 4), "batch_size": args.batch_size, **info,
+               "fd_floor": round(floor, 4), "batch_size": args.batch_size, "sozo_batch_size": sozo_batch,
+               "sozo_generator_weights": n_weights,
+               "sozo_recipe": {"model": sections["model"], "train": {**cls.train_defaults, **sections["train"]}},
+               **info,
                "sozo_seconds": s["seconds_to_threshold"], "plain_seconds": pl["seconds_to_threshold"],
                "sozo_images_per_s": s["images_per_s"], "plain-loop_images_per_s": pl["images_per_s"]}
     if s["reached"] and pl["reached"]:

@@ -154,7 +154,7 @@ def test_models_shows_one_family(capsys):
     assert "makes:    images (use: sozo sample RUN)" in lines
     assert any(line.startswith("data:     mnist-sample") for line in lines)
     assert "  64     image_size=64, width=64, lr_g=0.0001, lr_d=0.0001" in lines
-    assert "  mnist  the defaults" in lines and "  wide   layout=sozo" in lines
+    assert "  mnist  the defaults" in lines and "  wide   layout=sozo, lr_g=0.0002, lr_d=0.0002" in lines
     assert lines[-1] == "options:  sozo train dcgan --print-config (every option with its default and help)"
     code, out, _ = _run(capsys, ["models", "music-lstm"])
     assert "makes:    music (use: sozo compose RUN --out piece.mid)" in out and "trainer:  batch_size=32" in out
