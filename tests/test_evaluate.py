@@ -17,7 +17,8 @@ SETS = ["width=8", "latent_dim=16", "limit=400"]
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ev")
-    trained = sozo.train("dcgan", out=root / "trained", set=SETS + ["lr_g=1e-3"],
+    # the tiny run's own recipe: a fast generator against the chapter's 2e-4 critic
+    trained = sozo.train("dcgan", out=root / "trained", set=SETS + ["lr_g=1e-3", "lr_d=2e-4"],
                          **tiny_options(epochs=3, batch_size=32))
     untrained = sozo.train("dcgan", out=root / "untrained", set=SETS + ["max_steps=1"], **tiny_options())
     return trained, untrained
