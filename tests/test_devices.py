@@ -49,6 +49,12 @@ def test_auto_threads_rule():
     assert choose_threads(32, 2.5, 32, env=None) == 3  # a cgroup quota of 2.5 CPUs, rounded up
     assert choose_threads(8, None, 4, env=None) == 4  # torch's physical-core count (no SMT siblings)
     assert choose_threads(4, 0.2, 4, env=None) == 1  # never below one
+    # the load of the other processes: no more threads than idle CPUs (rounded), at least one
+    assert choose_threads(2, None, 2, env=None, load=0.3) == 2
+    assert choose_threads(2, None, 2, env=None, load=0.9) == 1
+    assert choose_threads(2, None, 2, env=None, load=7.0) == 1
+    assert choose_threads(64, None, 64, env=None, load=30.0) == 8
+    assert choose_threads(64, 4.0, 64, env=None, load=1.0) == 3  # idle within the quota
 
 
 def test_cgroup_quota_is_read(tmp_path):

@@ -42,20 +42,25 @@ _TORCH_THREADS_AT_IMPORT = torch.get_num_threads()
 
 
 def choose_threads(usable_cpus: int, quota_cpus: float | None, torch_default: int, env: str | None,
-                   cap: int = MAX_AUTO_THREADS) -> int | None:
+                   load: float | None = None, cap: int = MAX_AUTO_THREADS) -> int | None:
     """threads=auto: the intra-op thread count for the CPUs this process may use, or None to leave
     torch's as it is.
 
     The rule: an ``OMP_NUM_THREADS`` the caller set wins (None: torch already follows it; torchrun
     and ``--nproc`` set it to share the cores out); otherwise the fewest of the CPUs in this process's
     affinity mask (taskset, a container's cpuset), the CPUs its cgroup quota pays for (rounded up),
-    torch's own default (its count of physical cores) and ``cap``; at least 1.
+    torch's own default (its count of physical cores) and ``cap``; with ``load`` (the 1-minute load
+    average of the other processes) no more than the CPUs left idle, rounded; at least 1. A thread
+    that waits for a busy core holds up the others at every op: on a 2-core machine at load 7, two
+    threads made a DCGAN-28 step 3-6x slower than one.
     """
     if env is not None and env.strip():
         return None
     n = min(usable_cpus, torch_default, cap)
     if quota_cpus is not None:
         n = min(n, math.ceil(quota_cpus))
+    if load is not None:
+        n = min(n, math.floor(min(usable_cpus, quota_cpus or usable_cpus) - load + 0.5))
     return max(1, n)
 
 
@@ -68,18 +73,23 @@ def _cgroup_cpus(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> float | None:
         return None
 
 
-def auto_threads() -> int | None:
-    """``choose_threads`` for this process (see there)."""
+def auto_threads(deterministic: bool = False) -> int | None:
+    """``choose_threads`` for this process (see there); ``deterministic``: without the load, so that
+    reruns (and resumes) on this machine use the same count, whatever else runs beside them."""
     affinity = getattr(os, "sched_getaffinity", None)
     usable = len(affinity(0)) if affinity else (os.cpu_count() or 1)
-    return choose_threads(usable, _cgroup_cpus(), _TORCH_THREADS_AT_IMPORT, os.environ.get("OMP_NUM_THREADS"))
+    getload = getattr(os, "getloadavg", None)
+    # the machine's load, the share of it on this process's CPUs (when it may use only some of them)
+    load = None if deterministic or getload is None else getload()[0] * usable / max(usable, os.cpu_count() or 1)
+    return choose_threads(usable, _cgroup_cpus(), _TORCH_THREADS_AT_IMPORT, os.environ.get("OMP_NUM_THREADS"),
+                          load)
 
 
 def configure_backends(device: torch.device, threads: int | str = 0, deterministic: bool = False) -> None:
     """Set up this process for training on ``device``: the CPU threads (a number; "auto": sozo's
-    choice, ``auto_threads``; 0: PyTorch's default), and either deterministic kernels or, on CUDA,
-    cuDNN autotuning (faster, not reproducible)."""
-    n = auto_threads() if threads == "auto" else threads
+    choice, ``auto_threads``, said in the trainer's first line; 0: PyTorch's default), and either
+    deterministic kernels or, on CUDA, cuDNN autotuning (faster, not reproducible)."""
+    n = auto_threads(deterministic) if threads == "auto" else threads
     if isinstance(n, int) and n > 0:
         torch.set_num_threads(n)
         try:  # one inter-op thread per intra-op one; torch allows setting it once, before any parallel work

@@ -389,7 +389,8 @@ class Trainer:
                 self.save_model()
         if self.is_main:
             prec = (("bf16 autocast" if self.model.amp_dtype is not None else "fp32")
-                    + (", compiled" if self.compiled else ""))
+                    + (", compiled" if self.compiled else "")
+                    + (f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""))
             procs = (f" x {self.dist.world} processes ({self.dist.backend}, {self.cfg.batch_size // self.dist.world} "
                      f"examples each a step{', sync batch norm' if self.cfg.sync_bn else ''})") if self.dist else ""
             self.log(f"{self.model.family}: {self.n} training examples, {self.steps_per_epoch} steps an epoch, "
