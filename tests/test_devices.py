@@ -82,3 +82,21 @@ def test_threads_config_takes_auto_or_a_count(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_auto_threads_resume_with_the_count_the_run_started_with(tmp_path, monkeypatch):
+    import sozo
+    from sozo.runs import load_checkpoint
+    sets = ["width=8", "latent_dim=8", "limit=100", "sample_every=0", "max_steps=2"]
+    before = torch.get_num_threads()
+    try:
+        run = sozo.train("dcgan", out=tmp_path / "run", batch_size=20, device="cpu", progress=False,
+                         set=sets, log=lambda m: None)
+        assert load_checkpoint(run.last_ckpt)["threads"] == 1  # (OMP_NUM_THREADS=1 in the tests)
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setattr("sozo.devices.choose_threads", lambda *a, **k: 2)  # the load now says 2
+        torch.set_num_threads(2)
+        sozo.train("dcgan", resume=run.path, progress=False, set=["max_steps=3"], log=lambda m: None)
+        assert torch.get_num_threads() == 1  # the run's own count, for the same sums as before the stop
+    finally:
+        torch.set_num_threads(before)
