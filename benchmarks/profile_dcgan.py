@@ -9,10 +9,11 @@ time less the ops' time: Python (modules, the step, the trainer's loop), the aut
 glue, and the profiler's own cost. sozo's steps run inside ``Trainer.fit`` (its loop, loss
 accumulation, logging); "trainer loop" is the part of sozo's step outside ``training_step``.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.profile_dcgan [--steps 20] [--warmup 10] [--threads 1]
+    OMP_NUM_THREADS=1 python -m benchmarks.profile_dcgan [--steps 20] [--warmup 10] [--threads 1] [--repeats 3]
 
 Prints a table per side (category, ms/step, share) and a JSON line with the figures. The wall
-time per step with and without the profiler is printed beside each table.
+time per step with and without the profiler is printed beside each table; with ``--repeats`` the
+sides alternate and each keeps its fastest profile and its fastest time (the machine may be shared).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from sozo.training import Trainer
 from .dcgan import Textbook
 
 CATEGORIES = ["conv fwd (D)", "conv-transpose fwd (G)", "conv bwd (D)", "conv-transpose bwd (G)",
-              "batch norm fwd", "batch norm bwd", "activations fwd+bwd", "loss fwd+bwd", "optimizer step",
+              "matrix products fwd+bwd (sozo: G's first layer, D's last)", "batch norm fwd",
+              "batch norm bwd", "activations fwd+bwd", "loss fwd+bwd", "optimizer step",
               "zero_grad", "grad accumulation", "allocation", "copies / casts / indexing", "other torch ops",
               "outside torch ops (Python, autograd glue)", "loop outside the step (DataLoader / trainer)"]
 OUTSIDE, LOOP = CATEGORIES[-2], CATEGORIES[-1]
@@ -70,6 +72,8 @@ def category(chain: list[Any]) -> str:
             return "batch norm bwd"
         if e.name in ("aten::batch_norm", "aten::native_batch_norm", "aten::_native_batch_norm_legit"):
             return "batch norm fwd"
+    if names[0] in ("aten::mm", "aten::addmm", "aten::bmm"):
+        return "matrix products fwd+bwd (sozo: G's first layer, D's last)"
     if any(a in n for n in names for a in _ACTS):
         return "activations fwd+bwd"
     if any("binary_cross_entropy" in n or "BinaryCrossEntropy" in n or "softplus" in n or "log_sigmoid" in n
@@ -176,16 +180,27 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=10, help="steps before the profile")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=1, help="alternate the sides; keep each one's fastest")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     x = load_images("mnist-sample").images  # (5000, 1, 28, 28) uint8
     out: dict[str, Any] = {"bench": "profile-dcgan", "threads": torch.get_num_threads(), "torch": torch.__version__,
                            "batch_size": args.batch_size, "steps": args.steps}
-    for name, side in (("plain-loop", plain_side), ("sozo", sozo_side)):
-        timed = side(x, args.batch_size, args.warmup, args.steps, False)
-        win = side(x, args.batch_size, args.warmup, args.steps, True)
+    sides = (("plain-loop", plain_side), ("sozo", sozo_side))
+    best: dict[str, tuple[float, Window]] = {}  # each side's fastest un-profiled time, fastest profile
+    for _ in range(args.repeats):  # the sides alternate: a busy spell of the machine hits both
+        for name, side in sides:
+            timed = side(x, args.batch_size, args.warmup, args.steps, False)
+            win = side(x, args.batch_size, args.warmup, args.steps, True)
+            wall = (timed.t1 - timed.t0) * 1000 / args.steps
+            if name in best:
+                old_wall, old_win = best[name]
+                wall = min(wall, old_wall)
+                win = win if win.t1 - win.t0 < old_win.t1 - old_win.t0 else old_win
+            best[name] = (wall, win)
+    for name, _ in sides:
+        wall, win = best[name]
         ms = breakdown(win)
-        wall = (timed.t1 - timed.t0) * 1000 / args.steps
         print(table(name, ms, wall) + "\n", flush=True)
         out[name] = {"ms_per_step": round(wall, 2), **{k: round(v, 2) for k, v in ms.items()}}
     print(json.dumps(out), flush=True)

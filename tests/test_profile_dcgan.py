@@ -21,6 +21,7 @@ def test_categories_follow_the_enclosing_op():
     assert category(_chain("aten::_fused_adam_", "Optimizer.step#Adam.step")) == "optimizer step"
     assert category(_chain("aten::leaky_relu_backward", "LeakyReluBackward0")) == "activations fwd+bwd"
     assert category(_chain("aten::native_batch_norm", "aten::batch_norm")) == "batch norm fwd"
+    assert category(_chain("aten::mm", "aten::matmul")).startswith("matrix products")
     assert category(_chain("aten::empty")) == "allocation"
     assert category(_chain("aten::something_new")) == "other torch ops"
 
