@@ -391,9 +391,10 @@ class Trainer:
             if self.is_main:  # model/ exists (at step 0) from the start, so a killed run is always loadable
                 self.save_model()
         if self.is_main:
+            n = torch.get_num_threads()
             prec = (("bf16 autocast" if self.model.amp_dtype is not None else "fp32")
                     + (", compiled" if self.compiled else "")
-                    + (f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""))
+                    + (f", {n} thread{'s' if n > 1 else ''}" if self.device.type == "cpu" else ""))
             procs = (f" x {self.dist.world} processes ({self.dist.backend}, {self.cfg.batch_size // self.dist.world} "
                      f"examples each a step{', sync batch norm' if self.cfg.sync_bn else ''})") if self.dist else ""
             self.log(f"{self.model.family}: {self.n} training examples, {self.steps_per_epoch} steps an epoch, "
