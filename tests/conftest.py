@@ -14,6 +14,7 @@ from .helpers import TINY_DCGAN
 def _sozo_home(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("SOZO_HOME", str(tmp_path_factory.mktemp("sozo-home")))
+    mp.setenv("OMP_NUM_THREADS", "1")  # threads=auto (the default) then keeps one thread, here and in CLI runs
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -8,7 +8,7 @@ import sozo
 from sozo.data.images import load_images, to_float
 from sozo.errors import SozoError
 from sozo.models.gan import slerp
-from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator
+from sozo.models.gan.networks import ConvDiscriminator, ConvGenerator, PointConvTranspose2d, WholeConv2d
 
 from .helpers import build, check_resume, check_save_load, check_step_changes, first_batch, tiny_options
 
@@ -70,11 +70,13 @@ def test_dcgan_architectures_match_the_papers():
 
 def _layers(net: torch.nn.Module) -> list[tuple]:
     """Each layer as the GAN chapter prints it: (kind, in, out, kernel, stride, padding, bias) for the
-    convolutions, the norm's channels, the activation's slope."""
+    convolutions (by the torch class they are: sozo's matrix-product layers are convolutions), the
+    norm's channels, the activation's slope."""
     out: list[tuple] = []
     for m in net.modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            out.append((type(m).__name__, m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0],
+            kind = next(c.__name__ for c in type(m).__mro__ if c.__module__.startswith("torch.nn"))
+            out.append((kind, m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0],
                         m.bias is not None))
         elif isinstance(m, torch.nn.BatchNorm2d):
             out.append(("BatchNorm2d", m.num_features))
@@ -199,3 +201,31 @@ def test_least_squares_objective_for_any_gan():
     model, train = build("dcgan", TINY["dcgan"] + DATA + ["objective=least-squares"])
     losses = check_step_changes(model, first_batch(train), step=0, expect={"generator": True, "discriminator": True})
     assert "wdist" not in losses and losses["loss_d"] >= 0 and losses["loss_g"] >= 0
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("bias", [False, True])
+def test_matrix_product_layers_match_the_convolutions(fmt, bias):
+    """PointConvTranspose2d on a 1x1 input and WholeConv2d on a kernel-sized input are the same
+    function (outputs and gradients) as the torch layers they stand for; other inputs take the convolution."""
+    torch.manual_seed(0)
+    nn, b = torch.nn, bias
+    for fast, ref, shapes in ((PointConvTranspose2d(6, 5, 4, 1, 0, bias=b), nn.ConvTranspose2d(6, 5, 4, 1, 0, bias=b),
+                               [(3, 6, 1, 1), (3, 6, 2, 2)]),
+                              (WholeConv2d(6, 2, 4, 1, 0, bias=b), nn.Conv2d(6, 2, 4, 1, 0, bias=b),
+                               [(3, 6, 4, 4), (3, 6, 5, 5)])):
+        ref.load_state_dict(fast.state_dict())
+        fast.to(memory_format=fmt)
+        for shape in shapes:
+            x = torch.randn(shape).contiguous(memory_format=fmt)
+            xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+            ya, yb = fast(xa), ref(xb)
+            assert ya.shape == yb.shape
+            torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-5)
+            g = torch.randn_like(yb)
+            ya.backward(g)
+            yb.backward(g)
+            torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(fast.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
+            fast.zero_grad()
+            ref.zero_grad()

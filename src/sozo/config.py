@@ -53,7 +53,8 @@ class TrainConfig:
     on_divergence: Literal["stop", "rollback"] = "stop"
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile the networks (auto: on CUDA); falls back to eager
     deterministic: bool = False  # torch.use_deterministic_algorithms for bit-exact reruns
-    threads: int = 0  # CPU threads for torch (0: torch's default)
+    # CPU threads for torch; auto: the usable cores, at most 8, unless OMP_NUM_THREADS is set (sozo.devices); 0: torch's
+    threads: int | Literal["auto"] = "auto"
     # EMA of the weights (0: off), e.g. 0.999: sampling, evaluation and `sozo.load` use it (--raw: the live weights)
     ema: float = 0.0
     ema_warmup: bool = True  # decay of update t: min(ema, (1 + t) / (10 + t)), so early weights fade fast
@@ -67,7 +68,9 @@ class TrainConfig:
     def validate(self) -> None:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
         _at_least(self, 2, "eval_samples")
-        _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "threads", "data_workers")
+        _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "data_workers")
+        if self.threads != "auto":
+            _at_least(self, 0, "threads")
         if not 0 <= self.seed <= 2**63 - 1:
             raise SozoError(f"'seed' must be from 0 to 2^63 - 1, got {self.seed}", hint="for example --seed 7")
         if not self.bucket_mb > 0:

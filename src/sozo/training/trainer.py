@@ -32,7 +32,7 @@ import torch
 from .. import callbacks as hooks
 from ..config import TrainConfig
 from ..data.stream import Rows, StreamedImages, read_batches
-from ..devices import autocast_dtype, configure_backends, resolve_device
+from ..devices import auto_threads, autocast_dtype, configure_backends, resolve_device
 from ..errors import SozoError
 from ..models.base import GenerativeModel
 from ..runs import Run, WriteFailed, load_checkpoint, save_checkpoint, save_weights, write_json
@@ -197,6 +197,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.model.optimizers.items()},
             "step": self.pos.step, "epoch": self.pos.epoch, "batch": self.pos.batch,
             "rng": rng_state(),
+            "threads": torch.get_num_threads(),  # threads=auto resumes with these (the same kernels' sums)
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -286,6 +287,8 @@ class Trainer:
             set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
                            for k, v in rng.items()})
         self.pos = Position(int(state["step"]), int(state["epoch"]), int(state["batch"]))
+        if self.cfg.threads == "auto" and auto_threads(self.cfg.deterministic) is not None and "threads" in state:
+            torch.set_num_threads(int(state["threads"]))  # the count the run chose at its start, whatever the load now
         acc = state.get("metric_sums")  # checkpoints before 0.2 have none: the epoch record then averages less
         if isinstance(acc, dict):
             dev = self.device
@@ -393,8 +396,10 @@ class Trainer:
             if self.is_main:  # model/ exists (at step 0) from the start, so a killed run is always loadable
                 self.save_model()
         if self.is_main:
+            n = torch.get_num_threads()
             prec = (("bf16 autocast" if self.model.amp_dtype is not None else "fp32")
-                    + (", compiled" if self.compiled else ""))
+                    + (", compiled" if self.compiled else "")
+                    + (f", {n} thread{'s' if n > 1 else ''}" if self.device.type == "cpu" else ""))
             procs = (f" x {self.dist.world} processes ({self.dist.backend}, {self.cfg.batch_size // self.dist.world} "
                      f"examples each a step{', sync batch norm' if self.cfg.sync_bn else ''})") if self.dist else ""
             self.log(f"{self.model.family}: {self.n} training examples, {self.steps_per_epoch} steps an epoch, "
