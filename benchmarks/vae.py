@@ -1,7 +1,7 @@
 """VAE (MLP 784-400-20) training and sampling speed: sozo's `vae` vs the PyTorch example's loop, re-typed.
 
-The plain loop is the seed VAE (PyTorch's examples/vae/main.py, the model of the Keras book's
-chapter 3 in PyTorch): a DataLoader over float images in [0, 1], fc1 784-400, fc21/fc22 400-20,
+The plain loop is the seed VAE (PyTorch's examples/vae/main.py; the Keras book's chapter 3 VAE is
+convolutional with a 2-D code, another model): a DataLoader over float images in [0, 1], fc1 784-400, fc21/fc22 400-20,
 fc3 20-400, fc4 400-784 with a sigmoid, ``binary_cross_entropy(reduction="sum")`` + KL, Adam lr 1e-3,
 ``train_loss += loss.item()`` on every step. sozo's `vae` is the same network and objective (logits
 with a softplus cross-entropy, so no sigmoid-then-log), trained through the one trainer on uint8

@@ -255,3 +255,15 @@ def test_a_few_epochs_beat_the_untrained_model_on_fd(tmp_path):
     fd = sozo.evaluate(r, n=500, steps=20, log=lambda m: None)[0][str(r.path)]["fd"]
     fd0 = sozo.evaluate(untrained, n=500, steps=20, log=lambda m: None)[0][str(untrained.path)]["fd"]
     assert fd < 0.7 * fd0, (fd, fd0)
+
+
+def test_paper_preset_is_ho_et_als_cifar10_unet():
+    """preset=paper at 32x32 RGB: Ho et al.'s CIFAR-10 U-Net, whose paper gives 35.7M parameters
+    (built on the meta device: no memory, no init time)."""
+    from sozo.models.ddpm import DDPM
+    p = DDPM.presets()["paper"]
+    assert (p["base"], p["mults"], p["blocks"], p["attn_levels"], p["dropout"]) == (128, [1, 2, 2, 2], 2, [1], 0.1)
+    assert (p["lr"], p["warmup"]) == (2e-4, 5000)
+    with torch.device("meta"):
+        net = UNet(3, p["base"], tuple(p["mults"]), p["blocks"], tuple(p["attn_levels"]), p["dropout"])
+    assert round(sum(q.numel() for q in net.parameters()) / 1e5) == 357

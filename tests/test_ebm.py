@@ -220,3 +220,17 @@ def test_a_few_epochs_beat_the_untrained_model_on_fd(tmp_path):
     results, _ = sozo.evaluate([trained.path, untrained.path], n=500, log=lambda m: None)
     fd_t, fd_u = results[str(trained.path)]["fd"], results[str(untrained.path)]["fd"]
     assert fd_t < 0.7 * fd_u, (fd_t, fd_u)
+
+
+def test_the_network_is_the_books_parameter_for_parameter():
+    """Conv 16 (5x5) / 32 / 64 / 64 (3x3), stride 2, dense 64, dense 1: the book's 76,993 weights. On 28x28
+    digits the last conv is 2x2, as on the book's 32x32 (its digits padded), so the dense layer is the same."""
+    from sozo.models.ebm.networks import EnergyNet
+    for size in (28, 32):
+        net = EnergyNet(1, size, EBMConfig().widths, EBMConfig().hidden)
+        assert net.head[1].in_features == 64 * 2 * 2
+        assert sum(p.numel() for p in net.parameters()) == 76_993
+    convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in convs] == [(16, 5, 2), (32, 3, 2), (64, 3, 2),
+                                                                                (64, 3, 2)]
+    assert all(isinstance(m, torch.nn.SiLU) for m in net.features[1::2])  # the book's swish

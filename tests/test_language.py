@@ -282,3 +282,16 @@ def test_cli_write_interactive_char_level_gpt(book, tmp_path, monkeypatch, capsy
     out, err = capsys.readouterr()
     assert out.strip() == model.text_of(ids).strip() and out.startswith("The f")
     assert all(len(t) == 1 for t, _ in model.next_word_choices(ids))  # characters offered at char level
+
+
+def test_the_books_sizes_give_the_retyped_book_lstm():
+    """text-lstm with the Keras book's sizes (benchmarks/language.py's BOOK) has exactly the weights of the
+    re-typed book network: Embedding(100) -> LSTM(256) -> Linear over the vocabulary."""
+    from benchmarks.language import BOOK, BookLSTM
+    from sozo.config import build_run_config
+    from sozo.registry import get_model
+    cls = get_model("text-lstm")
+    sets = {k: BOOK[k] for k in ("embed_dim", "hidden", "layers")}
+    model = cls(build_run_config("text-lstm", cls, {"model": {**sets, "vocab_size": 300}}).model)
+    ours = [tuple(v.shape) for v in model.state_dict().values()]
+    assert ours == [tuple(v.shape) for v in BookLSTM(300).state_dict().values()]

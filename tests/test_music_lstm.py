@@ -220,3 +220,35 @@ def test_evaluate(run, capsys):
     assert res["heldout_note_ce"] > 0 and res["unigram_note_ce"] > 0 and res["composed"]["samples"] == 4
     # random notes leave the scale, Bach-like music does not
     assert res["random"]["in_scale"] < res["heldout"]["in_scale"]
+
+
+def test_book_preset_is_the_retyped_book_network_but_for_its_heads():
+    """preset=book has every weight of benchmarks/music_lstm.py's re-typed book network (two embeddings of
+    100, two LSTMs of 256, a Dense(1) attention score) with the same shape; its two heads read the context
+    and the current LSTM output (512 inputs) where the book's read the context alone (256)."""
+    from benchmarks.music_lstm import BookMusicLSTM
+    from sozo.config import build_run_config
+    cls = MusicLSTM
+    cfg = build_run_config("music-lstm", cls, {"model": {"preset": "book", "note_vocab": 40, "duration_vocab": 12}})
+    assert (cfg.model.embed_dim, cfg.model.hidden, cfg.model.layers, cfg.model.seq_len) == (100, 256, 2, 32)
+    assert cfg.model.dropout == 0.0  # the book's Dropout layers are commented out
+    ours = {k: tuple(v.shape) for k, v in cls(cfg.model).state_dict().items()}
+    book = {k: tuple(v.shape) for k, v in BookMusicLSTM(40, 12).state_dict().items()}
+    names = {"notes_embedding": "note_embed", "durations_embedding": "dur_embed", "attention": "score",
+             "notes_out": "note_head", "durations_out": "dur_head", "lstm1.weight_ih_l0": "rnn.weight_ih_l0",
+             "lstm1.weight_hh_l0": "rnn.weight_hh_l0", "lstm1.bias_ih_l0": "rnn.bias_ih_l0",
+             "lstm1.bias_hh_l0": "rnn.bias_hh_l0", "lstm2.weight_ih_l0": "rnn.weight_ih_l1",
+             "lstm2.weight_hh_l0": "rnn.weight_hh_l1", "lstm2.bias_ih_l0": "rnn.bias_ih_l1",
+             "lstm2.bias_hh_l0": "rnn.bias_hh_l1"}
+
+    def ours_name(k: str) -> str:
+        for a, b in names.items():
+            if k.startswith(a):
+                return b + k[len(a):]
+        raise AssertionError(k)
+
+    mapped = {ours_name(k): v for k, v in book.items()}
+    assert set(mapped) == set(ours)
+    differ = {k for k in ours if ours[k] != mapped[k]}
+    assert differ == {"note_head.weight", "dur_head.weight"}
+    assert ours["note_head.weight"] == (40, 512) and mapped["note_head.weight"] == (40, 256)

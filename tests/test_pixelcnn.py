@@ -303,3 +303,22 @@ def test_a_few_epochs_on_the_digits_beat_the_untrained_model(tmp_path):
     assert trained < 0.5 * untrained, (trained, untrained)  # 543 nats (784 ln 2) -> about 150
     epochs = [r_["heldout_nll"] for r_ in r.metrics() if r_["kind"] == "epoch"]
     assert epochs[-1] < epochs[0]
+
+
+def test_book_preset_has_the_books_sizes_and_the_documented_differences():
+    """preset=book: masked 7x7 type A to 128, 5 residual blocks (1x1 to 64, masked 3x3 type B, 1x1 to 128),
+    1x1 layers to 4 levels. The book's network (2nd ed., ch. 5) has 307,460 weights; sozo's first layer also
+    sees the border channel (+6,272) and its head has one 128-wide 1x1 layer, the book's two (-16,512)."""
+    cfg = PixelCNNConfig(**PixelCNN.presets()["book"], image_size=16, channels=1)
+    net = PlainPixelCNN(cfg.n_levels, cfg.width, cfg.layers, cfg.first_kernel, cfg.kernel, cfg.head, cfg.dropout)
+    assert (net.first.in_channels, net.first.out_channels, net.first.kernel_size) == (2, 128, (7, 7))
+    assert len(net.blocks) == 5
+    b = net.blocks[0]
+    assert [(m.in_channels, m.out_channels, m.kernel_size[0]) for m in (b.conv1, b.pixel_conv, b.conv2)] == [
+        (128, 64, 1), (64, 64, 3), (64, 128, 1)]
+    heads = [m for m in net.head if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels) for m in heads] == [(128, 128), (128, 4)]
+    book = (7 * 7 * 128 + 128) + 5 * (128 * 64 + 64 + 9 * 64 * 64 + 64 + 64 * 128 + 128) + 2 * (128 * 128 + 128) \
+        + (128 * 4 + 4)
+    assert book == 307_460
+    assert sum(p.numel() for p in net.parameters()) == book + 7 * 7 * 128 - (128 * 128 + 128) == 297_220

@@ -1,4 +1,4 @@
-"""``music-lstm``: the note-sequence LSTM with attention of Foster, *Generative Deep Learning*, ch. 7.
+"""``music-lstm``: the note-sequence LSTM with attention of Foster, *Generative Deep Learning*, 1st ed., ch. 7.
 
 Two embedded streams (pitch tokens, duration tokens) are concatenated, run through a stack of
 LSTMs, and an attention layer weighs the LSTM outputs over the sequence (a score per step, a
@@ -14,6 +14,8 @@ Where sozo differs from the book, and why:
 - The heads see the attention context *and* the LSTM output at the current step: a
   query-free attention dilutes the latest step as the window grows, and the next note depends
   most on the last ones.
+- Training: Adam (the book: RMSprop, both at lr 1e-3) with gradient-norm clipping at 1, dropout 0.2
+  by default (``preset=book``: 0, as the book), windows every ``stride`` (4) events instead of every one.
 - Composing slides a window of the last ``seq_len`` tokens, as the book does, so the model never
   sees a longer context than it was trained on.
 
@@ -111,8 +113,8 @@ class MusicLSTM(GenerativeModel):
     Config = MusicLSTMConfig
     makes = "music"
     takes = "chorales (the default: the Bach chorales bundled with music21) or a folder of MIDI/MusicXML files"
-    description = ("Music: note-sequence LSTM with attention (Foster ch. 7) on the Bach chorales bundled with "
-                   "music21 or a folder of MIDI/MusicXML (sozo compose RUN --out piece.mid)")
+    description = ("Music: note-sequence LSTM with attention (Foster, 1st ed., ch. 7) on the Bach chorales "
+                   "bundled with music21 or a folder of MIDI/MusicXML (sozo compose RUN --out piece.mid)")
     train_defaults = {"batch_size": 32, "log_every": 20, "epochs": 15}  # held-out CE bottoms out near 15 (chorales)
 
     @classmethod

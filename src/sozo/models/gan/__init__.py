@@ -305,10 +305,13 @@ _family("dcgan", "DCGAN: the GAN chapter's networks as it prints them (28x28: 10
         presets={"mnist": {}, "wide": {"layout": "sozo", "lr_g": 2e-4, "lr_d": 2e-4},
                  "64": {"image_size": 64, "width": 64, "lr_g": 1e-4, "lr_d": 1e-4}},
         arch="conv", layout="chapter", lr_g=6e-4, lr_d=6e-4)
-_family("wgan", "WGAN: DCGAN networks, Wasserstein loss with weight clipping (RMSprop, n_critic 5, clip 0.01)",
+_family("wgan", "WGAN: sozo's first DCGAN networks (dcgan preset=wide), Wasserstein loss with weight clipping "
+                "(RMSprop, n_critic 5, clip 0.01)",
         arch="conv", objective="wasserstein-clip", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, n_critic=5)
-_family("wgan-gp", "WGAN-GP: DCGAN networks, gradient penalty (lambda 10, n_critic 5), instance-norm critic",
+_family("wgan-gp", "WGAN-GP: sozo's first DCGAN networks (dcgan preset=wide), gradient penalty (lambda 10, "
+                   "n_critic 5), instance-norm critic, Adam 1e-4 (0.5, 0.9)",
         arch="conv", objective="wasserstein-gp", d_norm="instance", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.9,
         n_critic=5)
-_family("cgan", "Conditional DCGAN: a class embedding into both networks; sample any digit with --label",
+_family("cgan", "Conditional DCGAN (sozo's first DCGAN networks): a class embedding into both networks; "
+                "sample any digit with --label",
         arch="conv", conditional=True)

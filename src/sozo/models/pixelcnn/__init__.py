@@ -117,7 +117,7 @@ class PixelCNN(ImageModel):
 
     description = ("PixelCNN (van den Oord et al. 2016): gated masked convolutions without the blind spot, "
                    "a 256-way softmax per pixel (levels=4 as the book, binarize=true), exact NLL in nats and "
-                   "bits/dim, sampled pixel by pixel; preset=book: the book's plain masked-conv PixelCNN")
+                   "bits/dim, sampled pixel by pixel; preset=book: the book's plain masked-conv PixelCNN at its sizes")
     Config = PixelCNNConfig
     train_defaults = {"batch_size": 64, "epochs": 8}  # 30-40 minutes on one shared CPU thread
 
@@ -135,7 +135,8 @@ class PixelCNN(ImageModel):
     # --- config and data -----------------------------------------------------------------
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
-        # the book (2nd ed., ch. 5): masked 7x7 type A, 5 residual blocks of 128 filters, two 1x1, 4 levels
+        # the book's sizes (2nd ed., ch. 5): masked 7x7 type A, 5 residual blocks of 128 filters, 4 levels; its head has
+        # two 128-wide 1x1 layers before the output, this one has one (docs/presets.md lists the differences)
         return {"gated": {},
                 "book": {"arch": "plain", "width": 128, "layers": 5, "kernel": 3, "head": 128, "levels": 4},
                 "small": {"width": 16, "layers": 3, "head": 32}}
