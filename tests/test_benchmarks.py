@@ -215,6 +215,7 @@ def _call_item_in_sozo():
     pick_token(torch.zeros(8), 0.0, 0, 1.0, None)
 
 
+@pytest.mark.slow  # 15-25 s: a subprocess per case
 def test_limits_case_quick(capsys):
     """The memory estimates are measured against what the process really grows by (benchmarks.limits)."""
     from benchmarks import limits

@@ -238,6 +238,7 @@ def test_evaluate_records_the_sampler_steps(run):
     assert ev["provenance"]["generated"] == {"count": 150, "what": "samples"}
 
 
+@pytest.mark.slow  # FD at two sampler settings: 10-15 s
 def test_the_benchmark_runs(run, capsys):
     from benchmarks import ddpm
     s = ddpm.main(["--run", str(run.path), "--n", "8", "--fd-n", "150", "--fd-steps", "2,5", "--device", "cpu"])
