@@ -342,11 +342,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1, default=str) + "\n")
-    tmp.replace(out)  # a kill mid-write leaves the previous version whole
-    out.with_suffix(".md").write_text(markdown(report))
+    from sozo.runs import write_text  # atomic: a kill mid-write leaves the previous version whole
+    write_text(out, json.dumps(report, indent=1, default=str) + "\n")
+    write_text(out.with_suffix(".md"), markdown(report))
 
 
 def gpu_suite(args: argparse.Namespace) -> dict[str, Any]:
