@@ -54,7 +54,7 @@ def choose_threads(usable_cpus: int, quota_cpus: float | None, torch_default: in
     that waits for a busy core holds up the others at every op: on a 2-core machine at load 7, two
     threads made a DCGAN-28 step 3-6x slower than one.
     """
-    if env is not None and env.strip():
+    if threads_set(env):
         return None
     n = min(usable_cpus, torch_default, cap)
     if quota_cpus is not None:
@@ -71,6 +71,12 @@ def _cgroup_cpus(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> float | None:
         return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         return None
+
+
+def threads_set(env: str | None) -> bool:
+    """True when ``env`` (the value of ``OMP_NUM_THREADS``, None when unset) is a count the caller
+    set: threads=auto then leaves torch's count as it is."""
+    return env is not None and bool(env.strip())
 
 
 def auto_threads(deterministic: bool = False) -> int | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -32,7 +33,7 @@ import torch
 from .. import callbacks as hooks
 from ..config import TrainConfig
 from ..data.stream import Rows, StreamedImages, read_batches
-from ..devices import auto_threads, autocast_dtype, configure_backends, resolve_device
+from ..devices import autocast_dtype, configure_backends, resolve_device, threads_set
 from ..errors import SozoError
 from ..models.base import GenerativeModel
 from ..runs import Run, WriteFailed, load_checkpoint, save_checkpoint, save_weights, write_json
@@ -287,7 +288,7 @@ class Trainer:
             set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
                            for k, v in rng.items()})
         self.pos = Position(int(state["step"]), int(state["epoch"]), int(state["batch"]))
-        if self.cfg.threads == "auto" and auto_threads(self.cfg.deterministic) is not None and "threads" in state:
+        if self.cfg.threads == "auto" and not threads_set(os.environ.get("OMP_NUM_THREADS")) and "threads" in state:
             torch.set_num_threads(int(state["threads"]))  # the count the run chose at its start, whatever the load now
         acc = state.get("metric_sums")  # checkpoints before 0.2 have none: the epoch record then averages less
         if isinstance(acc, dict):
