@@ -130,7 +130,8 @@ class Case:
 
     def result(self) -> dict[str, Any]:
         if self.skipped:
-            return {"bench": "time-to-quality", "case": self.name, "skipped": True, "reached": False}
+            return {"bench": "time-to-quality", "case": self.name, "skipped": True, "reached": False,
+                    "seconds_to_threshold": None, "images_per_s": None}
         return {"bench": "time-to-quality", "case": self.name, "threshold": self.args.threshold,
                 "reached": self.reached is not None, "seconds_to_threshold": (self.reached or {}).get("seconds"),
                 "images_to_threshold": (self.reached or {}).get("images"),
@@ -233,10 +234,6 @@ def main(argv: list[str] | None = None) -> dict:
     for r in results:
         print(json.dumps({**r, **info}), flush=True)
     s, pl = results
-    s.setdefault("images_per_s", None)
-    pl.setdefault("images_per_s", None)
-    s.setdefault("seconds_to_threshold", None)
-    pl.setdefault("seconds_to_threshold", None)
     summary = {"bench": "time-to-quality", "summary": True, "threshold": args.threshold, "n_eval": args.n_eval,
                "fd_floor": round(floor, 4), "batch_size": args.batch_size, "sozo_batch_size": sozo_batch,
                "sozo_generator_weights": n_weights,
