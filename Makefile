@@ -51,8 +51,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy
 
+# the fast tests in TEST_JOBS processes (pytest-xdist; one torch thread each, see tests/conftest.py), a test
+# file to a process so its module fixtures are built once; TEST_JOBS=0 runs them in this process
+TEST_JOBS ?= 2
 test: $(STAMP) browser lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -182,6 +182,7 @@ def test_no_family_or_measure_imports_the_api():
         assert not any(m == "sozo.api" or m.startswith("sozo.api.") for m in _imports(SRC / name)), name
 
 
+@pytest.mark.slow  # 21 s here: every image family trained and measured
 def test_every_image_family_new_and_old_shares_the_league_table(runs, tmp_path, capsys):
     """ddpm, realnvp, pixelcnn and ebm join the GANs' and VAEs' one table: each run a column, each
     family's own rows beside the shared measures, '-' where a family has no such figure."""

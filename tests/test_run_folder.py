@@ -68,6 +68,7 @@ def test_a_locked_folder_refuses_a_second_writer_naming_the_holder(tmp_path, cap
     assert run.interrupted is None and sozo.train(resume=run, epochs=2, **API).trained_step() == 18
 
 
+@pytest.mark.slow  # 25 s here: two processes, one killed
 def test_a_killed_holder_releases_the_folder(tmp_path):
     out = tmp_path / "run"
     proc = _sozo("train", "dcgan", "--out", str(out), "--epochs", "50", "--set", "log_every=1", *TINY)
@@ -81,7 +82,7 @@ def test_a_killed_holder_releases_the_folder(tmp_path):
     lock.release()
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow), (signal.SIGTERM, 143)])
 def test_an_interrupted_train_exits_with_the_signal_status(tmp_path, sig, code):
     out = tmp_path / "run"
     proc = _sozo("train", "dcgan", "--out", str(out), "--epochs", "50", "--set", "log_every=1", *TINY)

@@ -67,6 +67,7 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path):
         sozo.train("gan", out=tmp_path / "r", set=TINY["gan"] + DATA + ["tensorboard=true"], **tiny_options())
 
 
+@pytest.mark.slow  # 30-50 s here: four processes started and killed
 def test_sigkill_at_any_moment_leaves_a_readable_checkpoint(tmp_path):
     """Kill -9 a training process repeatedly while it checkpoints every step; last.pt always loads."""
     out = tmp_path / "r"
