@@ -138,7 +138,7 @@ class NoteSequenceModel(GenerativeModel):
     ``logits``); data, vocabularies, the loss, the training step, held-out cross-entropy, the
     sampler (temperature, top-k, top-p), ``compose``, the per-epoch samples and ``measure`` are here."""
 
-    Config: Any = NoteSequenceConfig
+    Config = NoteSequenceConfig
     makes = "music"
     takes = "chorales (the default: the Bach chorales bundled with music21) or a folder of MIDI/MusicXML files"
     train_defaults = {"batch_size": 32, "log_every": 20, "epochs": 15}
@@ -148,7 +148,8 @@ class NoteSequenceModel(GenerativeModel):
         c = config
         if c.note_vocab <= len(SPECIALS) or c.duration_vocab <= len(SPECIALS):
             raise SozoError(f"{self.family} is sized by its vocabularies, which come from the data",
-                            hint=f"train it with sozo train {self.family} (--data FOLDER), or load a run with sozo.load")
+                            hint=f"train it with sozo train {self.family} (--data FOLDER), "
+                                 "or load a run with sozo.load")
         self.notes: TokenVocab | None = None
         self.durations: TokenVocab | None = None
 
@@ -316,7 +317,8 @@ class NoteSequenceModel(GenerativeModel):
         """The sampler's settings: those given, the config's for those left at None."""
         c = self.config
         return {"temperature": c.temperature if temperature is None else temperature,
-                "duration_temperature": c.duration_temperature if duration_temperature is None else duration_temperature,
+                "duration_temperature": (c.duration_temperature if duration_temperature is None
+                                         else duration_temperature),
                 "top_k": c.top_k if top_k is None else top_k, "top_p": c.top_p if top_p is None else top_p}
 
     def sample(self, n: int, seed: int = 0, events: int = 16, temperature: float | None = None,

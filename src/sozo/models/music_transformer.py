@@ -53,11 +53,12 @@ class MusicTransformerConfig(NoteSequenceConfig):
     positions: Literal["relative", "learned"] = "relative"  # relative: Huang et al. 2018 (skewing); learned: absolute
     d_model: int = 128  # width of the event vectors
     heads: int = 4
-    layers: int = 4
+    layers: int = 3
     ff_mult: int = 4  # feed-forward width, in multiples of d_model
-    dropout: float = 0.2
+    dropout: float = 0.1
+    lr: float = 2e-3  # AdamW (after the warm-up)
     weight_decay: float = 0.01  # AdamW
-    warmup: int = 200  # steps of linear learning-rate warm-up
+    warmup: int = 50  # steps of linear learning-rate warm-up
     schedule: Literal["cosine", "constant"] = "cosine"  # after the warm-up: cosine decay to lr/10, or constant
 
     def validate(self) -> None:
