@@ -16,6 +16,7 @@ from sozo.errors import SozoError
 from sozo.models.music_lstm import pick
 from sozo.models.music_transformer import CausalSelfAttention, MusicTransformer, skew
 from sozo.music import read_piece, write_piece
+from sozo.runs import Run
 
 from .helpers import build, check_resume, check_save_load, check_step_changes, exit_code, first_batch, tiny_options
 from .test_music_lstm import TINY as LSTM_TINY
@@ -146,9 +147,13 @@ def test_warmup_then_cosine():
 
 @pytest.fixture(scope="module")
 def run(midi_dir, tmp_path_factory):
+    """A tiny run trained as a user types it: sozo train music-transformer --data FOLDER --set ..."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    return sozo.train("music-transformer", str(midi_dir), out=out, set=TINY, log=lambda m: None,
-                      **tiny_options(epochs=2, batch_size=4))
+    sets = [*TINY, "epochs=2", "batch_size=4", "seed=3", "log_every=2"]
+    argv = ["train", "music-transformer", "--data", str(midi_dir), "--out", str(out), "--no-progress",
+            "--device", "cpu"]
+    assert main(argv + [a for s in sets for a in ("--set", s)]) == 0
+    return Run(out)
 
 
 def test_run_folder_and_save_load(run):

@@ -19,6 +19,10 @@ Where sozo differs from the book, and why:
 - Composing slides a window of the last ``seq_len`` tokens, as the book does, so the model never
   sees a longer context than it was trained on.
 
+What is not the network (data, vocabularies, loss, training step, held-out cross-entropy, the sampler
+with temperature / top-k / top-p, ``compose``, the per-epoch samples, ``measure`` and the evaluation
+table) is ``NoteSequenceModel``, which ``music-transformer`` shares.
+
 ```python
 import sozo
 run = sozo.train("music-lstm", epochs=30)       # the Bach chorales bundled with music21
