@@ -10,6 +10,7 @@ images = model.sample(16, seed=0)            # (16, 1, 28, 28) floats in [-1, 1]
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections.abc import Callable
 from functools import partial
@@ -400,12 +401,15 @@ def _provenance(model: Any, table: Any, ctx: EvalContext, opts: EvalOptions, res
 
 def compose(run: str | Path | Run, out: str | Path | None = None, *, bars: int = 16, seed: int = 0,
             temperature: float | None = None, duration_temperature: float | None = None,
-            controls: dict[str, int | None] | None = None, device: str = "cpu", raw: bool = False) -> Any:
-    """Compose a piece of ``bars`` 4/4 bars with a trained music run (music-lstm, musegan); write it to
-    ``out`` when given (.mid, .musicxml, .mxl, .wav or .png, by suffix). Returns the ``sozo.music.Piece``.
+            controls: dict[str, int | None] | None = None, device: str = "cpu", raw: bool = False,
+            top_k: int | None = None, top_p: float | None = None) -> Any:
+    """Compose a piece of ``bars`` 4/4 bars with a trained music run (music-lstm, music-transformer,
+    musegan); write it to ``out`` when given (.mid, .musicxml, .mxl, .wav or .png, by suffix). Returns
+    the ``sozo.music.Piece``.
 
     ``controls`` (MuseGAN): seeds per control, e.g. ``{"chords": 1, "style": 2}``; a family without
     controls raises a SozoError naming them. Temperatures left at None use the run's defaults.
+    ``top_k`` / ``top_p`` (the note-sequence families): sample among the likeliest tokens only.
     ``raw``: the live weights, not their EMA (see :func:`load`).
     """
     from .music.notes import check_music_path, write_piece
@@ -418,8 +422,12 @@ def compose(run: str | Path | Run, out: str | Path | None = None, *, bars: int =
     compose: Callable[..., Any] = getattr(model, "compose")  # noqa: B009  # every family that makes music has it
     if controls is not None and all(v is None for v in controls.values()):
         controls = None
+    sampling = {k: v for k, v in (("top_k", top_k), ("top_p", top_p)) if v is not None}
+    if sampling and not {"top_k", "top_p"} <= set(inspect.signature(compose).parameters):
+        raise SozoError(f"--top-k and --top-p do not apply to {model.family}",
+                        hint="they cut the token distributions of music-lstm and music-transformer")
     piece = compose(bars=bars, seed=seed, temperature=temperature, duration_temperature=duration_temperature,
-                    controls=controls)
+                    controls=controls, **sampling)
     if out is not None:
         write_piece(piece, out)
     return piece

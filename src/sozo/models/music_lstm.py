@@ -19,6 +19,10 @@ Where sozo differs from the book, and why:
 - Composing slides a window of the last ``seq_len`` tokens, as the book does, so the model never
   sees a longer context than it was trained on.
 
+What is not the network (data, vocabularies, loss, training step, held-out cross-entropy, the sampler
+with temperature / top-k / top-p, ``compose``, the per-epoch samples, ``measure`` and the evaluation
+table) is ``NoteSequenceModel``, which ``music-transformer`` shares.
+
 ```python
 import sozo
 run = sozo.train("music-lstm", epochs=30)       # the Bach chorales bundled with music21
@@ -62,31 +66,30 @@ CONTROLS = ("chords", "style", "melody", "groove")
 
 
 @dataclass
-class MusicLSTMConfig:
-    """Data view, network sizes, optimisation and sampling defaults of ``music-lstm``."""
+class NoteSequenceConfig:
+    """What the note-sequence families (``music-lstm``, ``music-transformer``) share: the data view,
+    the windows, optimisation and the sampling defaults."""
 
     preset: str = ""
     voices: Literal["melody", "chords"] = "melody"  # melody: the top part; chords: every part, chordified (the book)
     transpose: Literal["none", "c", "all"] = "c"  # c: each piece to C major / A minor; all: training pieces in 12 keys
-    seq_len: int = 32  # events per training window (the book's seq_len)
+    seq_len: int = 32  # events per training window (the book's seq_len; the model's context)
     stride: int = 4  # events between the starts of consecutive training windows
     min_freq: int = 1  # pitch tokens seen fewer times in training become <unk> (never composed)
-    embed_dim: int = 100  # each stream's embedding (the book: 100)
-    hidden: int = 256  # LSTM units (the book: 256)
-    layers: int = 2  # stacked LSTMs (the book: 2)
-    attention: bool = True  # the attention layer over the sequence (off: the last LSTM output only)
     dropout: float = 0.2
     lr: float = 1e-3
     clip: float = 1.0  # gradient-norm clipping (0: none)
     temperature: float = 0.5  # pitch-token sampling temperature when compose is not told (the book's 0.5)
     duration_temperature: float = 0.5  # duration sampling temperature when compose is not told
+    top_k: int = 0  # sample among the k likeliest tokens of each stream (0: no cut)
+    top_p: float = 1.0  # sample among the smallest set of tokens whose probability reaches p (1: no cut)
     bpm: float = 90.0  # tempo of composed pieces
     sample_bars: int = 8  # bars in each per-epoch sample
     note_vocab: int = 0  # filled from the data
     duration_vocab: int = 0  # filled from the data
 
     def validate(self) -> None:
-        for name in ("seq_len", "stride", "min_freq", "embed_dim", "hidden", "layers", "sample_bars"):
+        for name in ("seq_len", "stride", "min_freq", "sample_bars"):
             if getattr(self, name) < 1:
                 raise SozoError(f"'{name}' must be at least 1, got {getattr(self, name)}",
                                 hint=f"for example --set {name}=1")
@@ -96,8 +99,26 @@ class MusicLSTMConfig:
             raise SozoError(f"'lr' must be positive, got {self.lr}", hint="for example --set lr=0.001")
         if self.clip < 0 or self.temperature < 0 or self.duration_temperature < 0:
             raise SozoError("'clip', 'temperature' and 'duration_temperature' must be at least 0")
+        check_top(self.top_k, self.top_p, "top_k", "top_p")
         if not self.bpm > 0:
             raise SozoError(f"'bpm' must be positive, got {self.bpm}")
+
+
+@dataclass
+class MusicLSTMConfig(NoteSequenceConfig):
+    """Data view, network sizes, optimisation and sampling defaults of ``music-lstm``."""
+
+    embed_dim: int = 100  # each stream's embedding (the book: 100)
+    hidden: int = 256  # LSTM units (the book: 256)
+    layers: int = 2  # stacked LSTMs (the book: 2)
+    attention: bool = True  # the attention layer over the sequence (off: the last LSTM output only)
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("embed_dim", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise SozoError(f"'{name}' must be at least 1, got {getattr(self, name)}",
+                                hint=f"for example --set {name}=1")
 
 
 def check_temperature(value: float | None, flag: str) -> None:
@@ -106,49 +127,45 @@ def check_temperature(value: float | None, flag: str) -> None:
                         hint=f"for example {flag} 0.5 (0: always the most likely token; 1: the model's own odds)")
 
 
-@register_model("music-lstm")
-class MusicLSTM(GenerativeModel):
-    """Pitch and duration embeddings -> stacked LSTM -> attention -> two softmax heads."""
+def check_top(top_k: int | None, top_p: float | None, k_name: str = "--top-k", p_name: str = "--top-p") -> None:
+    """A SozoError for a top-k below 0 or a top-p outside (0, 1]."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise SozoError(f"{k_name} must be a whole number at least 0, got {top_k!r}",
+                        hint=f"for example {k_name} 20 (0: no cut)")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise SozoError(f"{p_name} must be in (0, 1], got {top_p!r}", hint=f"for example {p_name} 0.9 (1: no cut)")
 
-    Config = MusicLSTMConfig
+
+class NoteSequenceModel(GenerativeModel):
+    """What ``music-lstm`` and ``music-transformer`` share: the (pitch, duration) token windows of the
+    music layer in, two next-token heads out. A subclass supplies the network (``__init__`` and
+    ``logits``); data, vocabularies, the loss, the training step, held-out cross-entropy, the
+    sampler (temperature, top-k, top-p), ``compose``, the per-epoch samples and ``measure`` are here."""
+
+    Config = NoteSequenceConfig
     makes = "music"
     takes = "chorales (the default: the Bach chorales bundled with music21) or a folder of MIDI/MusicXML files"
-    description = ("Music: note-sequence LSTM with attention (Foster, 1st ed., ch. 7) on the Bach chorales "
-                   "bundled with music21 or a folder of MIDI/MusicXML (sozo compose RUN --out piece.mid)")
-    train_defaults = {"batch_size": 32, "log_every": 20, "epochs": 15}  # held-out CE bottoms out near 15 (chorales)
+    train_defaults = {"batch_size": 32, "log_every": 20, "epochs": 15}
 
-    @classmethod
-    def presets(cls) -> dict[str, dict[str, Any]]:
-        return {"book": {"embed_dim": 100, "hidden": 256, "layers": 2, "seq_len": 32, "dropout": 0.0},
-                "small": {"embed_dim": 32, "hidden": 128, "layers": 2, "seq_len": 32}}
-
-    def __init__(self, config: MusicLSTMConfig):
+    def __init__(self, config: NoteSequenceConfig):
         super().__init__(config)
         c = config
         if c.note_vocab <= len(SPECIALS) or c.duration_vocab <= len(SPECIALS):
-            raise SozoError("music-lstm is sized by its vocabularies, which come from the data",
-                            hint="train it with sozo train music-lstm (--data FOLDER), or load a run with sozo.load")
-        self.note_embed = nn.Embedding(c.note_vocab, c.embed_dim)
-        self.dur_embed = nn.Embedding(c.duration_vocab, c.embed_dim)
-        self.rnn = nn.LSTM(2 * c.embed_dim, c.hidden, c.layers, batch_first=True,
-                           dropout=c.dropout if c.layers > 1 else 0.0)
-        self.score = nn.Linear(c.hidden, 1)  # attention: one score per step (the book's Dense(1, tanh))
-        self.drop = nn.Dropout(c.dropout)
-        feat = 2 * c.hidden if c.attention else c.hidden
-        self.note_head = nn.Linear(feat, c.note_vocab)
-        self.dur_head = nn.Linear(feat, c.duration_vocab)
+            raise SozoError(f"{self.family} is sized by its vocabularies, which come from the data",
+                            hint=f"train it with sozo train {self.family} (--data FOLDER), "
+                                 "or load a run with sozo.load")
         self.notes: TokenVocab | None = None
         self.durations: TokenVocab | None = None
 
     # --- data ------------------------------------------------------------------------------
     @classmethod
-    def load_data(cls, data: DataConfig, config: MusicLSTMConfig, log: Callable[[str], Any] = print
+    def load_data(cls, data: DataConfig, config: NoteSequenceConfig, log: Callable[[str], Any] = print
                   ) -> tuple[MusicData, dict[str, torch.Tensor]]:
         return load_music(data.source, config.voices, config.transpose, config.seq_len, config.stride,
                           config.min_freq, data.limit, data.holdout, log)
 
     @classmethod
-    def resolve_config(cls, config: MusicLSTMConfig, data: MusicData) -> MusicLSTMConfig:
+    def resolve_config(cls, config: NoteSequenceConfig, data: MusicData) -> NoteSequenceConfig:
         return replace(config, note_vocab=len(data.notes), duration_vocab=len(data.durations))
 
     def use_data(self, data: MusicData) -> None:
@@ -173,22 +190,11 @@ class MusicLSTM(GenerativeModel):
                             f"model sized {self.config.note_vocab} and {self.config.duration_vocab}")
         self.notes, self.durations = notes, durations
 
-    # --- the network -----------------------------------------------------------------------
+    # --- the network (the subclass's) --------------------------------------------------------
     def logits(self, notes: torch.Tensor, durs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) pitch and duration ids -> next-token logits (B, T, Vn) and (B, T, Vd)."""
-        x = torch.cat([self.note_embed(notes), self.dur_embed(durs)], -1)  # (B, T, 2E)
-        h, _ = self.rnn(self.drop(x))  # (B, T, H): one fused call over all steps
-        if self.config.attention:
-            T = h.size(1)
-            e = torch.tanh(self.score(h)).squeeze(-1)  # (B, T) a score per step
-            causal = torch.ones(T, T, dtype=torch.bool, device=h.device).tril()  # position t sees steps <= t
-            w = torch.softmax(e.unsqueeze(1).masked_fill(~causal, float("-inf")), -1)  # (B, T, T)
-            ctx = w @ h  # (B, T, H)
-            feat = torch.cat([ctx, h], -1)  # (B, T, 2H)
-        else:
-            feat = h
-        feat = self.drop(feat)
-        return self.note_head(feat), self.dur_head(feat)
+        """(B, T) pitch and duration ids -> next-token logits (B, T, Vn) and (B, T, Vd); position t
+        sees tokens <= t only."""
+        raise NotImplementedError
 
     def losses(self, notes: torch.Tensor, durs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean next-token cross-entropies (nats) of pitches and durations over (B, T+1) windows;
@@ -204,8 +210,14 @@ class MusicLSTM(GenerativeModel):
         self.optimizers = {"model": torch.optim.Adam(self.parameters(), lr=self.config.lr, **fused)}
         return self.optimizers
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of ``step`` (a schedule computed from the step alone resumes exactly)."""
+        return float(self.config.lr)
+
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         opt = self.optimizers["model"]
+        for group in opt.param_groups:
+            group["lr"] = self.lr_at(step)
         with self.autocast():
             ce_n, ce_d = self.losses(batch["notes"], batch["durations"])
         loss = ce_n + ce_d
@@ -219,7 +231,7 @@ class MusicLSTM(GenerativeModel):
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
         for k, size in (("notes", self.config.note_vocab), ("durations", self.config.duration_vocab)):
             if k not in batch or batch[k].ndim != 2:
-                raise SozoError(f"music-lstm data needs a '{k}' tensor of (N, seq_len + 1) token windows")
+                raise SozoError(f"{self.family} data needs a '{k}' tensor of (N, seq_len + 1) token windows")
             if int(batch[k].max()) >= size:
                 raise SozoError(f"{k} token ids beyond the vocabulary: the data does not fit the model")
         with torch.no_grad():
@@ -268,11 +280,14 @@ class MusicLSTM(GenerativeModel):
     @torch.no_grad()
     def generate(self, n: int, events: int | None = None, quarters: float | None = None,
                  temperature: float = 0.5, duration_temperature: float = 0.5,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None, top_k: int = 0,
+                 top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, L) pitch and duration ids of ``n`` pieces composed side by side: ``events`` events each,
         or until each piece lasts ``quarters`` quarter notes. Each step reads the last ``seq_len``
-        tokens (a sliding window, as in training); the special tokens are never produced."""
+        tokens (a sliding window, as in training); the special tokens are never produced.
+        ``top_k`` / ``top_p`` cut each stream's distribution before sampling (0 / 1: no cut)."""
         notes_v, durs_v = self._vocabs()
+        check_top(top_k, top_p)
         if events is not None:
             limit = events
         elif quarters is not None:
@@ -290,8 +305,8 @@ class MusicLSTM(GenerativeModel):
             for _ in range(limit):
                 wn, wd = seq_n[:, -self.config.seq_len:], seq_d[:, -self.config.seq_len:]
                 ln, ld = self.logits(wn.to(dev), wd.to(dev))
-                nid = _pick(ln[:, -1].float().cpu(), temperature, generator)
-                did = _pick(ld[:, -1].float().cpu(), duration_temperature, generator)
+                nid = pick(ln[:, -1].float().cpu(), temperature, generator, top_k, top_p)
+                did = pick(ld[:, -1].float().cpu(), duration_temperature, generator, top_k, top_p)
                 seq_n = torch.cat([seq_n, nid[:, None]], 1)
                 seq_d = torch.cat([seq_d, did[:, None]], 1)
                 elapsed += dur_q[did]
@@ -301,33 +316,44 @@ class MusicLSTM(GenerativeModel):
             self.train(was)
         return seq_n[:, 1:], seq_d[:, 1:]
 
+    def _sampling(self, temperature: float | None, duration_temperature: float | None, top_k: int | None,
+                  top_p: float | None) -> dict[str, Any]:
+        """The sampler's settings: those given, the config's for those left at None."""
+        c = self.config
+        return {"temperature": c.temperature if temperature is None else temperature,
+                "duration_temperature": (c.duration_temperature if duration_temperature is None
+                                         else duration_temperature),
+                "top_k": c.top_k if top_k is None else top_k, "top_p": c.top_p if top_p is None else top_p}
+
     def sample(self, n: int, seed: int = 0, events: int = 16, temperature: float | None = None,
-               duration_temperature: float | None = None) -> torch.Tensor:
+               duration_temperature: float | None = None, top_k: int | None = None,
+               top_p: float | None = None) -> torch.Tensor:
         """(n, events, 2) pitch and duration ids (the shared test helper's interface)."""
-        t = self.config.temperature if temperature is None else temperature
-        td = self.config.duration_temperature if duration_temperature is None else duration_temperature
         g = torch.Generator().manual_seed(seed)
-        a, b = self.generate(n, events=events, temperature=t, duration_temperature=td, generator=g)
+        a, b = self.generate(n, events=events, generator=g,
+                             **self._sampling(temperature, duration_temperature, top_k, top_p))
         return torch.stack([a, b], -1)
 
     def compose(self, bars: int = 16, seed: int = 0, temperature: float | None = None,
-                duration_temperature: float | None = None, controls: dict[str, int | None] | None = None) -> Any:
+                duration_temperature: float | None = None, controls: dict[str, int | None] | None = None,
+                top_k: int | None = None, top_p: float | None = None) -> Any:
         """A Piece of ``bars`` 4/4 bars. Temperatures default to the config's (0.5, the book's);
-        0 always takes the most likely token. music-lstm takes no controls (those are MuseGAN's)."""
+        0 always takes the most likely token; ``top_k`` / ``top_p`` (default: the config's, no cut)
+        sample among the likeliest tokens only. No controls (those are MuseGAN's)."""
         if controls is not None and any(v is not None for v in controls.values()):
             flags = ", ".join(f"--{k}" for k, v in controls.items() if v is not None)
-            raise SozoError(f"{flags} do{'es' if flags.count('--') == 1 else ''} not apply to music-lstm: "
+            raise SozoError(f"{flags} do{'es' if flags.count('--') == 1 else ''} not apply to {self.family}: "
                             "it has no per-track controls", hint="controls are MuseGAN's (sozo train musegan); "
-                                                                  "music-lstm varies with --seed and --temperature")
+                                                                  f"{self.family} varies with --seed and --temperature")
         if not isinstance(bars, int) or bars < 1:
             raise SozoError(f"bars must be at least 1, got {bars}")
         check_temperature(temperature, "--temperature")
         check_temperature(duration_temperature, "--duration-temperature")
-        t = self.config.temperature if temperature is None else temperature
-        td = self.config.duration_temperature if duration_temperature is None else duration_temperature
+        check_top(top_k, top_p)
         g = torch.Generator().manual_seed(int(seed))
         quarters = 4.0 * bars
-        ids_n, ids_d = self.generate(1, quarters=quarters, temperature=t, duration_temperature=td, generator=g)
+        ids_n, ids_d = self.generate(1, quarters=quarters, generator=g,
+                                     **self._sampling(temperature, duration_temperature, top_k, top_p))
         return self.ids_to_piece(ids_n[0], ids_d[0], length=quarters)
 
     def ids_to_piece(self, note_ids: torch.Tensor, dur_ids: torch.Tensor, length: float | None = None) -> Any:
@@ -350,8 +376,8 @@ class MusicLSTM(GenerativeModel):
 
     # --- evaluation (the loop is sozo.api.evaluate) ------------------------------------------
     def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
-        """Held-out pitch/duration cross-entropy, and the music measures of ``options.n`` composed pieces
-        (32, at most 64) beside the held-out pieces and random notes."""
+        """Held-out pitch/duration cross-entropy (and their sum, per event), and the music measures of
+        ``options.n`` composed pieces (32, at most 64) beside the held-out pieces and random notes."""
         data = context.data  # the run's pieces, split as training split them
         if not data.heldout_events:
             raise SozoError(f"{context.run.path}: the run's data has no held-out pieces to compare with",
@@ -363,7 +389,7 @@ class MusicLSTM(GenerativeModel):
         ce = self.nll(hx["notes"], hx["durations"])
         n = max(2, min(options.n or 32, 64))  # pieces to compose (sampling is sequential)
         res = {"heldout_note_ce": round(ce["notes"], 4), "heldout_duration_ce": round(ce["durations"], 4),
-               "heldout_tokens": ce["tokens"],
+               "heldout_event_ce": round(ce["notes"] + ce["durations"], 4), "heldout_tokens": ce["tokens"],
                "heldout_unk": data.stats.get("heldout_unk"), "params": sum(q.numel() for q in self.parameters())}
         res.update(unigram_ce(self, data))
         res.update(music_comparison(self, data, n, options.seed, bars=8))
@@ -376,7 +402,51 @@ class MusicLSTM(GenerativeModel):
         return res
 
 
-def unigram_ce(model: MusicLSTM, data: MusicData) -> dict[str, float | None]:
+@register_model("music-lstm")
+class MusicLSTM(NoteSequenceModel):
+    """Pitch and duration embeddings -> stacked LSTM -> attention -> two softmax heads."""
+
+    Config = MusicLSTMConfig
+    description = ("Music: note-sequence LSTM with attention (Foster, 1st ed., ch. 7) on the Bach chorales "
+                   "bundled with music21 or a folder of MIDI/MusicXML (sozo compose RUN --out piece.mid)")
+    train_defaults = {"batch_size": 32, "log_every": 20, "epochs": 15}  # held-out CE bottoms out near 15 (chorales)
+
+    @classmethod
+    def presets(cls) -> dict[str, dict[str, Any]]:
+        return {"book": {"embed_dim": 100, "hidden": 256, "layers": 2, "seq_len": 32, "dropout": 0.0},
+                "small": {"embed_dim": 32, "hidden": 128, "layers": 2, "seq_len": 32}}
+
+    def __init__(self, config: MusicLSTMConfig):
+        super().__init__(config)
+        c = config
+        self.note_embed = nn.Embedding(c.note_vocab, c.embed_dim)
+        self.dur_embed = nn.Embedding(c.duration_vocab, c.embed_dim)
+        self.rnn = nn.LSTM(2 * c.embed_dim, c.hidden, c.layers, batch_first=True,
+                           dropout=c.dropout if c.layers > 1 else 0.0)
+        self.score = nn.Linear(c.hidden, 1)  # attention: one score per step (the book's Dense(1, tanh))
+        self.drop = nn.Dropout(c.dropout)
+        feat = 2 * c.hidden if c.attention else c.hidden
+        self.note_head = nn.Linear(feat, c.note_vocab)
+        self.dur_head = nn.Linear(feat, c.duration_vocab)
+
+    def logits(self, notes: torch.Tensor, durs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) pitch and duration ids -> next-token logits (B, T, Vn) and (B, T, Vd)."""
+        x = torch.cat([self.note_embed(notes), self.dur_embed(durs)], -1)  # (B, T, 2E)
+        h, _ = self.rnn(self.drop(x))  # (B, T, H): one fused call over all steps
+        if self.config.attention:
+            T = h.size(1)
+            e = torch.tanh(self.score(h)).squeeze(-1)  # (B, T) a score per step
+            causal = torch.ones(T, T, dtype=torch.bool, device=h.device).tril()  # position t sees steps <= t
+            w = torch.softmax(e.unsqueeze(1).masked_fill(~causal, float("-inf")), -1)  # (B, T, T)
+            ctx = w @ h  # (B, T, H)
+            feat = torch.cat([ctx, h], -1)  # (B, T, 2H)
+        else:
+            feat = h
+        feat = self.drop(feat)
+        return self.note_head(feat), self.dur_head(feat)
+
+
+def unigram_ce(model: NoteSequenceModel, data: MusicData) -> dict[str, float | None]:
     """A baseline to read the cross-entropies against: the held-out tokens scored by their training
     frequencies alone (add-one smoothed), with no context."""
     out: dict[str, float | None] = {}
@@ -396,7 +466,7 @@ def unigram_ce(model: MusicLSTM, data: MusicData) -> dict[str, float | None]:
     return out
 
 
-def music_comparison(model: MusicLSTM, data: MusicData, n: int, seed: int, bars: int = 8) -> dict[str, Any]:
+def music_comparison(model: NoteSequenceModel, data: MusicData, n: int, seed: int, bars: int = 8) -> dict[str, Any]:
     """The shared music measures of ``n`` composed pieces of ``bars`` bars, of the held-out pieces cut
     into ``bars``-bar excerpts, and of random notes (uniform pitches over the held-out range, the
     held-out durations shuffled); pitch-class histogram distances are to the held-out pieces
@@ -422,8 +492,7 @@ def music_comparison(model: MusicLSTM, data: MusicData, n: int, seed: int, bars:
 
     held = excerpts(data.heldout_events)
     g = torch.Generator().manual_seed(seed)
-    ids_n, ids_d = model.generate(n, quarters=4.0 * bars, temperature=model.config.temperature,
-                                  duration_temperature=model.config.duration_temperature, generator=g)
+    ids_n, ids_d = model.generate(n, quarters=4.0 * bars, generator=g, **model._sampling(None, None, None, None))
     composed = [model.ids_to_piece(a, b, length=4.0 * bars) for a, b in zip(ids_n, ids_d)]
     rng = np.random.default_rng(seed)
     pitches = [p for ev in data.heldout_events for ps, _ in ev for p in ps]
@@ -471,10 +540,11 @@ _CHR = (("empty_bars", "empty bars"), ("pitch_classes_per_bar", "pitch classes /
         ("qualified_notes", "qualified notes"), ("in_scale", "in-scale rate"),
         ("pc_hist_distance", "pitch-class hist. distance"))
 
-# the table `sozo evaluate` prints for music-lstm runs
-MusicLSTM.eval_table = Table(
-    kind="music-lstm",
-    rows=(Row("heldout_note_ce", "held-out pitch CE (nats)", "{}"),
+# the table `sozo evaluate` prints for music-lstm and music-transformer runs (one table for both)
+NoteSequenceModel.eval_table = Table(
+    kind="note-sequence",
+    rows=(Row("heldout_event_ce", "held-out CE per event (nats)", "{}"),
+          Row("heldout_note_ce", "held-out pitch CE (nats)", "{}"),
           Row("heldout_duration_ce", "held-out duration CE (nats)", "{}"),
           Row("unigram", "unigram baseline: pitch / duration", "{}",
               get=lambda r: f"{r.get('unigram_note_ce')} / {r.get('unigram_duration_ce')}"),
@@ -483,7 +553,7 @@ MusicLSTM.eval_table = Table(
           Row("pieces", "pieces (composed, held-out excerpts)", "{}",
               get=lambda r: f"{r['composed']['samples']}, {r['heldout']['samples']}"),
           Row("params", "params", "{}"), Row("step", "step", "{}")),
-    headline="heldout_note_ce", lower_is_better=True,
+    headline="heldout_event_ce", lower_is_better=True,
     notes=(lambda results: ["c/h/r: composed pieces / held-out excerpts / random notes, 8 bars each; the pitch-class "
                             "histogram distance is to the held-out pieces (for h: the training pieces', a real-vs-real "
                             "floor)"],))
@@ -493,14 +563,27 @@ def _frac(token: str) -> Fraction:
     return Fraction(0) if token in SPECIALS else Fraction(token)
 
 
-def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-    """(B,) ids from (B, V) logits, the special tokens masked: argmax at temperature 0, else sampled."""
+def pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None, top_k: int = 0,
+         top_p: float = 1.0) -> torch.Tensor:
+    """(B,) ids from (B, V) logits, the special tokens masked: argmax at temperature 0, else sampled
+    at ``temperature`` among the ``top_k`` likeliest (0: all) and the smallest head of the
+    distribution whose probability reaches ``top_p`` (1: all)."""
     logits = logits.clone()
     logits[:, :len(SPECIALS)] = -math.inf
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, -1)
+    logits = logits / temperature
+    if 0 < top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, -1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p < 1:
+        sorted_l, order = torch.sort(logits, -1, descending=True)
+        probs = torch.softmax(sorted_l, -1)
+        drop = probs.cumsum(-1) - probs >= top_p  # keep the smallest head whose mass reaches top_p (at least one)
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), -math.inf)
+    probs = torch.softmax(logits, -1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
-__all__ = ["MusicLSTM", "MusicLSTMConfig", "music_comparison", "CONTROLS"]
+__all__ = ["MusicLSTM", "MusicLSTMConfig", "NoteSequenceModel", "NoteSequenceConfig", "music_comparison",
+           "pick", "check_top", "CONTROLS"]
