@@ -22,7 +22,8 @@ Family = TypeVar("Family", bound="type[GenerativeModel]")
 # modules that register model families when imported
 FAMILY_MODULES = ("sozo.models.gan", "sozo.models.vae", "sozo.models.seq2seq", "sozo.models.language",
                   "sozo.models.musegan", "sozo.models.music_lstm", "sozo.models.img2img", "sozo.models.made",
-                  "sozo.models.realnvp", "sozo.models.ddpm", "sozo.models.ebm", "sozo.models.pixelcnn")
+                  "sozo.models.realnvp", "sozo.models.ddpm", "sozo.models.ebm", "sozo.models.pixelcnn",
+                  "sozo.models.qa")
 
 _MODELS: dict[str, type[GenerativeModel]] = {}
 _loaded = False
