@@ -7,6 +7,7 @@ jobs in one process and compares.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -342,7 +343,11 @@ def test_killing_a_rank_then_resuming_matches_an_uninterrupted_run(tmp_path):
     assert code != 0, log
     stopped = load_checkpoint(ckpt)["step"]
     assert 3 <= stopped < 24, log
-    assert "Traceback" not in log.split("ChildFailedError")[0] or "another process" in log, log
+    # torchrun prints its own traceback (ChildFailedError); no frame of it may be sozo's: a rank that
+    # survives stops quietly (SIGTERM from torchrun, or PeerLost when it notices first)
+    here = str(Path(sozo.__file__).parent)
+    frames = re.findall(r'File "([^"]+)"', log)
+    assert not [f for f in frames if f.startswith(here)], log
     res = _torchrun(["--resume", str(tmp_path / "part")])
     assert res.wait(timeout=300) == 0, res.stdout.read()
     a, b = load_checkpoint(Run(tmp_path / "full").last_ckpt), load_checkpoint(ckpt)

@@ -135,3 +135,34 @@ def test_class_histogram_in_the_page_style(stopped, tmp_path):
     assert box and box.group(0).count('class="bar"') == 2 and 'class="floorbar"' in box.group(0)
     assert "fill=" not in box.group(0).split("<svg", 1)[1].split(">", 1)[1]  # colours from the style sheet
     assert ".chart .bar { fill: var(--accent); }" in page
+
+
+class _Clock:
+    """A stand-in for the trainer's ``time`` module whose perf_counter moves 1 s a call."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def perf_counter(self) -> float:
+        self.t += 1.0
+        return self.t
+
+    def __getattr__(self, name: str):
+        import time
+        return getattr(time, name)
+
+
+def test_max_minutes_stops_on_the_clock_and_counts_the_time_before_a_resume(tmp_path, monkeypatch):
+    import sozo.training.trainer as trainer
+    from sozo.runs import load_checkpoint
+    monkeypatch.setattr(trainer, "time", _Clock())
+    run = _train(tmp_path / "clock", max_minutes=0.25)  # 15 clock seconds of the 27 steps' worth
+    last, ckpt = run.metrics()[-1], load_checkpoint(run.last_ckpt)
+    assert last["stopped"] == "max_minutes" and 0 < last["step"] < 27, last
+    assert ckpt["step"] == last["step"] and ckpt["train_seconds"] >= 15
+    assert summarize(run)["stopped"]["reason"] == "max_minutes"
+    stop = ckpt["step"]
+    sozo.train(resume=run, progress=False, log=lambda m: None)  # the same budget: already spent, one step more
+    assert load_checkpoint(run.last_ckpt)["step"] == stop + 1
+    sozo.train(resume=run, max_minutes=0, progress=False, log=lambda m: None)
+    assert load_checkpoint(run.last_ckpt)["step"] == 27 and summarize(run)["stopped"] is None

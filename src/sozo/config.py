@@ -37,6 +37,8 @@ class TrainConfig:
 
     epochs: int = 20
     max_steps: int = 0  # stop after this many steps in all (0: when the epochs are done)
+    # stop after this many minutes of training in all, summed over resumes (0: no limit): equal-time comparisons
+    max_minutes: float = 0.0
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps
@@ -68,7 +70,7 @@ class TrainConfig:
     def validate(self) -> None:
         _at_least(self, 1, "epochs", "batch_size", "log_every", "n_samples")
         _at_least(self, 2, "eval_samples")
-        _at_least(self, 0, "max_steps", "checkpoint_every", "sample_every", "eval_every", "data_workers")
+        _at_least(self, 0, "max_steps", "max_minutes", "checkpoint_every", "sample_every", "eval_every", "data_workers")
         if self.threads != "auto":
             _at_least(self, 0, "threads")
         if not 0 <= self.seed <= 2**63 - 1:

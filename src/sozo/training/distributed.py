@@ -112,9 +112,13 @@ class Context:
 
     def any(self, flag: bool) -> bool:
         """True on every rank when it is True on any (e.g. a Ctrl-C one process received)."""
-        t = torch.tensor([int(flag)], dtype=torch.int32)
+        return self.any_of(flag)[0]
+
+    def any_of(self, *flags: bool) -> list[bool]:
+        """Each flag True on every rank when it is True on any, in one all-reduce."""
+        t = torch.tensor([int(f) for f in flags], dtype=torch.int32)
         self._guard(lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control))
-        return bool(t.item())
+        return [bool(v) for v in t.tolist()]
 
     def gather_objects(self, obj: Any) -> list[Any]:
         out: list[Any] = [None] * self.world

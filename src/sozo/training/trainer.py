@@ -148,6 +148,10 @@ class Trainer:
         # the EMA of the weights (ema > 0): on every rank alike, as the ranks' weights are equal
         self.ema = self._new_ema() if self.cfg.ema > 0 else None
         self._stop = False
+        # max_minutes: seconds trained before this process (from the checkpoint) and since _loop began
+        self._seconds_before = 0.0
+        self._t_loop: float | None = None
+        self._time_up = False
         # (sums, counts, epoch_sums, epoch_counts) of the losses not yet in an epoch record, as the next
         # checkpoint stores them (None at an epoch's end), and those a checkpoint gave back on load
         self._acc: tuple[dict, dict, dict, dict] | None = None
@@ -199,6 +203,7 @@ class Trainer:
             "step": self.pos.step, "epoch": self.pos.epoch, "batch": self.pos.batch,
             "rng": rng_state(),
             "threads": torch.get_num_threads(),  # threads=auto resumes with these (the same kernels' sums)
+            "train_seconds": self.train_seconds(),  # max_minutes counts the time before a resume too
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -288,6 +293,7 @@ class Trainer:
             set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
                            for k, v in rng.items()})
         self.pos = Position(int(state["step"]), int(state["epoch"]), int(state["batch"]))
+        self._seconds_before = float(state.get("train_seconds", 0.0))  # older checkpoints have none
         if self.cfg.threads == "auto" and not threads_set(os.environ.get("OMP_NUM_THREADS")) and "threads" in state:
             torch.set_num_threads(int(state["threads"]))  # the count the run chose at its start, whatever the load now
         acc = state.get("metric_sums")  # checkpoints before 0.2 have none: the epoch record then averages less
@@ -460,6 +466,7 @@ class Trainer:
             sums, counts, epoch_sums, epoch_counts = self._resumed_acc
             self._resumed_acc = None
         t_log = t_epoch = time.perf_counter()
+        self._t_loop = t_log
         steps_since_log = 0
         while self.pos.epoch < cfg.epochs:
             for b, batch in self.batches(self.pos.epoch, self.pos.batch):
@@ -490,16 +497,19 @@ class Trainer:
                 self._acc = (sums, counts, epoch_sums, epoch_counts)  # what a checkpoint now must keep
                 if cfg.checkpoint_every and self.pos.step % cfg.checkpoint_every == 0:
                     self.save((sums, counts))
-                if self._done_steps() and self.pos.batch < self.steps_per_epoch:  # stop mid-epoch
+                time_up = bool(cfg.max_minutes) and self.train_seconds() >= 60 * cfg.max_minutes
+                if self.dist is not None:  # a signal or the clock may stop the processes at different steps: agree
+                    self._stop, time_up = self.dist.any_of(self._stop, time_up)
+                self._time_up = time_up
+                budget = "max_steps" if self._done_steps() else "max_minutes" if time_up and not self._stop else None
+                if budget and self.pos.batch < self.steps_per_epoch:  # stop mid-epoch
                     self.save((sums, counts))
-                    self._finish_partial("max_steps", sums, counts, epoch_sums, epoch_counts, t_epoch, bar)
-                    self.log(f"reached max_steps={cfg.max_steps} at step {self.pos.step}; checkpoint saved in "
+                    self._finish_partial(budget, sums, counts, epoch_sums, epoch_counts, t_epoch, bar)
+                    self.log(f"reached {self._budget_text(budget)} at step {self.pos.step}; checkpoint saved in "
                              f"{self.run.path}")
                     if bar is not None:
                         bar.close()
                     return
-                if self.dist is not None:  # a signal may reach the processes at different steps: agree on one
-                    self._stop = self.dist.any(self._stop)
                 if self._stop:
                     self.save((sums, counts))
                     self.stopped_early = True
@@ -517,6 +527,8 @@ class Trainer:
             self.pos.batch = 0
             rec.update(kind="epoch", step=self.pos.step, epoch=self.pos.epoch,
                        seconds=round(time.perf_counter() - t_epoch, 3))
+            if self._time_up and not self._done_steps() and self.pos.epoch < cfg.epochs:
+                rec["stopped"] = "max_minutes"  # the last record before the stop says why (a whole epoch)
             self._check_finite(rec)
             self._acc = None  # the epoch is complete: its record holds every step
             self.end_of_epoch(rec)
@@ -529,9 +541,10 @@ class Trainer:
             sums, counts, epoch_sums, epoch_counts = {}, {}, {}, {}
             t_log = t_epoch = time.perf_counter()
             steps_since_log = 0
-            if self._done_steps():
+            budget = "max_steps" if self._done_steps() else "max_minutes" if self._time_up else None
+            if budget:
                 if self.pos.epoch < cfg.epochs:
-                    self.log(f"reached max_steps={cfg.max_steps} at step {self.pos.step} (the end of epoch "
+                    self.log(f"reached {self._budget_text(budget)} at step {self.pos.step} (the end of epoch "
                              f"{self.pos.epoch} of {cfg.epochs}); checkpoint saved in {self.run.path}")
                 break
         if bar is not None:
@@ -540,7 +553,7 @@ class Trainer:
     def _finish_partial(self, reason: str, sums: dict[str, torch.Tensor], counts: dict[str, int],
                         epoch_sums: dict[str, torch.Tensor], epoch_counts: dict[str, int], t_epoch: float,
                         bar: Any) -> None:
-        """A stop inside an epoch (``reason``: max_steps or interrupted), after its checkpoint: the final
+        """A stop inside an epoch (``reason``: max_steps, max_minutes or interrupted), after its checkpoint: the final
         samples (samples/epoch-NNNN of the epoch in progress, when sample_every > 0) and a record of the
         partial epoch (``partial: true``, ``stopped: reason``) over the steps done so far. Neither
         changes what the checkpoint holds; a resume drops both (the epoch is then made whole)."""
@@ -577,6 +590,14 @@ class Trainer:
 
     def _done_steps(self) -> bool:
         return bool(self.cfg.max_steps) and self.pos.step >= self.cfg.max_steps
+
+    def train_seconds(self) -> float:
+        """Seconds of training in this run so far: the checkpoint's count and this process's loop."""
+        return self._seconds_before + (time.perf_counter() - self._t_loop if self._t_loop is not None else 0.0)
+
+    def _budget_text(self, budget: str) -> str:
+        return (f"max_steps={self.cfg.max_steps}" if budget == "max_steps" else
+                f"max_minutes={self.cfg.max_minutes:g} ({self.train_seconds() / 60:.2f} minutes trained)")
 
     def end_of_epoch(self, rec: dict[str, Any]) -> None:
         """Samples and callbacks (evaluation) for this epoch; their figures go into ``rec``. The loop

@@ -186,11 +186,13 @@ def summarize(path: str | Path | Run) -> dict[str, Any]:
 
 def stopped(summary: dict[str, Any]) -> dict[str, Any] | None:
     """How a run that did not train all its epochs stopped: {step, reason, text} with reason
-    ``max_steps`` or ``interrupted`` (the partial epoch record a stop mid-epoch writes, or a
-    max_steps that fell on an epoch's end), else None (finished, or still to be resumed unknown)."""
+    ``max_steps``, ``max_minutes`` or ``interrupted`` (the partial epoch record a stop mid-epoch writes,
+    or the record of the epoch at whose end max_minutes ran out, or a max_steps that fell on an epoch's
+    end), else None (finished, or still to be resumed unknown)."""
     records = summary.get("records") or []
     last = next((r for r in reversed(records) if r.get("kind") == "epoch"), None)
-    if last is not None and last.get("partial") is True and last.get("step") == summary["steps"]:
+    cut = last is not None and (last.get("partial") is True or bool(last.get("stopped")))
+    if last is not None and cut and last.get("step") == summary["steps"]:
         reason = str(last.get("stopped") or "stopped")
         return {"step": summary["steps"], "reason": reason,
                 "text": f"stopped at step {fmt(summary['steps'])} ({reason})"}
