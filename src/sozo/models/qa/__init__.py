@@ -53,9 +53,9 @@ from .data import (
     describe_skipped,
     encode_examples,
     make_examples,
-    span_tags,
     read_articles,
     read_glove,
+    span_tags,
     split_articles,
     tags_to_spans,
     token_to_char_span,
@@ -217,7 +217,8 @@ class QuestionGenerator(GenerativeModel):
             how = f"{len(held_a)} of {len(found.articles)} articles held out"
         skipped: Counter = Counter(found.skipped)
         train = make_examples(train_a, config.window, config.max_question, config.lowercase, 0, skipped)
-        held = make_examples(held_a, config.window, config.max_question, config.lowercase, len(train_a), skipped)
+        held = make_examples(held_a, config.window, config.max_question, config.lowercase, len(train_a), skipped,
+                             first_paragraph=sum(len(a.paragraphs) for a in train_a))
         if data.limit:
             train = train[:data.limit]
         for note in describe_skipped(skipped, found.name):

@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import torch
 
 from ...data.text import BOS, EOS, PAD, UNK, Vocab
@@ -222,8 +223,15 @@ def read_newsqa(path: Path) -> Articles:
 
 
 def read_articles(source: str | Path) -> Articles:
-    """SQuAD JSON, NewsQA CSV, or a folder with SQuAD's train-*.json (and dev-*.json: its own split)."""
-    path = Path(source).expanduser()
+    """SQuAD JSON, NewsQA CSV, a folder with SQuAD's train-*.json (and dev-*.json: its own split), or
+    ``squad``: the files ``sozo data download squad`` fetched."""
+    if str(source) == "squad":
+        from ...data.text import CORPORA, corpus_dir
+        path = corpus_dir("squad")
+        if not (path / CORPORA["squad"].file).is_file():
+            raise SozoError("'squad' has not been downloaded", hint="sozo data download squad")
+    else:
+        path = Path(source).expanduser()
     if path.is_dir():
         train = sorted(path.glob("train*.json"))
         dev = sorted(path.glob("dev*.json"))
@@ -274,13 +282,14 @@ class Example:
 
 
 def make_examples(articles: list[Article], window: int, max_question: int, lowercase: bool = True,
-                  first_article: int = 0, skipped: Counter | None = None) -> list[Example]:
+                  first_article: int = 0, skipped: Counter | None = None, first_paragraph: int = 0) -> list[Example]:
     """One example per question: its first answer, the passage cut to ``window`` tokens around it, the
     crowd's answers in that window. Questions too long, and answers longer than the window, are
-    skipped and counted in ``skipped``."""
+    skipped and counted in ``skipped``. Articles and paragraphs are numbered from ``first_article`` and
+    ``first_paragraph`` (so two calls on two sides of a split number them apart)."""
     skipped = skipped if skipped is not None else Counter()
     out: list[Example] = []
-    para_id = 0
+    para_id = first_paragraph
     for ai, art in enumerate(articles):
         for para in art.paragraphs:
             para_id += 1
