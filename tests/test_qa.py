@@ -468,3 +468,20 @@ def test_data_download_squad_checks_both_pinned_files(tmp_path, monkeypatch, cap
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_the_unpacked_bidirectional_gru_equals_the_packed_one():
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from sozo.models.qa.networks import bidirectional
+    torch.manual_seed(0)
+    bi = torch.nn.GRU(5, 4, batch_first=True, bidirectional=True)
+    fwd, bwd = torch.nn.GRU(5, 4, batch_first=True), torch.nn.GRU(5, 4, batch_first=True)
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(fwd, name).copy_(getattr(bi, name))
+            getattr(bwd, name).copy_(getattr(bi, name + "_reverse"))
+    x, lengths = torch.randn(3, 7, 5), torch.tensor([7, 4, 1])
+    packed, _ = bi(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    want, _ = pad_packed_sequence(packed, batch_first=True, total_length=7)
+    assert torch.allclose(bidirectional(fwd, bwd, x, lengths), want, atol=1e-6)

@@ -39,7 +39,7 @@ from ...decoding import decode
 from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row, Table
 from ...registry import register_model
-from ..base import GenerativeModel
+from ..base import GenerativeModel, length_buckets
 from ..seq2seq import _signatures
 from ..seq2seq.networks import select_state
 from .data import (
@@ -289,20 +289,11 @@ class QuestionGenerator(GenerativeModel):
         return self.optimizers
 
     def epoch_batches(self, n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-        """Length buckets: a random permutation cut into pools of 64 batches, each pool sorted by passage
-        length and cut into batches, the batches then shuffled. Randomness only from ``generator``."""
+        """Batches of passages of similar length (``sozo.models.base.length_buckets``)."""
         keys = self._bucket_keys
         if not self.config.bucket or keys is None or len(keys) != n:
             return super().epoch_batches(n, batch_size, generator)
-        perm = torch.randperm(n, generator=generator)
-        pool = batch_size * 64
-        batches = []
-        for start in range(0, n, pool):
-            chunk = perm[start:start + pool]
-            chunk = chunk[torch.argsort(keys[chunk], stable=True)]
-            batches += [chunk[b * batch_size:(b + 1) * batch_size] for b in range(len(chunk) // batch_size)]
-        order = torch.randperm(len(batches), generator=generator).tolist()
-        return [batches[i] for i in order]
+        return length_buckets(keys, batch_size, generator)
 
     def _encode_both(self, doc: torch.Tensor, doc_len: torch.Tensor, feat: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
