@@ -253,6 +253,8 @@ def _catalogue(dcgan: Path, vae: Path, tmp: Path) -> dict[str, list[tuple[list[s
                          (["latent-arith", str(dcgan), "--add", "label=8"], "dcgan")],
         "translate": [(["translate", str(dcgan), "hello"], "makes images"),
                       (["translate", str(dcgan), "hi", "--beam", "0"], "--beam must be at least 1")],
+        "ask": [(["ask", str(dcgan), "Oslo is a city."], "makes images"),
+                (["ask", str(dcgan), "Oslo.", "--beam", "0"], "--beam must be at least 1")],
         "write": [(["write", str(dcgan)], "makes images"),
                   (["write", str(dcgan), "--words", "10000000"], "at most 100,000")],
         "compose": [(["compose", str(dcgan), "--out", str(tmp / "p.mid")], "makes images"),

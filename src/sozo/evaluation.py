@@ -42,6 +42,7 @@ class EvalOptions:
     - musegan: generated phrases (at most 1000);
     - music-lstm: composed 8-bar pieces (32, at most 64: sampling is sequential);
     - seq2seq: at most this many sentence pairs of ``split`` (all of them);
+    - qa: at most this many held-out questions (all of them);
     - text-lstm, text-gpt, pix2pix, cyclegan: not used (the whole held-out part is scored).
     """
 
@@ -56,6 +57,7 @@ class EvalOptions:
     bleu_tokenize: str = "none"  # seq2seq: sacrebleu's tokenizer (none: the corpus's own tokens)
     raw: bool = False  # measure the live weights even when the run kept an EMA of them
     steps: int | None = None  # ddpm, ebm: sampler steps (None: the run's sample_steps)
+    data: str | None = None  # qa: a held-out file to score instead of the run's held-out articles
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int, optional: bool = False) -> None:

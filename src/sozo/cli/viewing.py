@@ -11,7 +11,8 @@ def _data_args(s: argparse.ArgumentParser) -> None:
     data_sub = s.add_subparsers(dest="data_command", metavar="ACTION")
     d = data_sub.add_parser("download", help="download and check a named corpus (e.g. tatoeba-jpn)")
     d.add_argument("name", help="tatoeba-jpn (Japanese-English pairs from manythings.org) or aesop "
-                                "(Aesop's Fables from Project Gutenberg, for text-lstm / text-gpt: --data aesop)")
+                                "(Aesop's Fables from Project Gutenberg, for text-lstm / text-gpt: --data aesop) "
+                                "or squad (SQuAD v1.1 train and dev JSON, for qa: --data squad)")
     d.add_argument("--url", help="another address for the same file (a mirror)")
     d.add_argument("--sha256", help="the expected SHA-256 of the download (checked before anything is kept)")
     d.add_argument("--force", action="store_true", help="download again even when cached")

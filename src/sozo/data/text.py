@@ -527,6 +527,7 @@ class RemoteCorpus:
     sha256: str | None  # None: the upstream archive is regenerated from time to time (see fetch_corpus)
     about: str
     archive: bool = True  # False: the download is the training file itself (a plain-text book)
+    also: tuple[tuple[str, str, str], ...] = ()  # further plain files fetched beside it: (url, file name, sha256)
 
 
 CORPORA: dict[str, RemoteCorpus] = {
@@ -543,6 +544,14 @@ CORPORA: dict[str, RemoteCorpus] = {
         sha256="4cbd6d027830d7c03414973a60dbf04aa784612f3f848c773037caa1b6f18a55", archive=False,
         about="Aesop's Fables, the V. S. Vernon Jones translation (Project Gutenberg EBook #11339; public "
               "domain in the USA): a plain-text book for text-lstm / text-gpt"),
+    # the official SQuAD v1.1 files (Rajpurkar et al. 2016; CC BY-SA 4.0); the dev file's hash is that of
+    # ../shared/data/squad/dev-v1.1.json, the train file's the one ParlAI and others pin for the same address
+    "squad": RemoteCorpus(
+        url="https://rajpurkar.github.io/SQuAD-explorer/dataset/train-v1.1.json", file="train-v1.1.json",
+        sha256="3527663986b8295af4f7fcdff1ba1ff3f72d07d61a20f487cb238a6ef92fd955", archive=False,
+        also=(("https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json", "dev-v1.1.json",
+               "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"),),
+        about="SQuAD v1.1 questions on Wikipedia paragraphs (train and dev JSON), for qa: --data squad"),
 }
 
 
@@ -569,11 +578,15 @@ def fetch_corpus(name: str, url: str | None = None, sha256: str | None = None, f
     target = folder / spec.file
     want = sha256 or spec.sha256
     recorded = (folder / "SHA256").read_text().strip() if (folder / "SHA256").exists() else None
-    if target.is_file() and not force and (want is None or recorded == want.lower()):
+    others = [folder / name for _, name, _ in spec.also]
+    if (target.is_file() and all(p.is_file() for p in others) and not force
+            and (want is None or recorded == want.lower())):
         log(f"{name}: already in {target}")
         return target
     if not spec.archive:  # a plain file: checked, then kept as the training file itself
         digest = sha256_of(download(url or spec.url, want, target, progress=progress))
+        for (other_url, _, other_sha), path in zip(spec.also, others):  # --url replaces the main file's only
+            download(other_url, other_sha, path, progress=progress)
     else:
         archive = download(url or spec.url, want, folder / _archive_name(url or spec.url), progress=progress)
         digest = sha256_of(archive)

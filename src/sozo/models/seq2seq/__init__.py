@@ -34,7 +34,7 @@ from ...decoding import Hypothesis, decode
 from ...errors import SozoError
 from ...evaluation import EvalContext, EvalOptions, Row, Table
 from ...registry import register_model
-from ..base import GenerativeModel
+from ..base import GenerativeModel, length_buckets
 from .networks import Decoder, Encoder, select_state
 
 TokenMode = Literal["auto", "whitespace", "fugashi", "words"]
@@ -296,15 +296,7 @@ class Seq2Seq(GenerativeModel):
         keys = self._bucket_keys
         if not self.config.bucket or keys is None or len(keys) != n:
             return super().epoch_batches(n, batch_size, generator)
-        perm = torch.randperm(n, generator=generator)
-        pool = batch_size * 64
-        batches = []
-        for start in range(0, n, pool):
-            chunk = perm[start:start + pool]
-            chunk = chunk[torch.argsort(keys[chunk], stable=True)]
-            batches += [chunk[b * batch_size:(b + 1) * batch_size] for b in range(len(chunk) // batch_size)]
-        order = torch.randperm(len(batches), generator=generator).tolist()
-        return [batches[i] for i in order]
+        return length_buckets(keys, batch_size, generator)
 
     def _trim(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """Cut the padding beyond the longest sentence of the batch (lengths go to the CPU for packing anyway)."""
