@@ -51,6 +51,8 @@ def _translate_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--max-len", type=positive("--max-len", MAX_TOKENS),
                    help="most output tokens (default: from the source length)")
     s.add_argument("--attention-map", metavar="FILE.png", help="draw the attention weights (one file a sentence)")
+    s.add_argument("--attention-head", type=int, metavar="N",
+                   help="a transformer's maps: head N of the last decoder layer (default: the mean over heads)")
     s.add_argument("--show-tokens", action="store_true", help="print the segmentation and unknown words to stderr")
     add_model_options(s)
 
@@ -78,7 +80,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
     model = load_model(args, makes="translations")
     keep = [i for i, t in enumerate(texts) if t.strip()]  # blank lines of a file stay blank in the output
     done = model.translate([texts[i] for i in keep], beam=args.beam, length_penalty=args.length_penalty,
-                           max_len=args.max_len, log=log) if keep else []
+                           max_len=args.max_len, log=log, attention_head=args.attention_head) if keep else []
     out = [""] * len(texts)
     for i, tr in zip(keep, done):
         out[i] = tr.text

@@ -1,11 +1,13 @@
-"""The seq2seq family: RNN encoder-decoder translation with optional attention.
+"""The seq2seq family: RNN encoder-decoder translation with optional attention, or a Transformer.
 
 The PyTorch "seq2seq translation" tutorial trains a GRU encoder-decoder one sentence pair at a time
 with SGD and 50% teacher forcing. This is the same model done fast: length-bucketed batches of
 padded sentences, packed sequences through fused (cuDNN on a GPU) RNN calls, attention computed for
 all target steps at once, the vocabulary projection only where targets are real, Adam and gradient
 clipping. ``preset=article`` gives the tutorial's settings (GRU, one-way encoder, SGD, 50% teacher
-forcing); ``preset=plain`` its model without attention.
+forcing); ``preset=plain`` its model without attention. ``--set arch=transformer`` (or
+``preset=transformer``, sized for a CPU) swaps the networks for the encoder-decoder Transformer of
+:mod:`.transformer` on the same data, vocabularies, search, attention maps and commands.
 
 ```python
 import sozo
@@ -18,6 +20,7 @@ Search (greedy, beam) lives in ``sozo.decoding``; the model only offers start / 
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +39,7 @@ from ...evaluation import EvalContext, EvalOptions, Row, Table
 from ...registry import register_model
 from ..base import GenerativeModel, length_buckets
 from .networks import Decoder, Encoder, select_state
+from .transformer import Transformer, TransformerState
 
 TokenMode = Literal["auto", "whitespace", "fugashi", "words"]
 
@@ -48,17 +52,28 @@ class Seq2SeqConfig:
     src: str = "ja"  # source language: the suffix of train.SRC in a parallel folder; ja -> Japanese segmentation
     tgt: str = "en"  # target language
     # networks
+    arch: Literal["rnn", "transformer"] = "rnn"  # an RNN encoder-decoder, or the Transformer
     rnn: Literal["gru", "lstm"] = "gru"
-    embed_dim: int = 256
-    hidden: int = 256
-    layers: int = 1
+    embed_dim: int = 256  # (transformer: the model width)
+    hidden: int = 256  # RNN state size
+    layers: int = 1  # RNN layers (transformer: encoder layers, and as many decoder layers)
     bidirectional: bool = True  # a bidirectional encoder (the decoder is one-way)
     dropout: float = 0.2
     attention: Literal["none", "additive", "multiplicative"] = "additive"  # none, Bahdanau, Luong
+    # transformer only
+    heads: int = 4  # attention heads (embed_dim must be a multiple)
+    ff_dim: int = 0  # feed-forward width (0: 4 * embed_dim)
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_positions: int = 256  # learned positions: the longest source or output the model can read or write
+    share_embeddings: bool = False  # one joint vocabulary and one embedding table for both languages
     # training
     teacher_forcing: float = 1.0  # share of batches fed the true previous token (else the model's own guess)
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
+    lr: float = 1e-3  # (with a warm-up schedule: the peak, reached after `warmup` steps)
+    # auto: noam for the transformer, constant for the RNN. noam: linear warm-up, then ~ 1/sqrt(step);
+    # linear: linear warm-up, then linear decay to 0 at the run's last step
+    schedule: Literal["auto", "constant", "noam", "linear"] = "auto"
+    warmup: int = 100  # warm-up steps of the noam and linear schedules
     clip: float = 1.0  # gradient-norm clipping (0: none)
     label_smoothing: float = 0.1
     bucket: bool = True  # batches of similar source length (less padding)
@@ -77,10 +92,11 @@ class Seq2SeqConfig:
     tgt_vocab_size: int = 0
 
     def validate(self) -> None:
-        for name in ("embed_dim", "hidden", "layers", "max_len", "min_freq"):
+        for name in ("embed_dim", "hidden", "layers", "max_len", "min_freq", "heads", "max_positions"):
             if getattr(self, name) < 1:
                 raise SozoError(f"'{name}' must be at least 1, got {getattr(self, name)}")
-        for name in ("max_vocab", "bleu_every", "bleu_pairs", "src_vocab_size", "tgt_vocab_size"):
+        for name in ("max_vocab", "bleu_every", "bleu_pairs", "src_vocab_size", "tgt_vocab_size", "ff_dim",
+                     "warmup"):
             if getattr(self, name) < 0:
                 raise SozoError(f"'{name}' must be at least 0, got {getattr(self, name)}")
         for name in ("dropout", "label_smoothing"):
@@ -97,6 +113,44 @@ class Seq2SeqConfig:
             raise SozoError("source and target languages must be two different names, "
                             f"got '{self.src}' and '{self.tgt}'",
                             hint="for example --src ja --tgt en")
+        if self.arch == "transformer":
+            if self.embed_dim % self.heads:
+                raise SozoError(f"embed_dim ({self.embed_dim}) must be a multiple of heads ({self.heads})",
+                                hint="for example --set embed_dim=256 --set heads=4")
+            if self.teacher_forcing < 1:
+                raise SozoError("the transformer always trains with teacher forcing (all target positions at once)",
+                                hint="leave teacher_forcing at 1.0 with arch=transformer")
+            if self.positions == "learned" and self.max_positions < self.max_len + 2:
+                raise SozoError(f"max_positions ({self.max_positions}) must exceed max_len ({self.max_len}) by 2 "
+                                "(<s> and </s>)", hint=f"--set max_positions={2 * self.max_len + 10}")
+        elif self.share_embeddings:
+            raise SozoError("share_embeddings is a transformer setting", hint="add --set arch=transformer")
+
+    @property
+    def schedule_kind(self) -> str:
+        if self.schedule != "auto":
+            return self.schedule
+        return "noam" if self.arch == "transformer" else "constant"
+
+
+def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:
+    """The learning rate at ``step`` (0-based) as a share of the peak: a function of the step alone
+    (and the run's length for ``linear``), so a resumed run continues the schedule exactly.
+
+    ``noam``: (step + 1) / warmup during the warm-up, then sqrt(warmup / (step + 1)) (Vaswani et al.'s
+    d^-0.5 * min(s^-0.5, s * warmup^-1.5), scaled so that the peak is 1); ``linear``: the same warm-up,
+    then a straight line to 0 at step ``total``; ``constant``: 1.
+    """
+    s = step + 1
+    if kind == "constant":
+        return 1.0
+    if warmup and s <= warmup:
+        return s / warmup
+    if kind == "noam":
+        return math.sqrt(max(warmup, 1) / s)
+    if total <= warmup:
+        return 1.0
+    return max(0.0, (total - s) / (total - warmup))
 
 
 @dataclass
@@ -125,6 +179,7 @@ class Translation:
     text: str  # output, detokenised
     score: float  # log-probability of the output (</s> included)
     attention: torch.Tensor | None  # (len(tokens) [+1 for </s>], len(source_tokens)); None without attention
+    # (the transformer: its last decoder layer's cross-attention, one head or the mean over heads)
     finished: bool  # ended with </s> rather than at the length limit
 
 
@@ -154,14 +209,19 @@ def _corpus_pairs(data: DataConfig, config: Seq2SeqConfig) -> tuple[Corpus, tupl
 
 @register_model("seq2seq")
 class Seq2Seq(GenerativeModel):
-    """RNN encoder-decoder with attention for translation."""
+    """RNN encoder-decoder with attention, or an encoder-decoder Transformer, for translation."""
 
     Config = Seq2SeqConfig
     makes = "translations"
     takes = ("a parallel folder (train.SRC / train.TGT, optional dev and test), a TSV of sentence pairs, "
              "or tatoeba-jpn (sozo data download tatoeba-jpn)")
-    description = ("Translation: GRU/LSTM encoder-decoder, additive or multiplicative attention, beam search "
-                   "(--src ja --tgt en; preset=article: the PyTorch tutorial's settings, plain: no attention)")
+    description = ("Translation: GRU/LSTM encoder-decoder, additive or multiplicative attention, or a Transformer "
+                   "(arch=transformer); beam search (--src ja --tgt en; preset=article: the PyTorch tutorial's "
+                   "settings, plain: no attention, transformer: a CPU-sized Transformer)")
+    # the networks: encoder and decoder (arch=rnn) or transformer (arch=transformer)
+    encoder: Encoder
+    decoder: Decoder
+    transformer: Transformer | None
 
     def __init__(self, config: Seq2SeqConfig):
         super().__init__(config)
@@ -169,9 +229,19 @@ class Seq2Seq(GenerativeModel):
         if c.src_vocab_size < 5 or c.tgt_vocab_size < 5:
             raise SozoError("a seq2seq model is sized by its vocabularies, which come from the data",
                             hint="train it with sozo train seq2seq --data …, or load a run with sozo.load")
-        self.encoder = Encoder(c.src_vocab_size, c.embed_dim, c.hidden, c.layers, c.bidirectional, c.dropout, c.rnn)
-        self.decoder = Decoder(c.tgt_vocab_size, c.embed_dim, c.hidden, c.layers, c.dropout, c.rnn, c.attention,
-                               self.encoder.out_dim)
+        if c.arch == "transformer":
+            if c.share_embeddings and c.src_vocab_size != c.tgt_vocab_size:
+                raise SozoError("share_embeddings needs one joint vocabulary, but the sizes differ "
+                                f"({c.src_vocab_size} and {c.tgt_vocab_size})")
+            self.transformer = Transformer(c.src_vocab_size, c.tgt_vocab_size, c.embed_dim, c.heads,
+                                           c.ff_dim or 4 * c.embed_dim, c.layers, c.dropout, c.positions,
+                                           c.max_positions, c.share_embeddings)
+        else:
+            self.transformer = None
+            self.encoder = Encoder(c.src_vocab_size, c.embed_dim, c.hidden, c.layers, c.bidirectional, c.dropout,
+                                   c.rnn)
+            self.decoder = Decoder(c.tgt_vocab_size, c.embed_dim, c.hidden, c.layers, c.dropout, c.rnn, c.attention,
+                                   self.encoder.out_dim)
         self.src_vocab: Vocab | None = None
         self.tgt_vocab: Vocab | None = None
         self.dev: list[tuple[str, list[str], list[str]]] = []
@@ -182,8 +252,13 @@ class Seq2Seq(GenerativeModel):
         article = {"rnn": "gru", "layers": 1, "bidirectional": False, "attention": "additive",
                    "teacher_forcing": 0.5, "optimizer": "sgd", "lr": 0.01, "dropout": 0.1, "clip": 0.0,
                    "label_smoothing": 0.0}
+        # a Transformer sized for a CPU: 2 + 2 pre-norm layers of width 256 (a training step costs about
+        # 1.6 of the default GRU's on one thread), peak lr 1.5e-3 after a short warm-up (100 steps: CPU
+        # runs are short)
+        transformer = {"arch": "transformer", "embed_dim": 256, "heads": 4, "ff_dim": 1024, "layers": 2,
+                       "dropout": 0.1, "lr": 1.5e-3, "schedule": "noam", "warmup": 100}
         return {"article": article, "plain": {"attention": "none"}, "luong": {"attention": "multiplicative"},
-                "lstm": {"rnn": "lstm"}}
+                "lstm": {"rnn": "lstm"}, "transformer": transformer}
 
     # --- tokenisers ------------------------------------------------------------------------
     @property
@@ -228,8 +303,11 @@ class Seq2Seq(GenerativeModel):
         if not S:
             raise SozoError(f"no training pairs left in {data.source} after tokenising",
                             hint=f"check --src/--tgt ({config.src}/{config.tgt}) and max_len={config.max_len}")
-        src_vocab = Vocab.build(S, config.min_freq, config.max_vocab)
-        tgt_vocab = Vocab.build(T, config.min_freq, config.max_vocab)
+        if config.share_embeddings:  # one joint vocabulary (both sides counted together) for one embedding
+            src_vocab = tgt_vocab = Vocab.build(S + T, config.min_freq, config.max_vocab)
+        else:
+            src_vocab = Vocab.build(S, config.min_freq, config.max_vocab)
+            tgt_vocab = Vocab.build(T, config.min_freq, config.max_vocab)
         tensors = encode_pairs(S, T, src_vocab, tgt_vocab)
         dev, dS, dT = [], [], []
         for s_raw, t_raw in zip(dv_s, dv_t):
@@ -277,6 +355,9 @@ class Seq2Seq(GenerativeModel):
         if (len(src), len(tgt)) != (c.src_vocab_size, c.tgt_vocab_size):
             raise SozoError(f"vocabularies of {len(src)} and {len(tgt)} tokens do not fit a model sized "
                             f"{c.src_vocab_size} and {c.tgt_vocab_size}")
+        if c.share_embeddings and src.itos != tgt.itos:
+            raise SozoError("a model with shared embeddings needs one joint vocabulary, but the source and "
+                            "target vocabularies differ", hint="the run's model/ folder is damaged; retrain it")
         self.src_vocab, self.tgt_vocab = src, tgt
 
     # --- training --------------------------------------------------------------------------
@@ -286,7 +367,10 @@ class Seq2Seq(GenerativeModel):
             opt: torch.optim.Optimizer = torch.optim.SGD(self.parameters(), lr=c.lr)
         else:
             fused = self.adam_options()
-            opt = torch.optim.Adam(self.parameters(), lr=c.lr, **fused)
+            # the Transformer's betas and eps (Vaswani et al.): a shorter memory of the squared gradients
+            betas = (0.9, 0.98) if c.arch == "transformer" else (0.9, 0.999)
+            eps = 1e-9 if c.arch == "transformer" else 1e-8
+            opt = torch.optim.Adam(self.parameters(), lr=c.lr, betas=betas, eps=eps, **fused)
         self.optimizers = {"model": opt}
         return self.optimizers
 
@@ -314,8 +398,13 @@ class Seq2Seq(GenerativeModel):
         if teacher is None:
             p = c.teacher_forcing
             teacher = p >= 1 or (p > 0 and bool(torch.rand(()) < p))
-        st = self.start(src, src_len)
         mask = gold != PAD
+        if self.transformer is not None:  # every target position at once, causally masked
+            memory, src_mask = self.transformer.encode(src, src_len)
+            feats = self.transformer.decode(inp, memory, src_mask)  # (B, T-1, D)
+            logits = self.transformer.logits(feats[mask])  # (N, V): only where targets are real
+            return F.cross_entropy(logits.float(), gold[mask], label_smoothing=c.label_smoothing)
+        st = self.start(src, src_len)
         if teacher:  # one fused decoder call over all steps
             feats, _, _ = self.decoder(inp, st.rnn, st.memory, st.keys, st.mask)  # (B, T-1, H)
             logits = self.decoder.out(feats[mask])  # (N, V): only where targets are real
@@ -331,6 +420,12 @@ class Seq2Seq(GenerativeModel):
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         opt = self.optimizers["model"]
+        c = self.config
+        kind = c.schedule_kind
+        if kind != "constant":  # set from the step alone: exact on resume, nothing to checkpoint
+            f = lr_factor(step, kind, c.warmup, self.total_steps)
+            for group in opt.param_groups:
+                group["lr"] = c.lr * f
         with self.autocast():
             loss = self.loss(batch)
         opt.zero_grad(set_to_none=True)
@@ -364,19 +459,26 @@ class Seq2Seq(GenerativeModel):
         return [bleu]
 
     # --- decoding: the interface sozo.decoding uses ------------------------------------------
-    def start(self, src: torch.Tensor, src_len: torch.Tensor) -> DecodeState:
+    def start(self, src: torch.Tensor, src_len: torch.Tensor) -> Any:
+        if self.transformer is not None:
+            return self.transformer.start(src, src_len)
         memory, rnn = self.encoder(src, src_len)  # (B, S, K)
         mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < src_len.to(src.device).unsqueeze(1)
         if self.decoder.attention is None:
             return DecodeState(rnn, None, None, mask)
         return DecodeState(rnn, memory, self.decoder.attention.keys(memory), mask)
 
-    def step(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState, torch.Tensor | None]:
+    def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
+        if isinstance(state, TransformerState):
+            assert self.transformer is not None
+            return self.transformer.step(tokens, state)
         y, rnn, w = self.decoder(tokens.unsqueeze(1), state.rnn, state.memory, state.keys, state.mask)
         logp = torch.log_softmax(self.decoder.out(y[:, 0]).float(), dim=-1)  # (N, V)
         return logp, replace(state, rnn=rnn), (w[:, 0] if w is not None else None)
 
-    def select(self, state: DecodeState, index: torch.Tensor) -> DecodeState:
+    def select(self, state: Any, index: torch.Tensor) -> Any:
+        if isinstance(state, TransformerState):
+            return state.select(index)
         memory, keys = state.memory, state.keys
         return DecodeState(select_state(state.rnn, index),
                            memory.index_select(0, index) if memory is not None else None,
@@ -391,15 +493,33 @@ class Seq2Seq(GenerativeModel):
 
     @torch.no_grad()
     def translate_tokens(self, sources: list[list[str]], beam: int = 1, length_penalty: float = 0.6,
-                         max_len: int | None = None, batch_size: int = 64) -> list[Hypothesis]:
-        """Decode tokenised sentences (batched, sorted by length); returns target-id hypotheses in order."""
+                         max_len: int | None = None, batch_size: int = 64, attention_head: int | None = None
+                         ) -> list[Hypothesis]:
+        """Decode tokenised sentences (batched, sorted by length); returns target-id hypotheses in order.
+
+        ``attention_head``: the transformer's attention maps show this head of the last decoder layer's
+        cross-attention (None: the mean over its heads); the RNN's single attention has no heads."""
         src_vocab, _ = self._need_vocabs()
         if beam < 1:
             raise SozoError(f"the beam size must be at least 1, got {beam}")
+        c, net = self.config, self.transformer
+        if attention_head is not None:
+            if net is None:
+                raise SozoError("attention heads are a transformer's: this RNN model has one attention",
+                                hint="leave out the attention head")
+            if not 0 <= attention_head < c.heads:
+                raise SozoError(f"attention head {attention_head} does not exist: the model has {c.heads} "
+                                f"(0 to {c.heads - 1})")
+        ids = [src_vocab.encode(s) or [UNK] for s in sources]
+        room = c.max_positions if net is not None and c.positions == "learned" else 0  # (0: no limit)
+        if room and max(map(len, ids), default=0) > room:
+            raise SozoError(f"a sentence of {max(map(len, ids))} tokens is longer than this model's learned "
+                            f"positions reach ({room})", hint="split it into shorter sentences")
         was_training = self.training
         self.eval()
+        if net is not None:
+            net.attention_head = attention_head
         try:
-            ids = [src_vocab.encode(s) or [UNK] for s in sources]
             order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
             out: list[Hypothesis | None] = [None] * len(ids)
             step = max(1, batch_size // beam)
@@ -411,6 +531,8 @@ class Seq2Seq(GenerativeModel):
                     src[r, :len(ids[j])] = torch.tensor(ids[j])
                 src_len = torch.tensor([len(ids[j]) for j in chunk])
                 limit = max_len or min(2 * self.config.max_len, 2 * S + 10)
+                if room:
+                    limit = min(limit, room - 1)  # the last output position is that of </s>
                 with self.autocast():
                     hyps = decode(self, src.to(self.device), src_len, beam, limit, length_penalty)
                 for j, h in zip(chunk, hyps):
@@ -420,14 +542,17 @@ class Seq2Seq(GenerativeModel):
             return out  # type: ignore[return-value]
         finally:
             self.train(was_training)
+            if net is not None:
+                net.attention_head = None
 
     def translate(self, texts: str | list[str], beam: int = 1, length_penalty: float = 0.6,
-                  max_len: int | None = None, log: Callable[[str], Any] | None = None) -> list[Translation]:
+                  max_len: int | None = None, log: Callable[[str], Any] | None = None,
+                  attention_head: int | None = None) -> list[Translation]:
         """Translate sentences as a person types them (raw Japanese is segmented with fugashi).
 
         Source words outside the vocabulary become ``<unk>`` and are listed in ``Translation.unknown``;
         a sentence made only of unknown words is translated anyway, with a warning through ``log``
-        (default: standard error).
+        (default: standard error). ``attention_head``: see ``translate_tokens``.
         """
         src_vocab, tgt_vocab = self._need_vocabs()
         log = log or (lambda m: print(m, file=sys.stderr))
@@ -448,7 +573,8 @@ class Seq2Seq(GenerativeModel):
                 log(f"warning: every word of {text!r} is unknown to the model ({' '.join(unknown[:8])}); "
                     "the translation is a guess")
             sources.append((text, toks, unknown))
-        hyps = self.translate_tokens([s[1] for s in sources], beam, length_penalty, max_len)
+        hyps = self.translate_tokens([s[1] for s in sources], beam, length_penalty, max_len,
+                                     attention_head=attention_head)
         out = []
         detok = self.tgt_tokenizer.detokenize
         for (text, toks, unknown), h in zip(sources, hyps):
@@ -543,4 +669,4 @@ Seq2Seq.eval_table = Table(
     headline="bleu", lower_is_better=False, notes=(_signatures,))
 
 
-__all__ = ["Seq2Seq", "Seq2SeqConfig", "Translation", "TextData"]
+__all__ = ["Seq2Seq", "Seq2SeqConfig", "Translation", "TextData", "lr_factor"]
