@@ -145,13 +145,13 @@ def test_each_new_preset_trains_a_step(case):
 def test_the_presets_are_the_papers_recipes():
     sn, _ = build("sngan", TINY)
     c = sn.config
-    assert (c.objective, c.spectral_norm, c.g_spectral_norm, c.beta1, c.beta2, c.d_norm, c.n_critic) == \
+    assert (c.objective, c.spectral_norm, c.generator_sn, c.beta1, c.beta2, c.d_norm, c.n_critic) == \
         ("hinge", True, False, 0.0, 0.9, "none", 1)
     assert any(hasattr(m, "parametrizations") for m in sn.discriminator.modules())
     assert not any(hasattr(m, "parametrizations") for m in sn.generator.modules())
     sa, _ = build("sagan", TINY)
     c = sa.config
-    assert (c.lr_g, c.lr_d, c.attention_res, c.g_spectral_norm) == (1e-4, 4e-4, 7, True)
+    assert (c.lr_g, c.lr_d, c.attention_res, c.generator_sn) == (1e-4, 4e-4, 7, True)
     for net in (sa.generator, sa.discriminator):
         assert sum(isinstance(m, SelfAttention) for m in net.modules()) == 1
     assert build("sngan", [*TINY, "preset=resnet"])[0].config.n_critic == 5

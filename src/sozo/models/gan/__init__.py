@@ -89,7 +89,7 @@ class GANConfig:
     d_norm: Literal["batch", "instance", "layer", "none"] = "batch"
     init_std: float = 0.02  # N(0, std) weights as in the DCGAN paper (0: PyTorch's default init)
     spectral_norm: bool = False  # spectral normalisation of every conv / linear weight of the critic (SNGAN)
-    g_spectral_norm: bool = False  # ... and of the generator (SAGAN)
+    generator_sn: bool = False  # ... and of the generator (SAGAN)
     # SAGAN's self-attention block in both networks (conv or resnet) at attention_res x attention_res
     # (None: the largest map both networks have of at most a quarter of the size: 7 for 28 px, 8 for 32,
     # 32 for 128 as in the SAGAN paper)
@@ -188,7 +188,7 @@ class GAN(ImageModel):
             normal_init(self, c.init_std)
         if c.spectral_norm:  # after the init: the normalised weight starts from the initialised one
             add_spectral_norm(self.discriminator)
-        if c.g_spectral_norm:
+        if c.generator_sn:
             add_spectral_norm(self.generator)
         self.adversary = c.adversary()
         self.ada: Ada | None = Ada(c.ada_target, c.ada_interval, c.ada_speed) if c.ada else None  # in the state dict
@@ -494,4 +494,4 @@ _family("sagan", "SAGAN (Zhang et al. 2019): sngan's networks with a self-attent
                  "sozo sample RUN --attention-map OUT.png",
         presets={"dcgan": {}, "standard": {"d_layout": "standard"}, "resnet": {"arch": "resnet"}},
         arch="conv", layout="chapter", g_act="relu", d_norm="none", attention=True, spectral_norm=True,
-        g_spectral_norm=True, objective="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9)
+        generator_sn=True, objective="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9)
