@@ -194,3 +194,9 @@ def test_a_run_without_attention_says_so(tmp_path):
     run = sozo.train("dcgan", out=tmp_path / "dc", set=["width=8", "latent_dim=8", "limit=100", "n_samples=4"],
                      **tiny_options())
     assert exit_code(["sample", str(run.path), "--attention-map", str(tmp_path / "a.png")]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["sngan", "sagan"])
+def test_sngan_and_sagan_resume_exactly(family, tmp_path, monkeypatch):
+    check_resume(family, tmp_path, monkeypatch, [*TINY, *AUG, "ada=true"])  # spectral norm's u, v and ADA's p too
