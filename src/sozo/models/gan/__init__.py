@@ -214,7 +214,7 @@ class GAN(ImageModel):
         return torch.channels_last if self.config.arch == "conv" else torch.contiguous_format
 
     def progress_keys(self) -> tuple[str, ...]:
-        return ("loss", "wdist", "ada_p")  # the WGAN objectives log wdist, ADA its p
+        return ("loss", "wdist")  # and the critic's Wasserstein estimate (the WGAN objectives log it)
 
     def compiled_networks(self) -> list[nn.Module]:
         # a critic under a gradient penalty sees its double backward: it stays eager
