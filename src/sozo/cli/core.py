@@ -149,6 +149,7 @@ def _sample_args(s: argparse.ArgumentParser) -> None:
                    help="realnvp: scale of the latent Gaussian (0.7: sharper, less varied)")
     g.add_argument("--chain", metavar="GIF", help="ebm: also write the Langevin chain as an animated GIF")
     add_model_options(s)
+    add_family_arguments(s, "sample")
 
 
 SAMPLER_OPTIONS = ("steps", "guidance", "temperature", "chain")
@@ -171,6 +172,8 @@ def sampler_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
          examples=("sozo sample runs/faces --n 64 --seed 1 --out grid.png",))
 def cmd_sample(args: argparse.Namespace) -> None:
     from ..viz.grid import save_grid
+    if taken_over(args, "sample"):  # e.g. sagan's --attention-map: a picture of its own
+        return
     model = load_model(args, makes=("images", "image-translations"))  # image-to-image: translated examples
     images = model.sample(args.n, seed=args.seed, labels=args.label, **sampler_options(args, model))
     out = Path(args.out)

@@ -51,6 +51,43 @@ family_options("evaluate", "ddpm/ebm", overrides=lambda a: {"steps": a.steps}, a
          "ebm 1000 Langevin steps; other families ignore it)"))
 
 
+def _attention_args(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--attention-map", metavar="OUT.png",
+                   help="GANs with self-attention (sagan): write where one output pixel attends, samples above "
+                        "(the pixel in green), its attention below (red), up to 8 of them (--n), instead of the grid")
+    g.add_argument("--pixel", metavar="Y,X", help="with --attention-map: the output pixel (default the centre)")
+
+
+def _pixel(text: str) -> tuple[int, int]:
+    try:
+        y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        raise SozoError(f"--pixel takes Y,X (two whole numbers), got '{text}'",
+                        hint="for example --pixel 14,10") from None
+    return y, x
+
+
+def _attention_map(args: argparse.Namespace) -> bool:
+    if args.attention_map is None:
+        if args.pixel is not None:
+            raise SozoError("--pixel goes with --attention-map", hint="--attention-map OUT.png --pixel Y,X")
+        return False
+    out = Path(args.attention_map)
+    check_suffix(out, (".png",))
+    model = load_model(args, makes="images")
+    if not hasattr(model, "write_attention_map"):
+        raise SozoError(f"'{model.family}' models have no self-attention map", hint="train sagan to get one")
+    pixel = _pixel(args.pixel) if args.pixel is not None else None
+    res = model.write_attention_map(out, n=min(args.n, 8), seed=args.seed, pixel=pixel, labels=args.label)
+    y, x = res["pixel"]
+    print(f"wrote {out} ({res['n']} samples above, where pixel ({y}, {x}) attends below; "
+          f"attention at {res['resolution']}x{res['resolution']})")
+    return True
+
+
+family_options("sample", "GANs with self-attention (sagan)", arguments=_attention_args, takes_over=_attention_map)
+
+
 def _reconstruct_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", help=AUTOENCODERS)
     s.add_argument("--n", type=positive("--n", MAX_GRID), default=16, help="images (the first of the split)")

@@ -258,8 +258,23 @@ def add_spectral_norm(module: nn.Module, n_power_iterations: int = 1) -> nn.Modu
 
     for m in list(module.modules()):
         if isinstance(m, SPECTRAL_LAYERS):
+            if m.weight.device.type == "meta":  # a size estimate (sozo.limits.module_bytes): the same buffers
+                _meta_spectral_buffers(m)
+                continue
             spectral_norm(m, n_power_iterations=n_power_iterations)
     return module
+
+
+def _meta_spectral_buffers(m: nn.Module) -> None:
+    """On the meta device, the u and v vectors spectral norm would add, without its parametrization: its
+    15 power iterations at set-up run op by op through Python meta kernels there (over a minute for
+    SAGAN's 40 layers on a loaded CPU), and an estimate needs only the bytes."""
+    dim = 1 if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
+    weight = m.weight
+    assert isinstance(weight, torch.Tensor)
+    h = weight.size(dim)
+    m.register_buffer("spectral_u", torch.empty(h, device="meta"))
+    m.register_buffer("spectral_v", torch.empty(weight.numel() // h, device="meta"))
 
 
 # --- the adversary: objective + penalty, and the updates ---------------------------------------
@@ -322,14 +337,15 @@ def compiled_networks(adv: Adversary, generators: Networks, critics: Networks) -
 
 
 def critic_loss(adv: Adversary, critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                autocast: AbstractContextManager, cond: tuple = (), scale: float = 1.0
+                autocast: AbstractContextManager, cond: tuple = (), scale: float = 1.0, real_sign: bool = False
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The critic's loss (with its graph) on a real and a (detached) fake batch, and its detached parts.
 
     ``critic(x, *cond)`` scores a batch (the real and the fake one in separate passes: with batch norm
     a mixed batch gives a different, worse gradient). ``scale`` multiplies the objective's loss (not
     the penalty). The parts: ``loss_d`` (the total), the penalty's value under its name (``gp``,
-    ``r1``), and ``wdist`` = mean D(real) - mean D(fake) for Wasserstein objectives.
+    ``r1``), and ``wdist`` = mean D(real) - mean D(fake) for Wasserstein objectives; with ``real_sign``
+    also ``real_sign`` = mean sign(D(real)) (ADA's overfitting heuristic r_t on this batch).
     """
     with autocast:
         real_out = critic(real, *cond)
@@ -345,6 +361,8 @@ def critic_loss(adv: Adversary, critic: Callable[..., torch.Tensor], real: torch
     parts["loss_d"] = loss.detach()
     if adv.objective.reports_distance:
         parts["wdist"] = (real_out.mean() - fake_out.mean()).detach().float()
+    if real_sign:
+        parts["real_sign"] = torch.sign(real_out.detach().float()).mean()
     return loss, parts
 
 

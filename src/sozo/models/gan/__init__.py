@@ -1,10 +1,12 @@
-"""The GAN family: gan (MLP), dcgan, wgan, wgan-gp, cgan.
+"""The GAN family: gan (MLP), dcgan, wgan, wgan-gp, cgan, sngan, sagan.
 
 One class does the work; the registered names are presets of networks + objective + optimiser.
 Objectives, penalties, spectral norm and the update helpers are ``sozo.nn.adversarial``'s.
 The step: a critic update on every batch, a generator update on every ``n_critic``-th batch.
 The discriminator sees real and fake batches in separate forward passes (with batch norm, a
-mixed batch gives a different, worse gradient).
+mixed batch gives a different, worse gradient). With ``diffaug`` both batches go through the same
+DiffAugment policy (``sozo.nn.augment``) before the critic, in its update and the generator's; with
+``ada`` each op is applied with ADA's probability p, adjusted from sign(D(real)).
 """
 from __future__ import annotations
 
@@ -25,16 +27,32 @@ from ...nn.adversarial import (
     add_spectral_norm,
     adversary,
     compiled_networks,
-    critic_update,
+    critic_loss,
+    critic_step,
     generator_loss,
     generator_update,
 )
+from ...nn.augment import Ada, check_policy, diff_augment
+from ...nn.blocks import SelfAttention
 from ...nn.init import normal_init
 from ...registry import register_variant
 from ...viz.grid import save_grid, save_walk
 from ..base import resolved_sizes
 from ..images import ImageModel, fit_image_config
-from .networks import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, conv_sizes, conv_start
+from .networks import (
+    ConvDiscriminator,
+    ConvGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    ResNetDiscriminator,
+    ResNetGenerator,
+    StandardDiscriminator,
+    attention_sizes,
+    conv_sizes,
+    conv_start,
+    insert_attention,
+    map_sizes,
+)
 
 
 @dataclass
@@ -42,7 +60,8 @@ class GANConfig:
     """Networks, objective and optimiser of a GAN. Sizes left at None follow the data."""
 
     preset: str = ""
-    arch: Literal["mlp", "conv"] = "conv"
+    # mlp, conv (DCGAN's stacks), resnet (SNGAN's residual networks: up blocks in G, down blocks in D)
+    arch: Literal["mlp", "conv", "resnet"] = "conv"
     latent_dim: int = 100
     image_size: int | None = None  # None: the data's size (resized to the nearest the net supports)
     channels: int | None = None  # None: the data's channels
@@ -58,14 +77,30 @@ class GANConfig:
     d_first_bias: bool = True  # a bias on the MLP discriminator's first layer (the chapter's has none)
     # conv networks
     width: int | None = None  # None: 32 for images up to 32 px, 64 above (the DCGAN paper's 64x64)
+    d_width: int | None = None  # the critic's width (None: width's)
     # chapter: the GAN chapter's networks as it prints them (28x28: G 4 -> 7 -> 14 -> 28 from 4x4, no bias
     # anywhere); sozo: sozo's first DCGAN (28x28: G from 7x7 with a last 3x3 conv; biases on the critic's ends)
     layout: Literal["chapter", "sozo"] = "sozo"
+    # the conv critic: dcgan (strided convs with a norm) or standard (SNGAN's "standard CNN": 3x3 then
+    # strided convs, LeakyReLU 0.1, no norm)
+    d_layout: Literal["dcgan", "standard"] = "dcgan"
     g_act: Literal["relu", "leaky"] = "leaky"
     g_norm: Literal["batch", "none"] = "batch"
     d_norm: Literal["batch", "instance", "layer", "none"] = "batch"
     init_std: float = 0.02  # N(0, std) weights as in the DCGAN paper (0: PyTorch's default init)
     spectral_norm: bool = False  # spectral normalisation of every conv / linear weight of the critic (SNGAN)
+    generator_sn: bool = False  # ... and of the generator (SAGAN)
+    # SAGAN's self-attention block in both networks (conv or resnet) at attention_res x attention_res
+    # (None: the largest map both networks have of at most a quarter of the size: 7 for 28 px, 8 for 32,
+    # 32 for 128 as in the SAGAN paper)
+    attention: bool = False
+    attention_res: int | None = None
+    # small data: DiffAugment ops (color, translation, cutout) on real and fake before the critic
+    diffaug: list[str] = field(default_factory=list)
+    ada: bool = False  # adaptive probability p of each op from r_t = E[sign(D(real))] (needs diffaug)
+    ada_target: float = 0.6  # the r_t that p is moved toward
+    ada_interval: int = 4  # steps between adjustments of p
+    ada_speed: float = 20000.0  # images over which p can move from 0 to 1
     # objective (sozo.nn.adversarial): bce, least-squares, wasserstein-clip, wasserstein-gp, hinge
     objective: ObjectiveName = "bce"
     penalty: PenaltyChoice = "auto"  # auto: the objective's own (gp for wasserstein-gp, else none); none, gp, r1
@@ -87,6 +122,8 @@ class GANConfig:
         if not 0 <= self.mlp_slope < 1:
             raise SozoError(f"'mlp_slope' must be in [0, 1), got {self.mlp_slope}",
                             hint="for example --set mlp_slope=0.2")
+        if self.d_width is not None and self.d_width < 1:
+            raise SozoError(f"'d_width' must be at least 1, got {self.d_width}")
         for name in ("latent_dim", "n_critic", "embed_dim"):
             if getattr(self, name) < 1:
                 raise SozoError(f"'{name}' must be at least 1, got {getattr(self, name)}")
@@ -101,8 +138,21 @@ class GANConfig:
         if self.channels not in (None, 1, 3):
             raise SozoError(f"'channels' must be 1 or 3, got {self.channels}")
         adv = self.adversary()
-        if self.arch == "conv":
+        if self.arch == "conv" and self.d_layout == "dcgan":
             adv.check_norm(self.d_norm, "d_norm")
+        check_policy(self.diffaug)
+        if self.ada and not self.diffaug:
+            raise SozoError("'ada' sets the probability of the DiffAugment ops, but 'diffaug' names none",
+                            hint="for example --set diffaug=color,translation,cutout --set ada=true")
+        if not 0 < self.ada_target < 1 or self.ada_interval < 1 or not self.ada_speed > 0:
+            raise SozoError("ADA needs 0 < ada_target < 1, ada_interval >= 1 and ada_speed > 0, got "
+                            f"{self.ada_target}, {self.ada_interval}, {self.ada_speed}",
+                            hint="for example --set ada_target=0.6 --set ada_interval=4 --set ada_speed=20000")
+        if (self.attention or self.attention_res is not None) and self.arch == "mlp":
+            raise SozoError("self-attention goes into conv or resnet networks, not the MLPs",
+                            hint="--set arch=conv (or resnet), or leave out attention")
+        if self.arch == "resnet" and self.conditional:
+            raise SozoError("the resnet networks are unconditional here", hint="--set arch=conv for cgan")
 
     def adversary(self) -> Adversary:
         """The objective, penalty and clipping these options choose (checked)."""
@@ -114,9 +164,6 @@ class GAN(ImageModel):
 
     Config = GANConfig
     lr_options = ("lr_g", "lr_d")
-
-    def progress_keys(self) -> tuple[str, ...]:
-        return ("loss", "wdist")  # and the critic's Wasserstein estimate (the WGAN objectives log it)
 
     def __init__(self, config: GANConfig, class_names: list[str] | None = None):
         super().__init__(config, class_names)
@@ -132,27 +179,42 @@ class GAN(ImageModel):
             self.discriminator = MLPDiscriminator(shape, c.d_hidden, c.d_dropout, k, c.embed_dim,
                                                   slope=c.mlp_slope, first_bias=c.d_first_bias)
         else:
-            (width,) = resolved_sizes(c, "width")
-            self.generator = ConvGenerator(c.latent_dim, size, channels, width, c.g_norm, c.g_act, k, c.embed_dim,
-                                           layout=c.layout)
-            self.discriminator = ConvDiscriminator(size, channels, width, c.d_norm, k, bias=c.layout != "chapter")
+            self.generator, self.discriminator = conv_networks(c, size, channels, k)
+            if c.attention or c.attention_res is not None:
+                res = check_attention_res(c, self.generator, self.discriminator, size, channels, k)
+                insert_attention(_net(self.generator), _g_probe(c, k), res)
+                insert_attention(_net(self.discriminator), _d_probe(c, size, channels, k), res)
         if c.init_std > 0:
             normal_init(self, c.init_std)
         if c.spectral_norm:  # after the init: the normalised weight starts from the initialised one
             add_spectral_norm(self.discriminator)
+        if c.generator_sn:
+            add_spectral_norm(self.generator)
         self.adversary = c.adversary()
+        self.ada: Ada | None = Ada(c.ada_target, c.ada_interval, c.ada_speed) if c.ada else None  # in the state dict
 
     # --- config --------------------------------------------------------------------------
     @classmethod
     def resolve_config(cls, config: GANConfig, data: Any) -> GANConfig:
-        changes = fit_image_config(cls.family, config, data, lambda s: conv_start(s) is not None, conv_sizes())
+        sized = replace(config, arch="conv") if config.arch == "resnet" else config  # the same sizes as conv
+        changes = fit_image_config(cls.family, sized, data, lambda s: conv_start(s) is not None, conv_sizes())
         if config.width is None:
             changes["width"] = 32 if changes["image_size"] <= 32 else 64
-        return replace(config, **changes)
+        out = replace(config, **changes)
+        if out.arch != "mlp" and (out.attention or out.attention_res is not None):
+            size, channels = changes["image_size"], changes["channels"]
+            k = out.num_classes if out.conditional else 0
+            out = replace(out, attention=True,
+                          attention_res=check_attention_res(out, *conv_networks(out, size, channels, k), size,
+                                                            channels, k))
+        return out
 
     # --- training ------------------------------------------------------------------------
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.config.arch == "conv" else torch.contiguous_format
+
+    def progress_keys(self) -> tuple[str, ...]:
+        return ("loss", "wdist")  # and the critic's Wasserstein estimate (the WGAN objectives log it)
 
     def compiled_networks(self) -> list[nn.Module]:
         # a critic under a gradient penalty sees its double backward: it stays eager
@@ -189,14 +251,28 @@ class GAN(ImageModel):
         with torch.set_grad_enabled(update_g), self.autocast():
             fake = G(self._noise(real.size(0)), y)  # (B, C, H, W)
 
-        # --- discriminator / critic: real and fake in separate passes, then any penalty and clipping
-        out = critic_update(self.adversary, D, real, fake.detach(), opt_d, self.autocast(), cond=(y,))
+        # --- discriminator / critic: real and fake in separate passes (each through the same augmentation
+        # policy, its own draws), then any penalty and clipping
+        loss_d, out = critic_loss(self.adversary, D, self.augment(real), self.augment(fake.detach()),
+                                  self.autocast(), cond=(y,), real_sign=self.ada is not None)
+        critic_step(self.adversary, opt_d, loss_d, D)
+        if self.ada is not None:
+            self.ada.observe(out["real_sign"], real.size(0))
+            self.ada.step(step)
+            out["ada_p"] = self.ada.p.clone()
 
         # --- generator: D's weights need no gradient here, only its input does
         if update_g:
-            out["loss_g"] = generator_update(D, opt_g, lambda: generator_loss(self.adversary, lambda: D(fake, y),
-                                                                              self.autocast()))
+            out["loss_g"] = generator_update(D, opt_g, lambda: generator_loss(
+                self.adversary, lambda: D(self.augment(fake), y), self.autocast()))
         return out
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` through the DiffAugment policy (with ADA's p when on); ``x`` itself without one."""
+        c = self.config
+        if not c.diffaug:
+            return x
+        return diff_augment(x, c.diffaug, self.ada.p if self.ada is not None else 1.0)
 
     def check_batch(self, batch: dict[str, torch.Tensor]) -> None:
         c = self.config
@@ -274,6 +350,93 @@ class GAN(ImageModel):
         """A PNG strip (a row per walk) or an animated GIF (a frame per step)."""
         return save_walk(self.interpolate(paths, steps, seed, labels), path)  # (S, P, C, H, W) walks
 
+    # --- attention ------------------------------------------------------------------------
+    def attention_map(self, n: int, seed: int, pixel: tuple[int, int] | None = None,
+                      labels: Any = None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Where one output pixel attends in the generator's self-attention block: ``n`` samples
+        (n, C, H, W), each one's attention row of the map position under ``pixel`` (y, x of the output
+        image; default its centre) as (n, H, W) weights scaled to [0, 1] per image (nearest upsampling
+        of the block's r x r map), and the pixel."""
+        block = next((m for m in self.generator.modules() if isinstance(m, SelfAttention)), None)
+        if block is None:
+            raise SozoError(f"this {self.family} run has no self-attention block",
+                            hint="train sagan (or --set attention=true) to get one")
+        size = int(self.config.image_size)
+        y, x = pixel if pixel is not None else (size // 2, size // 2)
+        if not (0 <= y < size and 0 <= x < size):
+            raise SozoError(f"--pixel {y},{x} is outside the {size}x{size} images",
+                            hint=f"rows and columns from 0 to {size - 1}")
+        block.keep = True
+        try:
+            images = self.sample(n, seed=seed, labels=labels)
+            attn = block.attention
+        finally:
+            block.keep, block.attention = False, None
+        assert attn is not None
+        attn = attn[-n:].float().cpu()  # (n, N, N): the last batch holds all when n <= the batch
+        r = int(round(attn.size(-1) ** 0.5))
+        row = attn[:, (y * r // size) * r + x * r // size].view(n, 1, r, r)  # (n, 1, r, r)
+        row = row / row.amax(dim=(2, 3), keepdim=True).clamp(min=1e-12)
+        maps = torch.nn.functional.interpolate(row, size=(size, size), mode="nearest")[:, 0]
+        return images, maps, (y, x)
+
+    def write_attention_map(self, path: Path, n: int, seed: int, pixel: tuple[int, int] | None = None,
+                            labels: Any = None) -> dict[str, Any]:
+        """A PNG: the samples above (the pixel marked green), the attention of that pixel below (red)."""
+        images, maps, (y, x) = self.attention_map(n, seed, pixel, labels)
+        grey = images.mean(1, keepdim=True).expand(-1, 3, -1, -1).clone()  # (n, 3, H, W) in [-1, 1]
+        marked = grey.clone()
+        marked[:, :, y, x] = torch.tensor([-1.0, 1.0, -1.0]).view(1, 3)
+        heat = 0.35 * grey + 0.65 * torch.stack([2 * maps - 1, -torch.ones_like(maps), 1 - 2 * maps], 1)
+        heat[:, :, y, x] = torch.tensor([-1.0, 1.0, -1.0]).view(1, 3)
+        save_grid(torch.cat([marked, heat]), path, nrow=n)
+        return {"n": n, "pixel": (y, x), "resolution": int(self.config.attention_res or 0)}
+
+
+def conv_networks(c: GANConfig, size: int, channels: int, k: int) -> tuple[nn.Module, nn.Module]:
+    """The conv or resnet generator and critic that ``c`` names (without attention or spectral norm)."""
+    (width,) = resolved_sizes(c, "width")
+    d_width = c.d_width or width
+    if c.arch == "resnet":
+        return ResNetGenerator(c.latent_dim, size, channels, width), ResNetDiscriminator(size, channels, d_width)
+    g = ConvGenerator(c.latent_dim, size, channels, width, c.g_norm, c.g_act, k, c.embed_dim, layout=c.layout)
+    if c.d_layout == "standard":
+        if k:
+            raise SozoError("the standard critic is unconditional here", hint="--set d_layout=dcgan for cgan")
+        return g, StandardDiscriminator(size, channels, d_width)
+    return g, ConvDiscriminator(size, channels, d_width, c.d_norm, k, bias=c.layout != "chapter")
+
+
+def _net(m: nn.Module) -> nn.Sequential:
+    """The layer stack of a conv or resnet network (its ``net``)."""
+    net = m.net
+    assert isinstance(net, nn.Sequential)
+    return net
+
+
+def _g_probe(c: GANConfig, k: int) -> torch.Tensor:
+    """What the generator's ``net`` takes: (1, latent [+ embed], 1, 1) for conv, (1, latent) for resnet."""
+    width = c.latent_dim + (c.embed_dim if k else 0)
+    return torch.zeros(1, width) if c.arch == "resnet" else torch.zeros(1, width, 1, 1)
+
+
+def _d_probe(c: GANConfig, size: int, channels: int, k: int) -> torch.Tensor:
+    return torch.zeros(1, channels + (1 if k else 0), size, size)
+
+
+def check_attention_res(c: GANConfig, g: nn.Module, d: nn.Module, size: int, channels: int, k: int) -> int:
+    """``c.attention_res`` if both networks have maps of that size below the image's (else a SozoError
+    listing those they have); None: the largest of them."""
+    ok = attention_sizes(map_sizes(_net(g), _g_probe(c, k)), map_sizes(_net(d), _d_probe(c, size, channels, k)), size)
+    if not ok:
+        raise SozoError(f"the {size}x{size} networks have no map where a self-attention block can go")
+    if c.attention_res is None:
+        return max([s for s in ok if s <= size // 4] or ok[:1])
+    if c.attention_res not in ok:
+        raise SozoError(f"attention_res={c.attention_res} is not a resolution the {size}x{size} networks generate "
+                        f"(they have: {', '.join(map(str, ok))})", hint=f"for example --set attention_res={ok[-1]}")
+    return c.attention_res
+
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical interpolation between rows of a and b (B, L); falls back to linear when parallel."""
@@ -315,3 +478,20 @@ _family("wgan-gp", "WGAN-GP: sozo's first DCGAN networks (dcgan preset=wide), gr
 _family("cgan", "Conditional DCGAN (sozo's first DCGAN networks): a class embedding into both networks; "
                 "sample any digit with --label",
         arch="conv", conditional=True)
+# sngan / sagan: dcgan's networks (the critic without its batch norm) so that they cost what dcgan costs on a CPU;
+# preset=standard: the SNGAN paper's standard CNN critic; preset=resnet: the residual networks (the papers' own kind)
+_family("sngan", "SNGAN (Miyato et al. 2018): spectral norm on every critic weight, hinge loss, Adam 2e-4 (0, 0.9), "
+                 "n_critic 1, on dcgan's networks (the critic without batch norm, the generator with ReLU); "
+                 "preset=standard: the paper's standard CNN critic (3x3 + strided convs, LeakyReLU 0.1); "
+                 "preset=resnet (or --set arch=resnet): the ResNet networks (residual up / down blocks) with the "
+                 "paper's n_critic 5",
+        presets={"dcgan": {}, "standard": {"d_layout": "standard"}, "resnet": {"arch": "resnet", "n_critic": 5}},
+        arch="conv", layout="chapter", g_act="relu", d_norm="none", spectral_norm=True, objective="hinge",
+        lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.9)
+_family("sagan", "SAGAN (Zhang et al. 2019): sngan's networks with a self-attention block in both (gamma from 0; "
+                 "attention_res: 7 for 28 px, a quarter of the size), spectral norm in both, hinge loss, two "
+                 "time-scale Adam: G 1e-4, D 4e-4 (0, 0.9); preset=standard / resnet: sngan's other networks; "
+                 "sozo sample RUN --attention-map OUT.png",
+        presets={"dcgan": {}, "standard": {"d_layout": "standard"}, "resnet": {"arch": "resnet"}},
+        arch="conv", layout="chapter", g_act="relu", d_norm="none", attention=True, spectral_norm=True,
+        generator_sn=True, objective="hinge", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9)

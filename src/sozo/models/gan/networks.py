@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...nn.blocks import activation, norm2d
+from ...nn.blocks import ResBlockDown, ResBlockUp, SelfAttention, activation, norm2d
 
 
 def conv_start(size: int) -> int | None:
@@ -188,3 +188,123 @@ class ConvDiscriminator(nn.Module):
             plane = self.embed(y).view(-1, 1, self.size, self.size).to(x.dtype)
             x = torch.cat([x, plane], dim=1)
         return self.net(x).view(-1)  # (B,)
+
+
+class StandardDiscriminator(nn.Module):
+    """The "standard CNN" critic of SNGAN (Miyato et al. 2018, table 3b): at each resolution a 3x3
+    stride-1 conv then a stride-2 conv (4x4; 3x3 from an odd size: 28 -> 14 -> 7 -> 4) doubling the
+    width (w, w, 2w, 2w, 4w, 4w for 32 and 28 px), LeakyReLU 0.1, a 3x3 conv to 8w at 4x4, then one
+    linear layer to the logit. No normalisation: spectral norm goes on top."""
+
+    def __init__(self, size: int, channels: int, width: int, slope: float = 0.1):
+        super().__init__()
+        layers: list[nn.Module] = []
+        s, c_in, c = size, channels, width
+        while s > 4:
+            k = 4 if s % 2 == 0 else 3
+            layers += [nn.Conv2d(c_in, c, 3, 1, 1), nn.LeakyReLU(slope, inplace=True),
+                       nn.Conv2d(c, c, k, 2, 1), nn.LeakyReLU(slope, inplace=True)]
+            s = (s + 2 - k) // 2 + 1
+            c_in, c = c, c * 2
+        layers += [nn.Conv2d(c_in, c, 3, 1, 1), nn.LeakyReLU(slope, inplace=True), WholeConv2d(c, 1, s, 1, 0)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x).view(-1)  # (B,)
+
+
+class ToMap(nn.Module):
+    """z (B, L) -> (B, C, s, s) by one linear layer (the ResNet generator's input)."""
+
+    def __init__(self, latent_dim: int, channels: int, size: int):
+        super().__init__()
+        self.shape = (channels, size, size)
+        self.linear = nn.Linear(latent_dim, channels * size * size)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.linear(z.flatten(1)).view(-1, *self.shape)
+
+
+class SumPool(nn.Module):
+    """ReLU then the sum over the spatial positions (the SNGAN ResNet critic's pooling): (B, C, H, W) -> (B, C)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).sum(dim=(2, 3))
+
+
+class ResNetGenerator(nn.Module):
+    """SNGAN's ResNet generator (Miyato et al. 2018, appendix B, for 32 px: z -> 4x4x256, three up
+    blocks, BN, ReLU, 3x3 conv, Tanh) at any 2^k or 7*2^k size: z -> s0 x s0 x C (s0 = 4 or 7),
+    up blocks of width C doubling to the size, BN, ReLU, 3x3 conv to the image's channels, Tanh."""
+
+    def __init__(self, latent_dim: int, size: int, channels: int, width: int):
+        super().__init__()
+        s0 = conv_start(size)
+        if s0 is None:
+            raise ValueError(f"unsupported image size {size}")
+        n_up = int(math.log2(size / s0))
+        self.net = nn.Sequential(ToMap(latent_dim, width, s0), *[ResBlockUp(width, width) for _ in range(n_up)],
+                                 nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.Conv2d(width, channels, 3, 1, 1),
+                                 nn.Tanh())
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z)  # (B, C, H, W)
+
+
+class ResNetDiscriminator(nn.Module):
+    """SNGAN's ResNet critic (for 32 px: an optimised first down block, a down block, two plain blocks of
+    128, ReLU, global sum pooling, linear): down blocks of width C until the map is at most 8x8
+    (28 -> 14 -> 7, 32 -> 16 -> 8), two plain blocks, ReLU, sum pooling, a linear layer to the logit."""
+
+    def __init__(self, size: int, channels: int, width: int):
+        super().__init__()
+        blocks: list[nn.Module] = [ResBlockDown(channels, width, first=True)]
+        s = (size + 1) // 2
+        while s > 8:
+            blocks.append(ResBlockDown(width, width))
+            s = (s + 1) // 2
+        blocks += [ResBlockDown(width, width, down=False), ResBlockDown(width, width, down=False)]
+        self.net = nn.Sequential(*blocks, SumPool(), nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x).view(-1)  # (B,)
+
+
+def map_sizes(net: nn.Sequential, example: torch.Tensor) -> list[int]:
+    """The spatial size of each layer's output of ``net`` on ``example`` (0 for outputs that are not maps)."""
+    sizes = []
+    h = example
+    was = net.training
+    net.eval()  # batch norm's running statistics stay as they are
+    try:
+        with torch.no_grad():
+            for m in net:
+                h = m(h)
+                sizes.append(h.size(-1) if h.dim() == 4 else 0)
+    finally:
+        net.train(was)
+    return sizes
+
+
+def attention_sizes(g_sizes: list[int], d_sizes: list[int], size: int) -> list[int]:
+    """The resolutions a self-attention block can go at: below the image size, in both networks' maps."""
+    return sorted({s for s in g_sizes if 0 < s < size} & {s for s in d_sizes if 0 < s < size})
+
+
+def insert_attention(net: nn.Sequential, example: torch.Tensor, res: int) -> SelfAttention:
+    """Put a SelfAttention block into ``net`` after the last layer whose output map is ``res`` x ``res``;
+    returns the block."""
+    sizes = map_sizes(net, example)
+    i = max(j for j, s in enumerate(sizes) if s == res)
+    was = net.training
+    net.eval()
+    with torch.no_grad():
+        h = net[: i + 1](example)
+    net.train(was)
+    block = SelfAttention(h.size(1))
+    layers = list(net)
+    layers.insert(i + 1, block)
+    net._modules.clear()  # refill in place, so the names stay 0, 1, 2… in order
+    for j, m in enumerate(layers):
+        net.add_module(str(j), m)
+    return block
