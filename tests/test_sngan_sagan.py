@@ -151,9 +151,12 @@ def test_the_presets_are_the_papers_recipes():
     assert not any(hasattr(m, "parametrizations") for m in sn.generator.modules())
     sa, _ = build("sagan", TINY)
     c = sa.config
-    assert (c.lr_g, c.lr_d, c.attention_res, c.generator_sn) == (1e-4, 4e-4, 7, True)
+    assert (c.lr_g, c.lr_d, c.attention_res, c.generator_sn) == (2e-4, 2e-4, 7, False)  # sozo's (the paper's collapsed)
     for net in (sa.generator, sa.discriminator):
         assert sum(isinstance(m, SelfAttention) for m in net.modules()) == 1
+    paper, _ = build("sagan", [*TINY, "preset=paper"])  # spectral norm in both, TTUR
+    assert (paper.config.lr_g, paper.config.lr_d, paper.config.generator_sn) == (1e-4, 4e-4, True)
+    assert any(hasattr(m, "parametrizations") for m in paper.generator.modules())
     assert build("sngan", [*TINY, "preset=resnet"])[0].config.n_critic == 5
     std, _ = build("sngan", [*TINY, "preset=standard"])  # Miyato et al.'s standard CNN: 3x3 + strided convs
     convs = [m for m in std.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
