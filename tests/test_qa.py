@@ -193,27 +193,6 @@ def test_copy_mass_goes_to_a_passage_word_outside_the_vocabulary(squad):
     assert w is not None and logp[0, V].exp() > 0  # the unknown word has its share
 
 
-def _copy_data(tmp_path: Path, n: int = 24) -> Path:
-    """Each question repeats a name that occurs once in the whole corpus: <unk> to the vocabulary."""
-    rng = torch.Generator().manual_seed(0)
-    arts = []
-    for i in range(n):
-        name = "".join(chr(97 + int(x)) for x in torch.randint(0, 26, (7,), generator=rng)).capitalize()
-        ctx = f"{name} sold the old red boat in {1900 + i}."
-        arts.append(_article(f"A{i}", [(ctx, [(f"When did {name} sell the boat?", str(1900 + i))])]))
-    path = tmp_path / "copy.json"
-    path.write_text(json.dumps({"data": arts}), encoding="utf-8")
-    return path
-
-
-def _train_steps(model, batch, steps):
-    model.configure_optimizers()
-    model.train()
-    for step in range(steps):
-        model.training_step(batch, step)
-    return model.eval()
-
-
 @pytest.mark.slow
 def test_a_trained_copy_writes_a_new_name_from_the_passage(tmp_path):
     """Learned: questions that repeat a name seen once (never in the vocabulary); a new name is copied."""
