@@ -464,3 +464,11 @@ def test_the_unpacked_bidirectional_gru_equals_the_packed_one():
     packed, _ = bi(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
     want, _ = pad_packed_sequence(packed, batch_first=True, total_length=7)
     assert torch.allclose(bidirectional(fwd, bwd, x, lengths), want, atol=1e-6)
+
+
+def test_questions_read_as_written_with_their_clitics_joined():
+    from sozo.models.qa import question_text
+    words = ["who", "was", "the", "university", "'", "s", "first", "president", "?"]
+    assert question_text(words) == "Who was the university's first president?"
+    assert question_text(["why", "don", "'", "t", "birds", "fall", "?"]) == "Why don't birds fall?"
+    assert question_text(["what", "did", "he", "call", "'", "home", "'", "?"]).count("'") == 2  # a quote stays

@@ -492,7 +492,7 @@ class QuestionGenerator(GenerativeModel):
         out = []
         for (p, a, b), (words, score, copied) in zip(scored, questions):
             s, e = token_to_char_span(spans, a, b)
-            out.append(Asked(text[s:e], s, e, p, detokenize_words(words), words, score, copied))
+            out.append(Asked(text[s:e], s, e, p, question_text(words), words, score, copied))
         return out
 
     def score(self, examples: list[Example], beam: int = 1, length_penalty: float = 0.6) -> dict[str, Any]:
@@ -580,11 +580,26 @@ class QuestionGenerator(GenerativeModel):
         return {"beam": options.beam, **res}
 
 
+def question_text(words: list[str]) -> str:
+    """The question as a person writes it: the tokenizer cuts "university's" into ``university ' s``;
+    an apostrophe between a word and its clitic (s, t, d, ll, re, ve, m) joins them again."""
+    out: list[str] = []
+    for w in words:
+        if out and len(out) >= 2 and out[-1] == "'" and w.lower() in _CLITICS:
+            out[-1] = "'" + w
+        else:
+            out.append(w)
+    return detokenize_words(out)
+
+
+_CLITICS = frozenset({"s", "t", "d", "ll", "re", "ve", "m"})
+
+
 def _sample_lines(e: Example, words: list[str]) -> list[str]:
     a, b = e.answer
     s, t = e.spans[max(0, a - 25)][0], e.spans[min(len(e.spans), b + 25) - 1][1]
     return [f"passage: …{e.context[s:t]}…", f"answer: {e.context[e.spans[a][0]:e.spans[b - 1][1]]}",
-            f"crowd: {detokenize_words(e.question)}", f"model: {detokenize_words(words)}", ""]
+            f"crowd: {question_text(e.question)}", f"model: {question_text(words)}", ""]
 
 
 QuestionGenerator.eval_table = Table(
