@@ -198,14 +198,20 @@ def check_suffix(path: Path, allowed: tuple[str, ...]) -> None:
     check_output(path)  # never over a run folder's own files
 
 
-def read_sentences(name: str) -> list[str]:
-    """Lines of a UTF-8 file, or of standard input for '-'."""
+def read_text(name: str) -> str:
+    """The text of a UTF-8 file, or of standard input for '-'; not UTF-8: an error naming the line."""
     if name == "-":
-        return sys.stdin.read().splitlines()
+        return sys.stdin.read()
     path = Path(name)
     if not path.is_file():
         raise SozoError(f"no such file: {path}")
     try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise SozoError(f"{path} is not UTF-8 text") from None
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise SozoError(f"{path} is not UTF-8 text (line {line})", hint="convert it, e.g. iconv -t UTF-8") from None
+
+
+def read_sentences(name: str) -> list[str]:
+    """Lines of a UTF-8 file, or of standard input for '-'."""
+    return read_text(name).splitlines()

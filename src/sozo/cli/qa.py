@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from ..errors import SozoError
 from ..limits import MAX_BEAM
-from .common import add_model_options, command, family_options, load_model, log, number, positive
+from .common import add_model_options, command, family_options, load_model, log, number, positive, read_text
 
 family_options("train", "qa", data_help="SQuAD v1.1 JSON (split by article), a folder of SQuAD train/dev files, "
                                         "or the NewsQA CSV")
@@ -29,20 +28,6 @@ def _ask_args(s: argparse.ArgumentParser) -> None:
     add_model_options(s)
 
 
-def _read_passage(name: str) -> str:
-    if name == "-":
-        return sys.stdin.read()
-    from pathlib import Path
-    path = Path(name)
-    if not path.is_file():
-        raise SozoError(f"no such file: {path}")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise SozoError(f"{path} is not UTF-8 text (line {line})", hint="convert it, e.g. iconv -t UTF-8") from None
-
-
 @command("ask", "qa: answer candidates of a passage and a question for each", arguments=_ask_args, rest="text",
          description="Tag the spans of a passage that could be answers and write a question for each "
                      "(most probable first), or one question for the span --answer gives. "
@@ -53,7 +38,7 @@ def _read_passage(name: str) -> str:
 def cmd_ask(args: argparse.Namespace) -> None:
     if args.file is not None and args.text:
         raise SozoError("give the passage as an argument or --file, not both")
-    text = _read_passage(args.file) if args.file is not None else " ".join(args.text)
+    text = read_text(args.file) if args.file is not None else " ".join(args.text)
     if not text.strip():
         raise SozoError("nothing to ask about: the passage is empty",
                         hint='sozo ask RUN --file story.txt (or sozo ask RUN "a passage")')
