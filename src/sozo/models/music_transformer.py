@@ -171,8 +171,10 @@ class MusicTransformer(NoteSequenceModel):
         return self.note_head(h), self.dur_head(h)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        decay = [p for n, p in self.named_parameters() if p.ndim >= 2 and "embed" not in n and n != "pos.weight"]
-        rest = [p for n, p in self.named_parameters() if not (p.ndim >= 2 and "embed" not in n and n != "pos.weight")]
+        decay: list[nn.Parameter] = []  # matrices decay; biases, norms, embeddings and positions do not
+        rest: list[nn.Parameter] = []
+        for n, p in self.named_parameters():
+            (decay if p.ndim >= 2 and "embed" not in n and n != "pos.weight" else rest).append(p)
         groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
         self.optimizers = {"model": torch.optim.AdamW(groups, lr=self.config.lr, **self.adam_options())}
         return self.optimizers
