@@ -206,6 +206,8 @@ def test_compose_controls_change_only_their_latent(jsb_file: Path):
         model.compose(2, controls={"melodie": 1})
     with pytest.raises(SozoError, match="bars"):
         model.compose(0)
+    with pytest.raises(SozoError, match="--top-k and --top-p do not apply to musegan"):
+        model.compose(2, top_k=5)
 
 
 def test_decode_argmax_per_voice_and_rests_only_below_the_threshold(jsb_file: Path):

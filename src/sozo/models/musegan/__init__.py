@@ -267,7 +267,8 @@ class MuseGAN(GenerativeModel):
         return pr.indices_to_roll(pitches.numpy(), self.config.n_pitches)
 
     def compose(self, bars: int = 8, seed: int = 0, temperature: float | None = None,
-                duration_temperature: float | None = None, controls: dict[str, int | None] | None = None) -> Any:
+                duration_temperature: float | None = None, controls: dict[str, int | None] | None = None,
+                top_k: int | None = None, top_p: float | None = None) -> Any:
         """A Piece of ``bars`` bars: phrases of ``n_bars`` one after another.
 
         ``controls``: a seed for each latent (chords, style, melody, groove); None draws it from ``seed``.
@@ -275,8 +276,12 @@ class MuseGAN(GenerativeModel):
         (a sequence drawn from their seed). So fixing chords and changing melody changes only the melody.
         ``temperature`` None or 0: the top pitch per voice and step; above 0: sampled from p^(1/T)
         (softmax output; tanh: from softmax(out / T)).
-        ``duration_temperature`` does not apply (durations come from held pitches) and is ignored.
+        ``duration_temperature`` does not apply (durations come from held pitches) and is ignored;
+        ``top_k`` / ``top_p`` are refused (a piano roll has no token distribution to cut).
         """
+        if top_k is not None or top_p is not None:
+            raise SozoError(f"--top-k and --top-p do not apply to {self.family}",
+                            hint="they cut the token distributions of music-lstm and music-transformer")
         c = self.config
         z = self.compose_latents(bars, seed, controls)
         out = self.generate(z)  # (phrases, K, N*S, P)
