@@ -205,11 +205,8 @@ def read_text(name: str) -> str:
     path = Path(name)
     if not path.is_file():
         raise SozoError(f"no such file: {path}")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise SozoError(f"{path} is not UTF-8 text (line {line})", hint="convert it, e.g. iconv -t UTF-8") from None
+    from ..data.text import read_utf8
+    return read_utf8(path)
 
 
 def read_sentences(name: str) -> list[str]:

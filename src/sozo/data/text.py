@@ -364,15 +364,20 @@ class Corpus:
     notes: list[str] = field(default_factory=list)  # what the reader skipped, for the log
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_utf8(path: str | Path) -> str:
+    """A file's text exactly as it is (a BOM dropped); not UTF-8 or unreadable: a SozoError naming the line."""
+    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         line = path.read_bytes()[:e.start].count(b"\n") + 1
         raise SozoError(f"{path} is not UTF-8 text (line {line})", hint="convert it, e.g. iconv -t UTF-8") from None
     except OSError as e:
         raise SozoError(f"cannot read {path}: {e.strerror or e}") from None
-    lines = text.split("\n")
+
+
+def _read_lines(path: Path) -> list[str]:
+    lines = read_utf8(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [ln.rstrip("\r") for ln in lines]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ...data.text import BOS, EOS, PAD, UNK, Vocab
+from ...data.text import BOS, EOS, PAD, UNK, Vocab, read_utf8
 from ...errors import JSON_ERRORS, SozoError
 
 # a word (with decimal or thousands separators: 3.5, 1,000), else any other single symbol
@@ -132,21 +132,11 @@ def window_around(n: int, a: int, b: int, size: int) -> tuple[int, int]:
 # readers
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise SozoError(f"{path} is not UTF-8 text (line {line})", hint="convert it, e.g. iconv -t UTF-8") from None
-    except OSError as e:
-        raise SozoError(f"cannot read {path}: {e.strerror or e}") from None
-
-
 def read_squad(path: Path) -> Articles:
     """SQuAD v1.1 JSON. Answers whose text is not at ``answer_start`` in the context are skipped and
     counted; a question left with no answer, and a paragraph with no text, are skipped too."""
     try:
-        doc = json.loads(_read_text(path))
+        doc = json.loads(read_utf8(path))
     except JSON_ERRORS as e:
         raise SozoError(f"{path} is not JSON: {e}", hint="give SQuAD v1.1 JSON or the NewsQA CSV") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
@@ -188,7 +178,7 @@ def read_squad(path: Path) -> Articles:
 def read_newsqa(path: Path) -> Articles:
     """The book's NewsQA CSV: ``story_id, story_text, question, answer_token_ranges`` where a range
     ``a:b`` counts whitespace-separated tokens of the story (several ranges: comma-separated)."""
-    text = _read_text(path)
+    text = read_utf8(path)
     rows = csv.DictReader(text.splitlines())
     need = {"story_id", "story_text", "question", "answer_token_ranges"}
     if not rows.fieldnames or not need <= set(rows.fieldnames):
