@@ -104,6 +104,20 @@ def test_bundled_chorales_few(tmp_path):
     assert max(len(dm.token_pitches(t)) for t in cdata.notes.itos) >= 3  # chords as one token
 
 
+def test_a_bundled_chorale_that_failed_once_is_read_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOZO_HOME", str(tmp_path))  # a cache of its own: nothing read before
+    real = dm._parse
+    first = dm.list_sources("chorales")[1][0]
+    monkeypatch.setattr(dm, "_parse", lambda what: (_ for _ in ()).throw(SozoError("truncated stream"))
+                        if what == first[1] else real(what))
+    notes: list[str] = []
+    _, pieces = dm.read_events("chorales", limit=2, log=notes.append)
+    assert len(pieces) == 1 and any("skipped 1 unreadable" in n for n in notes)
+    monkeypatch.setattr(dm, "_parse", real)  # the passing failure is gone: the next read parses that piece
+    _, pieces = dm.read_events("chorales", limit=2, log=lambda m: None)
+    assert [p["id"] for p in pieces] == [first[0], dm.list_sources("chorales")[1][1][0]]
+
+
 def test_bad_data(tmp_path):
     with pytest.raises(SozoError, match="no such"):
         dm.read_events(str(tmp_path / "missing"))

@@ -270,7 +270,12 @@ def _parse(what: tuple[str, str]) -> Any:
     from music21 import converter, corpus
     kind, name = what
     try:
-        return corpus.parse(name) if kind == "corpus" else converter.parse(name)
+        if kind == "corpus":
+            try:
+                return corpus.parse(name)
+            except Exception:  # noqa: BLE001 - music21's own pickle of the piece, half-written by another process
+                return corpus.parse(name, forceSource=True)  # ("Error -5 while decompressing data"): parse the source
+        return converter.parse(name)
     except Exception as e:  # noqa: BLE001 - music21 raises many types for unreadable files
         raise SozoError(f"music21 could not read {name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                         hint="remove or fix that file") from None
@@ -298,7 +303,9 @@ def read_events(source: str, limit: int = 0, log: Callable[[str], Any] = print) 
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             log(f"the music cache {cache} is damaged; rebuilding it")
             stored = {}
-    todo = [(i, w) for i, w in items if i not in stored]
+    # a piece that failed is cached as None (a broken file is not parsed again until it changes), except a
+    # bundled chorale: it can only have failed for a passing reason, so it is tried again
+    todo = [(i, w) for i, w in items if i not in stored or (stored[i] is None and w[0] == "corpus")]
     if todo:
         t0 = time.perf_counter()
         if len(todo) > 20:
