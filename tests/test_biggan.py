@@ -128,3 +128,14 @@ def test_bad_settings_are_refused():
         build("biggan", [*TINY, "attention=true"])
     with pytest.raises(SozoError, match="latent_dim"):
         build("biggan", [*TINY, "latent_dim=2"])
+
+
+@pytest.mark.slow  # trains the LeNet of the 200 digits
+def test_evaluate_adds_the_truncation_curve(run):
+    results, table = sozo.evaluate([run], n=300, device="cpu", log=lambda m: None)
+    res = next(iter(results.values()))
+    curve = res["truncation_curve"]
+    assert [p["truncation"] for p in curve] == [2.0, 1.0, 0.5, 0.25]
+    assert all({"fd", "precision", "recall", "mode_entropy"} <= set(p) for p in curve)
+    assert len({round(p["fd"], 6) for p in curve}) == 4  # each threshold gives other samples
+    assert "truncation 0.5: FD / prec / recall / modes" in table
