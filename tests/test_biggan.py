@@ -19,8 +19,9 @@ TINY = ["width=8", "d_width=8", "latent_dim=9", "embed_dim=4", "limit=200"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("biggan")
+    # 400 digits: the real floor of the image measures compares two halves of 200 (above 128 features);
     # ema=0: check_save_load compares with the checkpoint's raw weights (sozo.load takes the EMA when there is one)
-    return sozo.train("biggan", out=root / "b", set=[*TINY, "n_samples=4", "ema=0"], log=lambda m: None,
+    return sozo.train("biggan", out=root / "b", set=[*TINY, "limit=400", "n_samples=4", "ema=0"], log=lambda m: None,
                       **tiny_options())
 
 
@@ -130,7 +131,7 @@ def test_bad_settings_are_refused():
         build("biggan", [*TINY, "latent_dim=2"])
 
 
-@pytest.mark.slow  # trains the LeNet of the 200 digits
+@pytest.mark.slow  # trains the LeNet of the 400 digits
 def test_evaluate_adds_the_truncation_curve(run):
     results, table = sozo.evaluate([run], n=300, device="cpu", log=lambda m: None)
     res = next(iter(results.values()))
