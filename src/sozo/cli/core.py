@@ -148,8 +148,9 @@ def _sample_args(s: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=number("--temperature", above=0.0),
                    help="realnvp: scale of the latent Gaussian (0.7: sharper, less varied)")
     g.add_argument("--chain", metavar="GIF", help="ebm: also write the Langevin chain as an animated GIF")
-    g.add_argument("--truncation", type=number("--truncation", minimum=0.0), metavar="PSI",
-                   help="stylegan, biggan: the truncation trick (1: none, 0.7: cleaner, less varied; 0: the mean)")
+    g.add_argument("--truncation", type=number("--truncation", minimum=0.0), metavar="VALUE",
+                   help="the truncation trick. stylegan: psi (1: none, 0.7: cleaner, less varied; 0: the mean); "
+                        "biggan: the threshold above which |z| is drawn again (0.5: cleaner, less varied; 0: the mean)")
     g.add_argument("--text", help="stackgan: the caption to draw (every sample from the same text)")
     add_model_options(s)
     add_family_arguments(s, "sample")

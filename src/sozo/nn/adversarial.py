@@ -232,6 +232,26 @@ def get_penalty(name: str) -> Penalty:
     return PENALTIES[name]
 
 
+def orthogonal_penalty(module: nn.Module, skip: tuple[type[nn.Module], ...] = (nn.Embedding,)) -> torch.Tensor:
+    """BigGAN's orthogonal regularisation (Brock et al. 2019, eq. 3): the sum over the weight matrices of
+    ``module`` (every parameter of 2 or more dimensions, flattened to (out, in); none of the layers of type
+    ``skip``, the class embeddings) of ||W W^T * (1 - I)||_F^2, the squared off-diagonal of the Gram
+    matrix: the filters are pushed toward orthogonality without constraining their norms. The loss adds
+    beta (1e-4 in the paper) times it; under spectral norm it acts on the raw weights."""
+    skipped = {id(p) for m in module.modules() if isinstance(m, skip) for p in m.parameters()}
+    total: torch.Tensor | None = None
+    for p in module.parameters():
+        if p.dim() < 2 or id(p) in skipped or not p.requires_grad:
+            continue
+        w = p.flatten(1)  # (out, in)
+        # ||W W^T||_F^2 = ||W^T W||_F^2: the smaller Gram matrix gives it (ToMap's 1568 x 32: a 32 x 32 one);
+        # the diagonal of W W^T is the rows' squared norms
+        gram = w @ w.T if w.size(0) <= w.size(1) else w.T @ w
+        term = gram.pow(2).sum() - w.pow(2).sum(1).pow(2).sum()
+        total = term if total is None else total + term
+    return total if total is not None else torch.zeros(())
+
+
 # --- weight clipping and spectral normalisation --------------------------------------------------
 
 @torch.no_grad()

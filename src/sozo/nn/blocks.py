@@ -101,3 +101,38 @@ class SelfAttention(nn.Module):
         o, attn = self.attend(x)
         self.attention = attn.detach() if self.keep else None
         return x + self.gamma * o
+
+
+# --- class-conditional batch norm (BigGAN) -----------------------------------------------------------
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm without its own affine part, whose per-channel gain and bias are linear functions of
+    a conditioning vector (BigGAN, Brock et al. 2019: the shared class embedding joined with this
+    block's chunk of z): ``(1 + gain(cond)) * BN(x) + bias(cond)``; the gain starts at 1 because its
+    linear layer starts near 0. (B, C, H, W), (B, D) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(cond_dim, channels, bias=False)
+        self.bias = nn.Linear(cond_dim, channels, bias=False)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        g = 1 + self.gain(cond)[:, :, None, None]  # (B, C, 1, 1)
+        return self.bn(x) * g + self.bias(cond)[:, :, None, None]
+
+
+class CondResBlockUp(ResBlockUp):
+    """``ResBlockUp`` with class-conditional batch norm in place of both batch norms (BigGAN's G block):
+    (B, C_in, H, W), cond (B, D) -> (B, C_out, 2H, 2W)."""
+
+    def __init__(self, c_in: int, c_out: int, cond_dim: int):
+        super().__init__(c_in, c_out)
+        self.bn1 = ConditionalBatchNorm2d(c_in, cond_dim)  # type: ignore[assignment]
+        self.bn2 = ConditionalBatchNorm2d(c_out, cond_dim)  # type: ignore[assignment]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        size = 2 * x.size(-1)
+        h = F.interpolate(F.relu(self.bn1(x, cond)), size=(size, size), mode="nearest")
+        h = self.conv2(F.relu(self.bn2(self.conv1(h), cond)))
+        return h + self.skip(F.interpolate(x, size=(size, size), mode="nearest"))

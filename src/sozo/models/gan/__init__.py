@@ -1,4 +1,4 @@
-"""The GAN family: gan (MLP), dcgan, wgan, wgan-gp, cgan, sngan, sagan.
+"""The GAN family: gan (MLP), dcgan, wgan, wgan-gp, cgan, sngan, sagan, biggan.
 
 One class does the work; the registered names are presets of networks + objective + optimiser.
 Objectives, penalties, spectral norm and the update helpers are ``sozo.nn.adversarial``'s.
@@ -7,6 +7,9 @@ The discriminator sees real and fake batches in separate forward passes (with ba
 mixed batch gives a different, worse gradient). With ``diffaug`` both batches go through the same
 DiffAugment policy (``sozo.nn.augment``) before the critic, in its update and the generator's; with
 ``ada`` each op is applied with ADA's probability p, adjusted from sign(D(real)).
+BigGAN is the conditional resnet: class-conditional batch norm from a shared embedding with
+hierarchical latents in G, the projection critic, orthogonal regularisation of G (``ortho_reg``),
+EMA of G, and the truncation trick at sampling (``sample(..., truncation=t)``: |z| > t resampled).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from torch import nn
 from ...config import replace
 from ...data.images import to_float
 from ...errors import SozoError
+from ...evaluation import EvalContext, EvalOptions, Row
 from ...nn.adversarial import (
     Adversary,
     ObjectiveName,
@@ -31,19 +35,22 @@ from ...nn.adversarial import (
     critic_step,
     generator_loss,
     generator_update,
+    orthogonal_penalty,
 )
 from ...nn.augment import Ada, check_policy, diff_augment
 from ...nn.blocks import SelfAttention
 from ...nn.init import normal_init
 from ...registry import register_variant
 from ...viz.grid import save_grid, save_walk
-from ..base import resolved_sizes
-from ..images import ImageModel, fit_image_config
+from ..base import GenerativeModel, resolved_sizes
+from ..images import DEFAULT_SAMPLES, IMAGE_TABLE, ImageModel, fit_image_config
 from .networks import (
+    BigGANGenerator,
     ConvDiscriminator,
     ConvGenerator,
     MLPDiscriminator,
     MLPGenerator,
+    ProjectionDiscriminator,
     ResNetDiscriminator,
     ResNetGenerator,
     StandardDiscriminator,
@@ -54,13 +61,30 @@ from .networks import (
     map_sizes,
 )
 
+# the thresholds of biggan's quality/diversity curve in `sozo evaluate` (None: no truncation, the table's top rows)
+TRUNCATIONS = (2.0, 1.0, 0.5, 0.25)
+
+
+def _curve_point(t: float) -> Row:
+    def get(d: dict[str, Any]) -> str | None:
+        p = next((p for p in d.get("truncation_curve", ()) if p["truncation"] == t), None)
+        if p is None:
+            return None
+        return f"{p['fd']:.2f} / {p['precision']:.2f} / {p['recall']:.2f} / {p.get('mode_entropy', float('nan')):.2f}"
+    return Row(f"truncation_{t}", f"  truncation {t}: FD / prec / recall / modes", "{}", get=get)
+
+
+# the image league table with the truncation curve: FD, precision, recall and mode entropy at each threshold
+TRUNCATION_TABLE = IMAGE_TABLE.with_rows(*[_curve_point(t) for t in TRUNCATIONS])
+
 
 @dataclass
 class GANConfig:
     """Networks, objective and optimiser of a GAN. Sizes left at None follow the data."""
 
     preset: str = ""
-    # mlp, conv (DCGAN's stacks), resnet (SNGAN's residual networks: up blocks in G, down blocks in D)
+    # mlp, conv (DCGAN's stacks), resnet (SNGAN's residual networks: up blocks in G, down blocks in D; with
+    # conditional=true, BigGAN's: class-conditional BN from a shared embedding, hierarchical z, projection critic)
     arch: Literal["mlp", "conv", "resnet"] = "conv"
     latent_dim: int = 100
     image_size: int | None = None  # None: the data's size (resized to the nearest the net supports)
@@ -90,6 +114,7 @@ class GANConfig:
     init_std: float = 0.02  # N(0, std) weights as in the DCGAN paper (0: PyTorch's default init)
     spectral_norm: bool = False  # spectral normalisation of every conv / linear weight of the critic (SNGAN)
     generator_sn: bool = False  # ... and of the generator (SAGAN)
+    ortho_reg: float = 0.0  # beta of BigGAN's orthogonal regularisation of G's weights (the paper: 1e-4; 0: none)
     # SAGAN's self-attention block in both networks (conv or resnet) at attention_res x attention_res
     # (None: the largest map both networks have of at most a quarter of the size: 7 for 28 px, 8 for 32,
     # 32 for 128 as in the SAGAN paper)
@@ -151,8 +176,12 @@ class GANConfig:
         if (self.attention or self.attention_res is not None) and self.arch == "mlp":
             raise SozoError("self-attention goes into conv or resnet networks, not the MLPs",
                             hint="--set arch=conv (or resnet), or leave out attention")
-        if self.arch == "resnet" and self.conditional:
-            raise SozoError("the resnet networks are unconditional here", hint="--set arch=conv for cgan")
+        if self.arch == "resnet" and self.conditional and (self.attention or self.attention_res is not None):
+            raise SozoError("the conditional resnet networks (biggan) take no self-attention block here",
+                            hint="leave out attention, or --set conditional=false")
+        if self.ortho_reg < 0:
+            raise SozoError(f"'ortho_reg' must be at least 0, got {self.ortho_reg}",
+                            hint="for example --set ortho_reg=1e-4")
 
     def adversary(self) -> Adversary:
         """The objective, penalty and clipping these options choose (checked)."""
@@ -263,9 +292,18 @@ class GAN(ImageModel):
 
         # --- generator: D's weights need no gradient here, only its input does
         if update_g:
-            out["loss_g"] = generator_update(D, opt_g, lambda: generator_loss(
-                self.adversary, lambda: D(self.augment(fake), y), self.autocast()))
+            out["loss_g"] = generator_update(D, opt_g, lambda: self._generator_loss(fake, y, out))
         return out
+
+    def _generator_loss(self, fake: torch.Tensor, y: torch.Tensor | None, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The objective's generator loss, plus beta times the orthogonal penalty of G (``ortho_reg``)."""
+        D = self.discriminator
+        loss = generator_loss(self.adversary, lambda: D(self.augment(fake), y), self.autocast())
+        if self.config.ortho_reg > 0:
+            ortho = orthogonal_penalty(self.generator)
+            out["ortho"] = ortho.detach()
+            loss = loss + self.config.ortho_reg * ortho
+        return loss
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` through the DiffAugment policy (with ADA's p when on); ``x`` itself without one."""
@@ -288,10 +326,22 @@ class GAN(ImageModel):
                 raise SozoError(f"the discriminator gives {tuple(logits.shape)} instead of ({x.size(0)},)")
 
     # --- sampling ------------------------------------------------------------------------
-    def latents(self, n: int, seed: int | None) -> torch.Tensor:
-        """(n, latent) normals drawn on the CPU from ``seed``, so a seed gives the same images on any device."""
+    def latents(self, n: int, seed: int | None, truncation: float | None = None) -> torch.Tensor:
+        """(n, latent) normals drawn on the CPU from ``seed``, so a seed gives the same images on any device.
+
+        ``truncation`` t (BigGAN's truncation trick): a truncated normal, every value with |z| > t drawn
+        again until none is (t = 0: all zeros, the mean); None: the plain normal."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        return torch.randn(n, self.config.latent_dim, generator=gen)
+        z = torch.randn(n, self.config.latent_dim, generator=gen)
+        if truncation is None:
+            return z
+        if truncation <= 0:
+            return torch.zeros_like(z)
+        out = z.abs() > truncation
+        while out.any():  # each pass keeps P(|z| <= t) of the rest: a few dozen passes even at t = 0.05
+            z[out] = torch.randn(int(out.sum()), generator=gen)
+            out = z.abs() > truncation
+        return z
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None,
@@ -314,16 +364,22 @@ class GAN(ImageModel):
         finally:
             self.generator.train(was_training)
 
-    def sample(self, n: int, seed: int | None = None, labels: Any = None) -> torch.Tensor:
+    def sample(self, n: int, seed: int | None = None, labels: Any = None,
+               truncation: float | None = None) -> torch.Tensor:
         """``n`` images (n, C, H, W) in [-1, 1]; a seed gives the same images every time.
 
         ``labels`` (conditional models only): a class id or name for all, a tensor of ids, or None
-        to cycle through the classes.
+        to cycle through the classes. ``truncation`` (biggan): the truncation trick's threshold (see
+        ``latents``; smaller: cleaner and less varied).
         """
         if n < 1:
             raise SozoError(f"the number of samples must be at least 1, got {n}")
+        if truncation is not None and "truncation" not in self.sample_options:
+            raise SozoError(f"'{self.family}' samples take no truncation", hint="train biggan for the truncation trick")
+        if truncation is not None and not truncation >= 0:
+            raise SozoError(f"the truncation threshold must be at least 0, got {truncation}")
         self.check_sample_memory(n)
-        return self.generate(self.latents(n, seed), self.label_ids(labels, n))
+        return self.generate(self.latents(n, seed, truncation), self.label_ids(labels, n))
 
     def interpolate(self, paths: int, steps: int, seed: int | None = None, labels: Any = None) -> torch.Tensor:
         """Spherical walks between pairs of random latents: (steps, paths, C, H, W)."""
@@ -349,6 +405,23 @@ class GAN(ImageModel):
     def write_interpolation(self, path: Path, steps: int, paths: int, seed: int, labels: Any = None) -> Path:
         """A PNG strip (a row per walk) or an animated GIF (a frame per step)."""
         return save_walk(self.interpolate(paths, steps, seed, labels), path)  # (S, P, C, H, W) walks
+
+    # --- evaluation -----------------------------------------------------------------------
+    def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
+        """The image measures; for a family that samples with truncation (biggan) also its quality/diversity
+        curve: FD, precision, recall and mode entropy of ``options.n`` samples at each of ``TRUNCATIONS``
+        (same seed, same real reference)."""
+        res = super().measure(context, options)
+        if "truncation" not in self.sample_options:
+            return res
+        ev = self.image_evaluator(context, options)
+        n = options.n or DEFAULT_SAMPLES
+        keys = ("fd", "kid", "precision", "recall", "mode_entropy", "top_class_share")
+        res["truncation_curve"] = [{"truncation": t, **{k: v for k, v in ev.score(self, n, options.seed,
+                                                                                truncation=t).items() if k in keys}}
+                                   for t in TRUNCATIONS]
+        context.count_generated(n * (1 + len(TRUNCATIONS)), f"samples ({n} untruncated and {n} at each threshold)")
+        return res
 
     # --- attention ------------------------------------------------------------------------
     def attention_map(self, n: int, seed: int, pixel: tuple[int, int] | None = None,
@@ -397,6 +470,12 @@ def conv_networks(c: GANConfig, size: int, channels: int, k: int) -> tuple[nn.Mo
     """The conv or resnet generator and critic that ``c`` names (without attention or spectral norm)."""
     (width,) = resolved_sizes(c, "width")
     d_width = c.d_width or width
+    if c.arch == "resnet" and k:  # BigGAN's
+        if c.latent_dim < 3:
+            raise SozoError(f"BigGAN cuts z into a chunk per block: latent_dim={c.latent_dim} is too small",
+                            hint="for example --set latent_dim=96")
+        return (BigGANGenerator(c.latent_dim, size, channels, width, k, c.embed_dim),
+                ProjectionDiscriminator(size, channels, d_width, k))
     if c.arch == "resnet":
         return ResNetGenerator(c.latent_dim, size, channels, width), ResNetDiscriminator(size, channels, d_width)
     g = ConvGenerator(c.latent_dim, size, channels, width, c.g_norm, c.g_act, k, c.embed_dim, layout=c.layout)
@@ -448,7 +527,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return torch.where(so.abs() < 1e-6, lin, sph)
 
 
-def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | None = None, **defaults: Any) -> type:
+def _family(name: str, description: str, presets: dict[str, dict[str, Any]] | None = None,
+            **defaults: Any) -> type[GenerativeModel]:
     return register_variant(GAN, name, description, presets, **defaults)
 
 
@@ -497,3 +577,17 @@ _family("sagan", "SAGAN (Zhang et al. 2019): sngan's networks with a self-attent
                  "standard": {"d_layout": "standard"}, "resnet": {"arch": "resnet"}},
         arch="conv", layout="chapter", g_act="relu", d_norm="none", attention=True, spectral_norm=True,
         generator_sn=False, objective="hinge", lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.9)
+
+# biggan: the conditional resnet networks (BigGAN's G and the projection critic) at sngan's recipe on a CPU;
+# the paper's EMA of G (0.999 here: its 0.9999 suits its 100k+ steps, not a few thousand)
+_biggan = _family(
+    "biggan", "BigGAN (Brock et al. 2019): class-conditional batch norm from a shared class embedding with "
+              "hierarchical latents (z cut into a chunk per block), a projection critic, spectral norm in both, "
+              "hinge loss, orthogonal regularisation of G (beta 1e-4), EMA of G (0.999), Adam 2e-4 both (0, 0.999); "
+              "sozo sample RUN --truncation T (|z| > T resampled: cleaner, less varied)",
+    arch="resnet", conditional=True, latent_dim=96, embed_dim=32, width=32, d_width=16, spectral_norm=True,
+    generator_sn=True,
+    objective="hinge", ortho_reg=1e-4, lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.999)
+_biggan.sample_options = ("truncation",)
+_biggan.eval_table = TRUNCATION_TABLE
+_biggan.train_defaults = {**GAN.train_defaults, "ema": 0.999}

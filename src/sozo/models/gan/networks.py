@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...nn.blocks import ResBlockDown, ResBlockUp, SelfAttention, activation, norm2d
+from ...nn.blocks import CondResBlockUp, ResBlockDown, ResBlockUp, SelfAttention, activation, norm2d
 
 
 def conv_start(size: int) -> int | None:
@@ -268,6 +268,54 @@ class ResNetDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).view(-1)  # (B,)
+
+
+class BigGANGenerator(nn.Module):
+    """BigGAN's generator (Brock et al. 2019) on SNGAN's ResNet layout: a shared class embedding and
+    hierarchical latents. z (B, L) is cut into one chunk for the input layer and one per up block
+    (``torch.tensor_split``: near-equal chunks); the first chunk -> s0 x s0 x C by a linear layer; each
+    up block's two batch norms take their gain and bias from [its z chunk, shared embedding(y)]
+    (class-conditional BN); then BN, ReLU, 3x3 conv, Tanh. (B, L), (B,) -> (B, channels, size, size)."""
+
+    def __init__(self, latent_dim: int, size: int, channels: int, width: int, num_classes: int, embed_dim: int):
+        super().__init__()
+        s0 = conv_start(size)
+        if s0 is None:
+            raise ValueError(f"unsupported image size {size}")
+        n_up = int(math.log2(size / s0))
+        if latent_dim < n_up + 1:
+            raise ValueError(f"latent_dim {latent_dim} cannot be cut into {n_up + 1} chunks")
+        self.chunks = n_up + 1
+        dims = [len(c) for c in torch.tensor_split(torch.arange(latent_dim), self.chunks)]
+        self.shared = nn.Embedding(num_classes, embed_dim)  # one embedding shared by every block
+        self.input = ToMap(dims[0], width, s0)
+        self.blocks = nn.ModuleList([CondResBlockUp(width, width, d + embed_dim) for d in dims[1:]])
+        self.out = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.Conv2d(width, channels, 3, 1, 1),
+                                 nn.Tanh())
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        assert y is not None, "BigGAN's generator is class-conditional"
+        first, *rest = torch.tensor_split(z, self.chunks, dim=1)
+        e = self.shared(y)  # (B, E)
+        h = self.input(first)  # (B, C, s0, s0)
+        for block, zc in zip(self.blocks, rest):
+            h = block(h, torch.cat([zc, e], dim=1))  # cond (B, L_i + E)
+        return self.out(h)  # (B, C, H, W)
+
+
+class ProjectionDiscriminator(ResNetDiscriminator):
+    """SNGAN's ResNet critic with the projection of Miyato & Koyama (2018), as BigGAN uses it: the pooled
+    features h (B, C) give ``linear(h) + <embed(y), h>``, so the class enters as an inner product
+    with a learned class vector rather than as an input plane."""
+
+    def __init__(self, size: int, channels: int, width: int, num_classes: int):
+        super().__init__(size, channels, width)
+        self.embed = nn.Embedding(num_classes, width)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        assert y is not None, "the projection critic is class-conditional"
+        h = self.net[:-1](x)  # (B, C) after the blocks and sum pooling
+        return self.net[-1](h).view(-1) + (self.embed(y) * h).sum(1)  # (B,)
 
 
 def map_sizes(net: nn.Sequential, example: torch.Tensor) -> list[int]:
