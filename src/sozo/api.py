@@ -188,6 +188,10 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     if distributed.is_main() and folder is not None:
         lock = Run(folder).lock()
     try:
+        staged = cls.stages(rc.model)  # a family trained in stages (world models) runs them itself
+        if staged is not None:
+            where = Path(folder) if folder is not None else _new_run_dir(rc.model_name, cls.run_name(rc))
+            return staged(rc, where, partial(train, callbacks=callbacks), resume is not None or restart, log)
         return _train_locked(rc, cls, resume, out, restart, lock, callbacks, log)
     finally:
         if lock is not None:

@@ -23,7 +23,8 @@ Family = TypeVar("Family", bound="type[GenerativeModel]")
 FAMILY_MODULES = ("sozo.models.gan", "sozo.models.vae", "sozo.models.seq2seq", "sozo.models.language",
                   "sozo.models.musegan", "sozo.models.music_lstm", "sozo.models.img2img", "sozo.models.made",
                   "sozo.models.realnvp", "sozo.models.ddpm", "sozo.models.ebm", "sozo.models.pixelcnn",
-                  "sozo.models.music_transformer", "sozo.models.qa")
+                  "sozo.models.music_transformer", "sozo.models.qa",
+                  "sozo.models.world_models")
 
 _MODELS: dict[str, type[GenerativeModel]] = {}
 _loaded = False
