@@ -77,6 +77,10 @@ def test_all_four_stages_end_to_end(run):
         sub = Run(run.path / stage)
         assert sub.last_ckpt.exists() and any(r["kind"] == "epoch" for r in sub.metrics())
         assert sorted(sub.samples_dir.glob("epoch-*.png"))
+    for picture in ("vae-reconstructions.png", "rnn-predictions.png", "controller.png"):  # what the report shows
+        assert (run.path / picture).stat().st_size > 0
+    from sozo.viz.report import summarize
+    assert {p.name for p in summarize(run)["images"]} >= {"vae-reconstructions.png", "controller.png"}
     ckpt = load_checkpoint(run.last_ckpt)  # weights_only=True
     assert ckpt["stage"] == "controller" and ckpt["fitness"].shape == (4, 10)
     model = sozo.load(run)

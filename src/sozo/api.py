@@ -129,7 +129,7 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                 raise SozoError("resume=True needs out=: the run folder to continue, or to start when it has no "
                                 "checkpoint", hint='for example sozo.train("dcgan", out="runs/mine", resume=True)')
             restart = not Run(out).last_ckpt.exists()
-            if restart and Run(out).config_yaml.exists():
+            if restart and Run(out).config_yaml.exists() and not (model is not None and _staged(model)):
                 log(f"{out} has no checkpoint yet: starting its run again from the beginning")
         resume = out if resume and not restart else None
 
@@ -146,8 +146,11 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                 raise SozoError(f"{never.path} is a '{name}' run, not '{model}'",
                                 hint=f"sozo train {name} --resume {never.path}")
             model = model or name
-            log(f"{never.path} has no checkpoint yet (it stopped before its first one): starting it again "
-                "from step 0 with its config.yaml")
+            if model is not None and _staged(model):  # its finished stages are kept
+                log(f"{never.path}: continuing its stages with its config.yaml")
+            else:
+                log(f"{never.path} has no checkpoint yet (it stopped before its first one): starting it again "
+                    "from step 0 with its config.yaml")
             out, resume, restart = never.path, None, True
     if resume is not None:
         run = Run(resume).require("checkpoint")
@@ -201,6 +204,12 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                 Path(lock.path).unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only if empty
+
+
+def _staged(model: str) -> bool:
+    """Whether family ``model`` trains in stages of its own (``GenerativeModel.stages`` overridden)."""
+    from .models.base import GenerativeModel
+    return inspect.getattr_static(get_model(model), "stages") is not inspect.getattr_static(GenerativeModel, "stages")
 
 
 def _new_config(model: str | None, base: dict[str, Any], config: Any, overrides: list[tuple[str, Any]]

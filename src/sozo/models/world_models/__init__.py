@@ -194,7 +194,9 @@ class WorldModel(GenerativeModel):
         with np.load(source) as z:  # the encoded sequences the pipeline wrote (series.npz)
             arrays = {k: torch.from_numpy(z[k]) for k in ("mu", "logvar", "actions", "dones", "mask")}
         log(f"data: {len(arrays['mu'])} sequences of {arrays['mu'].shape[1]} steps from {source}")
-        first = {k: v[:1] for k, v in arrays.items()}  # one sequence for the epoch pictures
+        ends = torch.nonzero(arrays["dones"].sum(1) > 0).flatten()  # a sequence that ends the episode, if any
+        i = int(ends[0]) if len(ends) else 0
+        first = {k: v[i:i + 1] for k, v in arrays.items()}  # the sequence the epoch pictures show
         return _Data(source.name, load_weights(vae_file), first), arrays
 
     def use_data(self, data: Any) -> None:
@@ -262,20 +264,23 @@ class WorldModel(GenerativeModel):
         return ("loss",)
 
     def write_samples(self, path: Path, n: int, seed: int) -> Path:
-        """V: held-out frames (top row) over their reconstructions; M: real frames (top) over the frames V
-        decodes from M's one-step predictions (temperature 1, seeded)."""
+        """V: frames (top row) over their reconstructions; M: the last steps of a sequence that ends its
+        episode, V's decoding of the real next codes (top) over that of M's one-step predictions
+        (temperature 1, seeded)."""
         ex = self.examples
         if ex is None:
             raise SozoError("no examples to draw")
-        n = min(8, len(ex["mu"] if isinstance(ex, dict) else ex))
         with torch.no_grad():
             if self.config.stage == "vae":
+                n = min(8, len(ex))
                 x = ex[:n].to(self.device).float() / 255.0
                 recon = self.vae.decode(self.vae.encode(x)[0])
                 return save_grid(torch.cat([x, recon]) * 2 - 1, path, nrow=n)
             gen = torch.Generator().manual_seed(seed)
-            mu = ex["mu"][0, :n + 1].to(self.device)[None]  # one sequence: (1, n+1, Z)
-            a = ex["actions"][0, :n].to(self.device).float()[None]
+            t = int(ex["mask"][0].sum())  # its real steps; the pictures show the last (up to) 8 of them
+            n, s = min(8, t), max(0, t - 8)
+            mu = ex["mu"][0, s:s + n + 1].to(self.device)[None]  # (1, n+1, Z)
+            a = ex["actions"][0, s:s + n].to(self.device).float()[None]
             (logpi, m, logsigma, _), _ = self.rnn(mu[:, :-1], a)
             from .networks import sample_mdn
             pred = sample_mdn(logpi[0], m[0], logsigma[0], 1.0, gen)  # (n, Z)

@@ -83,25 +83,27 @@ def dream(rnn: MDNRNN, vae: ConvVAE | None, game: GameSpec, params: torch.Tensor
     Bernoulli draw). Scores (B,) are the steps survived (the dream knows only survival games). With
     ``record``, the frames V decodes from row 0's dream."""
     b = len(params)
-    z, state = z0, None
+    rows = torch.arange(b)  # the episodes still running: only they are stepped (most end early)
+    z, state, p = z0, None, params
     h = torch.zeros(b, rnn.hidden)
-    alive = torch.ones(b, dtype=torch.bool)
     score = torch.zeros(b)
     frames: list[np.ndarray] = []
     for _ in range(steps):
-        if record and vae is not None and alive[0]:
+        if record and vae is not None and rows[0] == 0:
             img = vae.decode(z[:1])[0].movedim(0, -1).mul(255).round().clamp(0, 255).byte().numpy()
             frames.append(img)
-        a = to_env_action(batched_controller(params, standardized(z, stats), h, game.action_dim), game)
+        a = to_env_action(batched_controller(p, standardized(z, stats), h, game.action_dim), game)
         (logpi, mu, logsigma, done_logit), state = rnn.step(z, a, state)
-        h = state[0][0]
         z = sample_mdn(logpi, mu, logsigma, temperature, generator)
-        score += alive.float()
+        score[rows] += 1
         if game.has_done:
-            u = torch.rand(b, generator=generator)
-            alive &= ~(u < torch.sigmoid(done_logit))
-        if not alive.any():
+            keep = torch.rand(len(rows), generator=generator) >= torch.sigmoid(done_logit)
+            if not keep.all():
+                rows, z, p = rows[keep], z[keep], p[keep]
+                state = (state[0][:, keep], state[1][:, keep])
+        if len(rows) == 0:
             break
+        h = state[0][0]
     return score, frames
 
 

@@ -35,7 +35,7 @@ from ..._version import __version__
 from ...config import to_dict
 from ...data.games import collect_rollouts, read_rollouts
 from ...errors import SozoError
-from ...runs import Run, load_weights, save_weights, write_json, write_text
+from ...runs import Run, atomic_path, load_weights, save_weights, write_json, write_text
 from .agent import frames_to_tensor
 
 STAGE_FILE = "stages.json"
@@ -105,6 +105,10 @@ def train_stages(family: type, rc: Any, folder: Path, train_stage: Callable[...,
             return run
         if main:
             _mark(run, stage, time.perf_counter() - t0, step=sub.trained_step())
+            pictures = sorted((run.path / stage / "samples").glob("epoch-*.png"))
+            if pictures:  # the last epoch's picture beside the run's other pictures (the report shows them)
+                name = "vae-reconstructions.png" if stage == "vae" else "rnn-predictions.png"
+                write_bytes(run.path / name, pictures[-1].read_bytes())
     # (4) the controller
     if "controller" in _done(run):
         return run
@@ -124,6 +128,7 @@ def train_stages(family: type, rc: Any, folder: Path, train_stage: Callable[...,
         save_weights(run.model_dir / "model.safetensors", model.state_dict(),
                      metadata={"family": "world-model", "step": str(generation)})
         write_json(run.model_dir / "config.json", {**info, "step": generation})
+        generation_chart(run.metrics(), run.path / "controller.png")
 
     from .search import search
     stop = _StopFlag()
@@ -228,3 +233,40 @@ def _code_stats(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
         mu, mask = torch.from_numpy(s["mu"][:, :-1]), torch.from_numpy(s["mask"])
     codes = mu[mask > 0]  # (N, Z)
     return codes.mean(0), codes.std(0).clamp(min=1e-3)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def generation_chart(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """The controller's best, mean and worst score per generation as a PNG line chart (PIL)."""
+    from PIL import Image, ImageDraw
+    gens = [r for r in records if r.get("kind") == "generation"]
+    if not gens:
+        return None
+    w, h, m = 480, 240, 40
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    lo = min(r["worst"] for r in gens)
+    hi = max(max(r["best"] for r in gens), lo + 1e-9)
+    n = max(len(gens) - 1, 1)
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        return m + (w - 2 * m) * i / n, h - m - (h - 2 * m) * (v - lo) / (hi - lo)
+    d.rectangle([m, m, w - m, h - m], outline="#999999")
+    for key, color in (("best", "#2a7d2a"), ("mean", "#1f4e9c"), ("worst", "#b03030")):
+        pts = [xy(i, r[key]) for i, r in enumerate(gens)]
+        if len(pts) > 1:
+            d.line(pts, fill=color, width=2)
+        for x, y in pts:
+            d.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
+    d.text((m, 8), f"controller ({gens[-1].get('where', '')}): best / mean / worst score per generation",
+           fill="black")
+    d.text((4, m - 6), f"{hi:.0f}", fill="black")
+    d.text((4, h - m - 6), f"{lo:.0f}", fill="black")
+    d.text((w / 2 - 30, h - m + 8), f"generation 1-{len(gens)}", fill="black")
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
