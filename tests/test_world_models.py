@@ -26,6 +26,12 @@ TINY = ["preset=tiny"]
 QUIET = dict(progress=False, device="cpu", threads=1, log=lambda m: None)
 
 
+def untrained() -> WorldModel:
+    """A tiny world model as built before training (dreams and searches need no trained weights)."""
+    torch.manual_seed(0)
+    return WorldModel(WorldModelConfig(**WorldModel.presets()["tiny"])).eval()
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The whole pipeline on the dot game: rollouts, V, M, the controller trained in M's dream."""
@@ -65,6 +71,7 @@ def test_the_batched_controller_is_the_linear_controller():
     assert torch.allclose(batched_controller(params.expand(3, -1), z, h, 1), want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_all_four_stages_end_to_end(run):
     done = json.loads((run.path / "stages.json").read_text())
     assert list(done) == ["rollouts", "vae", "rnn", "controller"]
@@ -89,14 +96,17 @@ def test_all_four_stages_end_to_end(run):
     assert len(scores) == 3 and scores == model.play(3, seed=5, workers=1)  # fixed seeds, the same episodes
 
 
+@pytest.mark.slow
 def test_the_dream_trained_controller_beats_the_random_policy_in_the_real_game(run):
     model = sozo.load(run)
     mine, rand = model.play(10, seed=100, workers=1), model.play(10, seed=100, workers=1, random_policy=True)
     assert np.mean(mine) > np.mean(rand) + 10, (mine, rand)
 
 
-def test_dreams_are_reproducible_under_a_seed(run, tmp_path):
-    model = sozo.load(run)
+def test_dreams_are_reproducible_under_a_seed(tmp_path):
+    model = untrained()
+    with torch.no_grad():
+        model.rnn.head.bias[-1] = -3.0  # episodes that last (an untrained done head ends half of them a step)
     params = model.controller_params().expand(6, -1) + 0.3 * torch.randn(6, model.controller.size())
     z0 = torch.randn(6, 4)
 
@@ -110,6 +120,7 @@ def test_dreams_are_reproducible_under_a_seed(run, tmp_path):
     assert (tmp_path / "d.gif").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_cma_es_improves_the_controller_in_the_dream(run):
     gens = [r for r in run.metrics() if r["kind"] == "generation"]
     assert gens[-1]["best_so_far"] > gens[0]["mean"]
@@ -146,11 +157,13 @@ def test_the_rollouts_resume_after_a_ctrl_c(tmp_path, monkeypatch):
         assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_v_resumes_exactly_after_a_ctrl_c(run, tmp_path, monkeypatch):
-    check_resume("world-model", tmp_path, monkeypatch,
-                 [*TINY, "stage=vae", f"source={run.path / 'rollouts'}", "vae_batch=16"])
+def test_v_resumes_exactly_after_a_ctrl_c(tmp_path, monkeypatch):
+    games.collect_rollouts("dot", tmp_path / "rollouts", 8, 16, progress=False, log=lambda m: None)
+    check_resume("world-model", tmp_path / "runs", monkeypatch,
+                 [*TINY, "stage=vae", f"source={tmp_path / 'rollouts'}"])
 
 
+@pytest.mark.slow
 def test_m_resumes_exactly_after_a_ctrl_c(run, tmp_path, monkeypatch):
     # M's sub-run reads V's codes and V's weights beside them: a copy of the run's
     import shutil
@@ -160,8 +173,8 @@ def test_m_resumes_exactly_after_a_ctrl_c(run, tmp_path, monkeypatch):
                  [*TINY, "stage=rnn", f"source={tmp_path / 'series.npz'}"], stop_at=3, epochs=5)  # a batch an epoch
 
 
-def test_the_controller_search_resumes_exactly_after_a_ctrl_c(run, tmp_path):
-    model = sozo.load(run)
+def test_the_controller_search_resumes_exactly_after_a_ctrl_c(tmp_path):
+    model = untrained()
     z0 = torch.randn(8, 4)
     kw = dict(seed=0, workers=1, save_model=lambda p, g: None, log=lambda m: None, progress=False)
     search(model, Run(tmp_path / "full"), z0, stop=lambda: False, **kw)
@@ -179,6 +192,7 @@ def test_the_controller_search_resumes_exactly_after_a_ctrl_c(run, tmp_path):
     assert torch.equal(a["last_candidates"], b["last_candidates"])
 
 
+@pytest.mark.slow
 def test_play_dream_and_evaluate_commands(run, tmp_path, capsys):
     assert exit_code(["play", str(run.path), "--episodes", "2", "--seed", "1", "--workers", "1",
                       "--record", str(tmp_path / "p.gif")]) == 0
@@ -193,7 +207,8 @@ def test_play_dream_and_evaluate_commands(run, tmp_path, capsys):
     assert json.loads((run.path / "eval.json").read_text())["episodes"] == 4
 
 
-def test_bad_input_gets_clear_errors(run, tmp_path, capsys):
+def test_bad_input_gets_clear_errors(tmp_path, capsys):
+    run = Run(tmp_path / "some-run")
     assert exit_code(["train", "world-model", "--env", "pong", "--out", str(tmp_path / "x")]) == 2
     assert "known: doom-take-cover, car-racing, dot" in capsys.readouterr().err
     with pytest.raises(SozoError, match="known: doom-take-cover, car-racing, dot"):

@@ -86,7 +86,7 @@ def train_stages(family: type, rc: Any, folder: Path, train_stage: Callable[...,
     fields = {k: v for k, v in to_dict(c).items() if k not in ("stage",)}
     common = {"seed": rc.train.seed, "device": rc.train.device, "threads": rc.train.threads, "progress": progress,
               "log_every": rc.train.log_every, "checkpoint_every": rc.train.checkpoint_every or 200,
-              "holdout": 0.05, "sample_every": 1}
+              "holdout": 0.05}
     for stage, data, epochs, batch, minutes in (
             ("vae", run.path / "rollouts", c.vae_epochs, c.vae_batch, c.vae_minutes),
             ("rnn", run.path / "series.npz", c.rnn_epochs, c.rnn_batch, c.rnn_minutes)):
@@ -99,7 +99,7 @@ def train_stages(family: type, rc: Any, folder: Path, train_stage: Callable[...,
         log(f"{stage}: training {'V, the VAE' if stage == 'vae' else 'M, the MDN-RNN'} in {run.path / stage}")
         sub = train_stage("world-model", str(data), out=run.path / stage, resume=True, log=log,
                           **{**fields, "stage": stage, **common, "epochs": epochs, "batch_size": batch,
-                             "max_minutes": minutes})
+                             "max_minutes": minutes, "sample_every": max(1, epochs // 10)})  # ten pictures
         if sub.interrupted:
             run.interrupted = sub.interrupted
             return run
