@@ -119,7 +119,11 @@ def _init_worker(name: str, size: int, vae_args: tuple, vae_state: dict, rnn_arg
     vae, rnn = ConvVAE(*vae_args), MDNRNN(*rnn_args)
     vae.load_state_dict(vae_state)
     rnn.load_state_dict(rnn_state)
-    _WORKER.update(game=make_game(name, size), vae=vae.eval(), rnn=rnn.eval(), stats=stats)
+    game = make_game(name, size)
+    if mp.parent_process() is not None:  # a worker: its game (ViZDoom's engine is a process) closes as it exits
+        from multiprocessing.util import Finalize
+        Finalize(game, game.close, exitpriority=10)
+    _WORKER.update(game=game, vae=vae.eval(), rnn=rnn.eval(), stats=stats)
 
 
 def _episode_job(job: tuple[int, np.ndarray | None, int, int | None]) -> tuple[int, float]:
@@ -160,13 +164,20 @@ class EpisodePool:
         return out
 
     def close(self) -> None:
+        """Let the workers exit and close their games (terminating them would leave ViZDoom's engines)."""
         if self.pool is not None:
-            self.pool.terminate()
+            self.pool.close()
             self.pool.join()
             self.pool = None
+        elif "game" in _WORKER:
+            _WORKER.pop("game").close()
 
     def __enter__(self) -> EpisodePool:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None and self.pool is not None:  # an error or Ctrl-C: do not wait for the episodes
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
         self.close()
