@@ -128,7 +128,7 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                 raise SozoError("resume=True needs out=: the run folder to continue, or to start when it has no "
                                 "checkpoint", hint='for example sozo.train("dcgan", out="runs/mine", resume=True)')
             restart = not Run(out).last_ckpt.exists()
-            if restart and Run(out).config_yaml.exists():
+            if restart and Run(out).config_yaml.exists() and not (model is not None and _staged(model)):
                 log(f"{out} has no checkpoint yet: starting its run again from the beginning")
         resume = out if resume and not restart else None
 
@@ -145,8 +145,11 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                 raise SozoError(f"{never.path} is a '{name}' run, not '{model}'",
                                 hint=f"sozo train {name} --resume {never.path}")
             model = model or name
-            log(f"{never.path} has no checkpoint yet (it stopped before its first one): starting it again "
-                "from step 0 with its config.yaml")
+            if model is not None and _staged(model):  # its finished stages are kept
+                log(f"{never.path}: continuing its stages with its config.yaml")
+            else:
+                log(f"{never.path} has no checkpoint yet (it stopped before its first one): starting it again "
+                    "from step 0 with its config.yaml")
             out, resume, restart = never.path, None, True
     if resume is not None:
         run = Run(resume).require("checkpoint")
@@ -187,6 +190,10 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
     if distributed.is_main() and folder is not None:
         lock = Run(folder).lock()
     try:
+        staged = cls.stages(rc.model)  # a family trained in stages (world models) runs them itself
+        if staged is not None:
+            where = Path(folder) if folder is not None else _new_run_dir(rc.model_name, cls.run_name(rc))
+            return staged(rc, where, partial(train, callbacks=callbacks), resume is not None or restart, log)
         return _train_locked(rc, cls, resume, out, restart, lock, callbacks, log)
     finally:
         if lock is not None:
@@ -196,6 +203,12 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
                 Path(lock.path).unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only if empty
+
+
+def _staged(model: str) -> bool:
+    """Whether family ``model`` trains in stages of its own (``GenerativeModel.stages`` overridden)."""
+    from .models.base import GenerativeModel
+    return get_model(model).stages.__func__ is not GenerativeModel.stages.__func__  # type: ignore[attr-defined]
 
 
 def _new_config(model: str | None, base: dict[str, Any], config: Any, overrides: list[tuple[str, Any]]

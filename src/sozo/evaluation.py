@@ -58,6 +58,7 @@ class EvalOptions:
     raw: bool = False  # measure the live weights even when the run kept an EMA of them
     steps: int | None = None  # ddpm, ebm: sampler steps (None: the run's sample_steps)
     data: str | None = None  # qa: a held-out file to score instead of the run's held-out articles
+    episodes: int | None = None  # world-model: episodes played in the real game (None: 100)
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int, optional: bool = False) -> None:
@@ -70,6 +71,7 @@ class EvalOptions:
         whole("k", 1)
         whole("beam", 1)
         whole("steps", 1, optional=True)
+        whole("episodes", 1, optional=True)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise SozoError(f"evaluate option 'seed' must be a whole number, got {self.seed!r}")
         if not isinstance(self.length_penalty, (int, float)) or isinstance(self.length_penalty, bool):

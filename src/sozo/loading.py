@@ -138,7 +138,8 @@ def load(run: str | Path | Run, device: str | torch.device = "cpu", raw: bool = 
 
 # what each kind of model is used with, for the hint when a command meets the wrong kind
 USE = {"images": "sozo sample RUN", "text": "sozo write RUN", "translations": 'sozo translate RUN "…"',
-       "music": "sozo compose RUN --out piece.mid", "image-translations": "sozo apply RUN IMAGE --out OUT"}
+       "music": "sozo compose RUN --out piece.mid", "image-translations": "sozo apply RUN IMAGE --out OUT",
+       "games": "sozo play RUN --episodes 10"}
 
 
 def require_makes(model: GenerativeModel, run: Any, makes: str | tuple[str, ...], command: str) -> None:

@@ -24,7 +24,7 @@ FAMILY_MODULES = ("sozo.models.gan", "sozo.models.vae", "sozo.models.seq2seq", "
                   "sozo.models.musegan", "sozo.models.music_lstm", "sozo.models.img2img", "sozo.models.made",
                   "sozo.models.realnvp", "sozo.models.ddpm", "sozo.models.ebm", "sozo.models.pixelcnn",
                   "sozo.models.music_transformer", "sozo.models.qa",
-                  "sozo.models.stylegan", "sozo.models.progan", "sozo.models.stackgan")
+                  "sozo.models.stylegan", "sozo.models.progan", "sozo.models.stackgan", "sozo.models.world_models")
 
 _MODELS: dict[str, type[GenerativeModel]] = {}
 _loaded = False

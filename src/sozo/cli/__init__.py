@@ -19,7 +19,7 @@ from .common import COMMANDS, Command
 from .shell import SHELLS, completion, say_error
 
 # command modules, in the order their subcommands appear in `sozo --help`
-MODULES = ("core", "images", "seq2seq", "qa", "language", "music", "img2img", "style", "viewing", "hub",
+MODULES = ("core", "images", "seq2seq", "qa", "language", "music", "img2img", "style", "games", "viewing", "hub",
            "stylegan")
 
 

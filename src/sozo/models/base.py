@@ -109,6 +109,19 @@ class GenerativeModel(nn.Module):
         run, or at training time what ``info_from_data`` gave. Keys a family does not use are ignored."""
         return cls(config)
 
+    @classmethod
+    def stages(cls, config: Any) -> Any:
+        """None (the default): one trainer run trains the family. A family trained in stages (world models:
+        rollouts, V, M, the controller's search) returns the function that runs them,
+        ``f(run_config, folder, train, resuming, log) -> Run``; ``train`` is ``sozo.train``, for sub-runs of
+        the one trainer, and ``resuming`` says whether the folder's finished stages are to be kept."""
+        return None
+
+    @classmethod
+    def run_name(cls, rc: Any) -> str:
+        """What a new run's default folder is named after, beside the family (runs/FAMILY-NAME): its data."""
+        return Path(str(rc.data.source)).name or "run"
+
     # --- configuration ---------------------------------------------------------------------
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
