@@ -78,6 +78,17 @@ def _up(c_in: int, c_out: int, size: int) -> list[nn.Module]:
             nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
+def _up_to_image(c: int, s: int, n_up: int, channels: int) -> nn.Sequential:
+    """``n_up`` up blocks from a (c, s, s) map, each doubling the side and halving the channels, then a 3x3
+    conv to ``channels`` and Tanh: the image end of both stages' generators."""
+    layers: list[nn.Module] = []
+    for _ in range(n_up):
+        s *= 2
+        layers += _up(c, c // 2, s)
+        c //= 2
+    return nn.Sequential(*layers, nn.Conv2d(c, channels, 3, 1, 1), nn.Tanh())
+
+
 def _start(size: int) -> int:
     """The first map's side: size / 2^k as small as possible but at least 4 (7 for 28, 4 for 32)."""
     s = size
@@ -98,14 +109,7 @@ class Stage1Generator(nn.Module):
         self.shape = (c0, s0, s0)
         self.fc = nn.Sequential(nn.Linear(latent_dim + cond_dim, c0 * s0 * s0, bias=False),
                                 nn.BatchNorm1d(c0 * s0 * s0), nn.ReLU(inplace=True))
-        layers: list[nn.Module] = []
-        c, s = c0, s0
-        for _ in range(n_up):
-            s *= 2
-            layers += _up(c, c // 2, s)
-            c //= 2
-        layers += [nn.Conv2d(c, channels, 3, 1, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.net = _up_to_image(c0, s0, n_up, channels)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.net(self.fc(torch.cat([z, c], 1)).view(-1, *self.shape))  # (B, C, s1, s1)
@@ -144,14 +148,7 @@ class Stage2Generator(nn.Module):
         self.encode = nn.Sequential(*enc)
         self.joint = nn.Sequential(nn.Conv2d(c + cond_dim, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c),
                                    nn.ReLU(inplace=True), *[ResBlock(c) for _ in range(n_res)])
-        layers: list[nn.Module] = []
-        s = s_enc
-        for _ in range(n_up):
-            s *= 2
-            layers += _up(c, c // 2, s)
-            c //= 2
-        layers += [nn.Conv2d(c, channels, 3, 1, 1), nn.Tanh()]
-        self.up = nn.Sequential(*layers)
+        self.up = _up_to_image(c, s_enc, n_up, channels)
 
     def forward(self, image: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = self.encode(image)  # (B, 4w, s, s)
