@@ -206,9 +206,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
 
 
 def _staged(model: str) -> bool:
-    """Whether family ``model`` trains in stages of its own (``GenerativeModel.stages`` overridden)."""
-    from .models.base import GenerativeModel
-    return get_model(model).stages.__func__ is not GenerativeModel.stages.__func__  # type: ignore[attr-defined]
+    """Whether family ``model`` trains in stages of its own (its class sets ``staged``)."""
+    return get_model(model).staged
 
 
 def _new_config(model: str | None, base: dict[str, Any], config: Any, overrides: list[tuple[str, Any]]

@@ -72,6 +72,7 @@ class GenerativeModel(nn.Module):
     # the sampler keywords `sample` takes beyond n/seed/labels, of "steps", "guidance", "temperature",
     # "chain" (sozo sample's --steps, --guidance…; the CLI refuses a flag not listed here)
     sample_options: ClassVar[tuple[str, ...]] = ()
+    staged: ClassVar[bool] = False  # trained in stages of its own (``stages``): a resume keeps the finished ones
 
     def __init__(self, config: Any):
         super().__init__()
