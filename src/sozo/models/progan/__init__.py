@@ -16,7 +16,7 @@ images are upsampled (nearest) to it, so samples, grids and measures always have
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -26,39 +26,32 @@ from ...nn.adversarial import ObjectiveName, PenaltyChoice, critic_loss, critic_
 from ...nn.progressive import ProgressiveDiscriminator, ProgressiveGenerator, resize, resolutions
 from ...registry import register_model
 from ..base import resolved_sizes
-from ..gan import GANConfig
-from ..gan.karras import KarrasGAN
+from ..gan.karras import KarrasConfig, KarrasGAN
 
 
 @dataclass
-class ProGANConfig(GANConfig):
+class ProGANConfig(KarrasConfig):
     """ProGAN's networks and schedule; the GAN options it shares keep their meaning (the conv-net
     layout options do not apply)."""
 
     preset: str = ""
     latent_dim: int = 128
-    width: int | None = None  # channels at the full size, doubling as the maps halve (at most 4x); None: 16 / 64
     # the growing schedule, in training images: at 4x4, then per new resolution a fade-in and a stable phase
     stage_images: int = 20000  # the paper: 800k
     fade_images: int | None = None  # None: stage_images
-    mbstd_group: int = 4
     objective: ObjectiveName = "wasserstein-gp"  # the paper's WGAN-GP, one critic update per generator update
     penalty: PenaltyChoice = "auto"
     drift: float = 0.001  # the paper's epsilon_drift * D(real)^2, which keeps the critic's outputs near 0
-    d_norm: Literal["batch", "instance", "layer", "none"] = "none"  # (unused: the critic has no norm)
-    init_std: float = 0.0  # (equalised learning rate: every weight N(0, 1), scaled at run time)
     lr_g: float = 1e-3
     lr_d: float = 1e-3
-    beta1: float = 0.0
-    beta2: float = 0.99
 
     def validate(self) -> None:
         super().validate()
         if self.stage_images < 1 or (self.fade_images is not None and self.fade_images < 1):
             raise SozoError("'stage_images' and 'fade_images' must be at least 1",
                             hint="for example --set stage_images=20000")
-        if self.drift < 0 or self.mbstd_group < 1:
-            raise SozoError("progan needs drift >= 0 and mbstd_group >= 1")
+        if self.drift < 0:
+            raise SozoError(f"progan needs drift >= 0, got {self.drift}")
         if self.ada or self.conditional:
             raise SozoError("progan is unconditional and takes no ada here", hint="leave out ada / conditional")
 

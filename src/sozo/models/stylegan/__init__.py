@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -32,14 +32,13 @@ from ...nn.progressive import ProgressiveDiscriminator, resolutions
 from ...registry import register_model
 from ...viz.grid import save_grid
 from ..base import resolved_sizes
-from ..gan import GANConfig
-from ..gan.karras import KarrasGAN
+from ..gan.karras import KarrasConfig, KarrasGAN
 from ..images import IMAGE_TABLE
 from .networks import StyleGenerator, style_bands
 
 
 @dataclass
-class StyleGANConfig(GANConfig):
+class StyleGANConfig(KarrasConfig):
     """StyleGAN's networks and training; the GAN options it shares keep their meaning (the conv-net
     layout options do not apply)."""
 
@@ -50,20 +49,13 @@ class StyleGANConfig(GANConfig):
     mapping_lr_mul: float = 0.01  # the mapping network's learning rate multiplier (the paper's 0.01)
     style_mixing: float = 0.9  # probability that a training image mixes two latents' styles
     w_avg_beta: float = 0.995  # decay of the running mean of w (the centre truncation pulls towards)
-    # the synthesis and critic widths: ``width`` at the full resolution, doubling as the maps halve (at most 4x)
-    width: int | None = None  # None: 16 up to 32 px (on a CPU, 32 costs 3x as much a step), 64 above
-    mbstd_group: int = 4  # the critic's minibatch standard deviation groups
     # the non-saturating loss (bce) with R1 on real images, every r1_every critic updates (lazy regularisation)
     objective: ObjectiveName = "bce"
     penalty: PenaltyChoice = "r1"
     penalty_weight: float | None = 1.0  # R1's gamma
     r1_every: int = 4
-    d_norm: Literal["batch", "instance", "layer", "none"] = "none"  # (unused: the critic has no norm)
-    init_std: float = 0.0  # (equalised learning rate: every weight N(0, 1), scaled at run time)
     lr_g: float = 2e-3
     lr_d: float = 2e-3
-    beta1: float = 0.0
-    beta2: float = 0.99
 
     def validate(self) -> None:
         super().validate()
@@ -73,7 +65,7 @@ class StyleGANConfig(GANConfig):
                             hint="for example --set objective=bce --set penalty=r1")
         if self.ada:
             raise SozoError("stylegan takes DiffAugment (diffaug) but not ada here", hint="leave out --set ada=true")
-        for name in ("w_dim", "mapping_layers", "r1_every", "mbstd_group"):
+        for name in ("w_dim", "mapping_layers", "r1_every"):
             if getattr(self, name) < 1:
                 raise SozoError(f"'{name}' must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.style_mixing <= 1 or not 0 <= self.w_avg_beta < 1 or not self.mapping_lr_mul > 0:
