@@ -226,6 +226,20 @@ def test_a_step_trains_the_tagger_and_the_decoder(squad):
         assert part in moved, part
 
 
+@pytest.mark.parametrize("score,weights", [("additive", {"w_k", "w_q", "v"}), ("general", {"w"})])
+def test_the_attention_score_is_chosen_and_trained(squad, score, weights):
+    model, train = build("qa", TINY + [f"score={score}"], data=str(squad))
+    att = model.net.attention
+    assert att.kind == score and {n.split(".")[0] for n, _ in att.named_parameters()} == weights
+    model.configure_optimizers()
+    before = {k: v.detach().clone() for k, v in att.named_parameters()}
+    out = model.training_step(first_batch(train), 0)
+    assert torch.isfinite(out["loss"])
+    assert all(not torch.equal(before[k], v) for k, v in att.named_parameters())  # the scores learn
+    with pytest.raises(SozoError, match="score"):
+        build("qa", TINY + ["score=dot"], data=str(squad))
+
+
 @pytest.mark.parametrize("preset,absent", [("book", ("switch", "attention", "features", "combine")),
                                            ("", ())])
 def test_the_book_preset_is_the_plain_model(squad, preset, absent):
@@ -280,6 +294,20 @@ def test_ask_as_a_user_types_it(run, tmp_path, capsys):
     # the Python API gives the same question for the same answer
     again = sozo.load(run).ask(text, answer="1858")[0]
     assert again.question == question and again.answer == "1858"
+
+
+def test_a_run_saved_before_the_score_setting_loads_with_additive_attention(tmp_path, squad):
+    """Runs saved before ``score`` existed were trained with the additive scores: they load so."""
+    old = sozo.train("qa", str(squad), out=tmp_path / "old", epochs=1, batch_size=8, progress=False, device="cpu",
+                     set=TINY + ["score=additive"], log=lambda m: None)
+    cfg = old.path / "config.yaml"
+    text = cfg.read_text(encoding="utf-8")
+    assert "score: additive" in text
+    cfg.write_text(text.replace("  score: additive\n", ""), encoding="utf-8")
+    model = sozo.load(old.path)
+    assert model.net.attention.kind == "additive"
+    assert model.ask("Magnus was born in Oslo in 1858.", answer="1858")[0].question
+    assert get_model("qa").Config().score == "general"  # what a new run gets
 
 
 def test_ask_bad_input(run, tmp_path, capsys):

@@ -44,7 +44,7 @@ def bidirectional(fwd: nn.GRU, bwd: nn.GRU, x: torch.Tensor, lengths: torch.Tens
 
 class QANet(nn.Module):
     def __init__(self, vocab: int, embed: int, hidden: int, dropout: float, n_tags: int, attention: bool,
-                 answer_features: bool, copy: bool):
+                 score: str, answer_features: bool, copy: bool):
         super().__init__()
         self.vocab, self.hidden = vocab, hidden
         self.embed = nn.Embedding(vocab, embed, padding_idx=PAD)  # shared by passage and question
@@ -56,7 +56,7 @@ class QANet(nn.Module):
         self.tagger = nn.Linear(2 * hidden, n_tags)
         self.answer_rnn = nn.GRU(2 * hidden, hidden, batch_first=True)  # pools the answer's encoder states
         self.decoder_rnn = nn.GRU(embed, hidden, batch_first=True)
-        self.attention = Attention("additive", hidden, 2 * hidden, hidden) if attention else None
+        self.attention = Attention(score, hidden, 2 * hidden, hidden) if attention else None
         self.combine = nn.Linear(3 * hidden, hidden) if attention else None
         self.out = nn.Linear(hidden, vocab)
         # p_gen from the decoder's features, its context and its input word (See et al. 2017)
