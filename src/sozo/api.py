@@ -206,8 +206,8 @@ def train(model: str | None = "dcgan", data: str | None = None, *, epochs: int |
 
 
 def _staged(model: str) -> bool:
-    """Whether family ``model`` trains in stages of its own (its class sets ``staged``)."""
-    return get_model(model).staged
+    """Whether family ``model`` trains in stages of its own."""
+    return get_model(model).trains_in_stages()
 
 
 def _new_config(model: str | None, base: dict[str, Any], config: Any, overrides: list[tuple[str, Any]]

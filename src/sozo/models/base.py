@@ -72,7 +72,6 @@ class GenerativeModel(nn.Module):
     # the sampler keywords `sample` takes beyond n/seed/labels, of "steps", "guidance", "temperature",
     # "chain" (sozo sample's --steps, --guidance…; the CLI refuses a flag not listed here)
     sample_options: ClassVar[tuple[str, ...]] = ()
-    staged: ClassVar[bool] = False  # trained in stages of its own (``stages``): a resume keeps the finished ones
 
     def __init__(self, config: Any):
         super().__init__()
@@ -117,6 +116,11 @@ class GenerativeModel(nn.Module):
         ``f(run_config, folder, train, resuming, log) -> Run``; ``train`` is ``sozo.train``, for sub-runs of
         the one trainer, and ``resuming`` says whether the folder's finished stages are to be kept."""
         return None
+
+    @classmethod
+    def trains_in_stages(cls) -> bool:
+        """Whether the family overrides ``stages`` (a resume then keeps the folder's finished stages)."""
+        return cls.stages.__func__ is not GenerativeModel.stages.__func__  # type: ignore[attr-defined]
 
     @classmethod
     def run_name(cls, rc: Any) -> str:

@@ -128,7 +128,6 @@ class WorldModel(GenerativeModel):
     makes = "games"
     takes = "nothing: --env names the game (doom-take-cover, car-racing, dot); rollouts are collected first"
     lr_options = ("vae_lr", "rnn_lr")
-    staged = True
     eval_table = GAMES_TABLE
 
     @classmethod
