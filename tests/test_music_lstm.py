@@ -68,6 +68,23 @@ def test_tokens_round_trip():
     assert dm.to_c_shift(2, "minor") == -5  # D minor -> A minor: down 5
 
 
+def test_held_out_windows_score_every_event_exactly_once():
+    """The held-out windows (stride seq_len, and one more ending at the piece's end, overlapping the one
+    before) count each event of a piece once: the overlap's targets are left out of the last window."""
+    for events in (3, 8, 9, 10, 17, 40, 41):
+        ids = list(range(10, 10 + events))
+        notes, _ = dm.piece_windows(ids, ids, seq_len=8, stride=8)
+        masks = dm.scored_once(events + 1, seq_len=8, stride=8)
+        assert len(masks) == len(notes)
+        scored = [w[j + 1] for w, m in zip(notes, masks) for j in range(8) if m[j] and w[j + 1] != 0]
+        assert sorted(scored) == ids  # every event once, none twice, no START or <pad>
+    # and the measure uses them: a window scored whole would count the overlap twice
+    vocab = dm.TokenVocab.build([[str(i) for i in range(10, 30)]], 1)
+    piece = ([str(i) for i in range(10, 30)], [str(i) for i in range(10, 30)])
+    hx = dm.windows_tensor([piece], vocab, vocab, seq_len=8, stride=8, once=True)
+    assert hx["notes"].shape == (3, 9) and int(hx["scored"].sum()) == 20
+
+
 def test_midi_folder_reads_as_events(midi_dir):
     name, pieces = dm.read_events(str(midi_dir), log=lambda m: None)
     assert name == midi_dir.name and len(pieces) == 6

@@ -385,6 +385,14 @@ class TokenVocab:
         return cls(list(doc))
 
 
+def _window_starts(length: int, L: int, stride: int) -> list[int]:
+    """Starts of the windows of ``L`` ids over ``length`` ids, every ``stride``, and one ending at the end."""
+    starts = list(range(0, length - L + 1, stride))
+    if starts[-1] != length - L:
+        starts.append(length - L)  # the end of the piece too
+    return starts
+
+
 def piece_windows(note_ids: list[int], dur_ids: list[int], seq_len: int, stride: int) -> tuple[list, list]:
     """Windows of ``seq_len + 1`` ids over START + the piece, every ``stride`` events; a piece shorter
     than one window gives one window padded with <pad> (id 0, never a target)."""
@@ -393,24 +401,40 @@ def piece_windows(note_ids: list[int], dur_ids: list[int], seq_len: int, stride:
     L = seq_len + 1
     if len(n) < L:
         return [n + [0] * (L - len(n))], [d + [0] * (L - len(d))]
-    starts = list(range(0, len(n) - L + 1, stride))
-    if starts[-1] != len(n) - L:
-        starts.append(len(n) - L)  # the end of the piece too
+    starts = _window_starts(len(n), L, stride)
     return [n[s:s + L] for s in starts], [d[s:s + L] for s in starts]
 
 
+def scored_once(length: int, seq_len: int, stride: int) -> list[list[bool]]:
+    """For ``piece_windows``' windows over ``length`` ids (START included): which of each window's
+    ``seq_len`` targets to score so that every event of the piece counts exactly once. The last window
+    ends at the piece's end and overlaps the one before; its targets already scored there are left out
+    (with the earlier context), so a held-out cross-entropy does not count a piece's end twice."""
+    L = seq_len + 1
+    if length < L:
+        return [[True] * seq_len]
+    masks, done = [], 0  # done: the last target position scored so far
+    for s in _window_starts(length, L, stride):
+        masks.append([s + 1 + j > done for j in range(seq_len)])
+        done = s + seq_len
+    return masks
+
+
 def windows_tensor(pieces: list[tuple[list[str], list[str]]], notes: TokenVocab, durs: TokenVocab,
-                   seq_len: int, stride: int) -> dict[str, torch.Tensor]:
-    """{"notes", "durations"}: (N, seq_len + 1) long tensors of every piece's windows."""
-    wn, wd = [], []
+                   seq_len: int, stride: int, once: bool = False) -> dict[str, torch.Tensor]:
+    """{"notes", "durations"}: (N, seq_len + 1) long tensors of every piece's windows; with ``once``
+    also "scored": (N, seq_len) bools, True at the targets that count each event exactly once."""
+    wn, wd, sc = [], [], []
     for nt, dt in pieces:
         a, b = piece_windows(notes.encode(nt), durs.encode(dt), seq_len, stride)
         wn += a
         wd += b
-    if not wn:
-        return {"notes": torch.zeros(0, seq_len + 1, dtype=torch.long),
-                "durations": torch.zeros(0, seq_len + 1, dtype=torch.long)}
-    return {"notes": torch.tensor(wn, dtype=torch.long), "durations": torch.tensor(wd, dtype=torch.long)}
+        sc += scored_once(len(nt) + 1, seq_len, stride)
+    out = {"notes": torch.tensor(wn, dtype=torch.long).view(-1, seq_len + 1),
+           "durations": torch.tensor(wd, dtype=torch.long).view(-1, seq_len + 1)}
+    if once:
+        out["scored"] = torch.tensor(sc, dtype=torch.bool).view(-1, seq_len)
+    return out
 
 
 @dataclass
@@ -463,7 +487,7 @@ def load_music(source: str, voices: str = "melody", transpose: str = "none", seq
     notes = TokenVocab.build((n for n, _ in train_tok), min_freq)
     durs = TokenVocab.build((d for _, d in train_tok), 1)
     x = windows_tensor(train_tok, notes, durs, seq_len, stride)
-    hx = windows_tensor(held_tok, notes, durs, seq_len, seq_len)  # held out: each event scored once or so
+    hx = windows_tensor(held_tok, notes, durs, seq_len, seq_len, once=True)  # held out: each event scored once
     held_notes = [t for n, _ in held_tok for t in n]
     unk = sum(t not in notes for t in held_notes) / max(1, len(held_notes))
     stats = {"pieces": len(pieces), "train_pieces": len(tr_idx), "heldout_pieces": len(ho_idx),
@@ -481,4 +505,4 @@ def load_music(source: str, voices: str = "melody", transpose: str = "none", seq
 
 __all__ = ["load_music", "read_events", "score_events", "MusicData", "TokenVocab", "events_to_piece",
            "events_to_tokens", "tokens_to_events", "pitch_token", "duration_token", "transpose_events",
-           "split_pieces", "piece_windows"]
+           "split_pieces", "piece_windows", "scored_once"]

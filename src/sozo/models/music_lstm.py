@@ -245,14 +245,16 @@ class NoteSequenceModel(GenerativeModel):
             held = trainer.heldout
             if not held or "notes" not in held or len(held["notes"]) == 0:
                 return None
-            ce = self.nll(held["notes"], held["durations"])
+            ce = self.nll(held["notes"], held["durations"], held.get("scored"))
             return {"heldout_note_ce": round(ce["notes"], 4), "heldout_duration_ce": round(ce["durations"], 4)}
         return [heldout]
 
     @torch.no_grad()
-    def nll(self, notes: torch.Tensor, durs: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
+    def nll(self, notes: torch.Tensor, durs: torch.Tensor, scored: torch.Tensor | None = None,
+            batch_size: int = 64) -> dict[str, float]:
         """Mean next-token cross-entropy (nats) of pitches and durations over (N, T+1) windows, and
-        the number of scored tokens."""
+        the number of scored tokens; ``scored`` (N, T) bools: only those targets count (``windows_tensor``
+        with ``once``: each held-out event once)."""
         was = self.training
         self.eval()
         sn = sd = 0.0
@@ -260,13 +262,15 @@ class NoteSequenceModel(GenerativeModel):
         try:
             for i in range(0, len(notes), batch_size):
                 n, d = notes[i:i + batch_size].to(self.device), durs[i:i + batch_size].to(self.device)
+                tn, td = n[:, 1:], d[:, 1:]
+                if scored is not None:  # targets left out become <pad>, which is never scored
+                    keep = scored[i:i + batch_size].to(self.device)
+                    tn, td = tn.masked_fill(~keep, 0), td.masked_fill(~keep, 0)
                 with self.autocast():
                     ln, ld = self.logits(n[:, :-1], d[:, :-1])
-                sn += float(F.cross_entropy(ln.float().flatten(0, 1), n[:, 1:].flatten(), ignore_index=0,
-                                            reduction="sum"))
-                sd += float(F.cross_entropy(ld.float().flatten(0, 1), d[:, 1:].flatten(), ignore_index=0,
-                                            reduction="sum"))
-                count += int((n[:, 1:] != 0).sum())
+                sn += float(F.cross_entropy(ln.float().flatten(0, 1), tn.flatten(), ignore_index=0, reduction="sum"))
+                sd += float(F.cross_entropy(ld.float().flatten(0, 1), td.flatten(), ignore_index=0, reduction="sum"))
+                count += int((tn != 0).sum())
         finally:
             self.train(was)
         return {"notes": sn / max(1, count), "durations": sd / max(1, count), "tokens": count}
@@ -385,8 +389,8 @@ class NoteSequenceModel(GenerativeModel):
         c = self.config
         t0 = time.perf_counter()
         held_tok = [events_to_tokens(e) for e in data.heldout_events]
-        hx = windows_tensor(held_tok, *self._vocabs(), c.seq_len, c.seq_len)
-        ce = self.nll(hx["notes"], hx["durations"])
+        hx = windows_tensor(held_tok, *self._vocabs(), c.seq_len, c.seq_len, once=True)
+        ce = self.nll(hx["notes"], hx["durations"], hx["scored"])
         n = max(2, min(options.n or 32, 64))  # pieces to compose (sampling is sequential)
         res = {"heldout_note_ce": round(ce["notes"], 4), "heldout_duration_ce": round(ce["durations"], 4),
                "heldout_event_ce": round(ce["notes"] + ce["durations"], 4), "heldout_tokens": ce["tokens"],
