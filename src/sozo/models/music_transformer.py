@@ -55,8 +55,8 @@ class MusicTransformerConfig(NoteSequenceConfig):
     heads: int = 4
     layers: int = 3
     ff_mult: int = 4  # feed-forward width, in multiples of d_model
-    dropout: float = 0.1
-    lr: float = 2e-3  # AdamW (after the warm-up)
+    dropout: float = 0.2  # on embeddings, residual branches and attention weights (0.1 overfits the chorales sooner)
+    lr: float = 1e-3  # AdamW (after the warm-up; 2e-3 reached a worse held-out minimum, earlier)
     weight_decay: float = 0.01  # AdamW
     warmup: int = 50  # steps of linear learning-rate warm-up
     schedule: Literal["cosine", "constant"] = "cosine"  # after the warm-up: cosine decay to lr/10, or constant
@@ -136,7 +136,7 @@ class MusicTransformer(NoteSequenceModel):
     Config = MusicTransformerConfig
     description = ("Music: decoder-only Transformer with relative position attention (Huang et al. 2018) or "
                    "learned positions, on music-lstm's tokens and data (sozo compose RUN --top-p 0.95)")
-    train_defaults = {"batch_size": 32, "log_every": 20, "epochs": 15}
+    train_defaults = {"batch_size": 32, "log_every": 20, "epochs": 20}  # held-out CE bottoms out near 20-25
 
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
