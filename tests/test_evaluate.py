@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import sozo
 from sozo.cli import main
@@ -56,6 +57,31 @@ def test_too_few_samples_for_the_features(two_runs):
     trained, _ = two_runs
     with pytest.raises(SozoError, match="more samples than feature dimensions"):
         sozo.evaluate(trained.path, n=50, log=None)
+
+
+def test_evaluate_against_the_images_a_run_was_not_given(tmp_path, capsys):
+    """--data: a run trained on the first 300 of the bundled digits is measured against the other
+    1,497 (the loader's seeded order: the same prefix the run had), and eval.json says so; another
+    source is measured whole; a source with nothing left, or none at all, is refused plainly."""
+    run = sozo.train("dcgan", out=tmp_path / "few", data="digits", set=["width=8", "latent_dim=16", "limit=300",
+                                                                        "max_steps=2"], **tiny_options())
+    assert main(["evaluate", str(run.path), "--n", "300", "--data", "digits"]) == 0
+    assert "300 vs 1497" in capsys.readouterr().out
+    res = json.loads((run.path / "eval.json").read_text())
+    ref = res["provenance"]["reference"]
+    assert res["n_real"] == 1497 and ref["split"] == "data" and ref["count"] == 1497
+    assert "not given" in ref["split_by"] and "first 300" in ref["split_by"]
+    from sozo.data.images import load_images
+    seen = load_images("digits", image_size=28, channels=1, limit=300).images
+    every = load_images("digits", image_size=28, channels=1).images
+    assert torch.equal(every[:300], seen)  # the prefix left out is exactly what the run trained on
+    with pytest.raises(SozoError, match="evaluate --data"):
+        sozo.evaluate(run.path, n=300, data=str(tmp_path / "no-such-folder"), log=None)
+    whole = sozo.train("dcgan", out=tmp_path / "whole", data="digits", set=["width=8", "latent_dim=16",
+                                                                           "limit=1797", "max_steps=1"],
+                       **tiny_options())
+    with pytest.raises(SozoError, match="none is left to measure against"):
+        sozo.evaluate(whole.path, n=300, data="digits", log=None)
 
 
 def test_eval_every_logs_measures_during_training(tmp_path):

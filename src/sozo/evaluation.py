@@ -57,7 +57,9 @@ class EvalOptions:
     bleu_tokenize: str = "none"  # seq2seq: sacrebleu's tokenizer (none: the corpus's own tokens)
     raw: bool = False  # measure the live weights even when the run kept an EMA of them
     steps: int | None = None  # ddpm, ebm: sampler steps (None: the run's sample_steps)
-    data: str | None = None  # qa: a held-out file to score instead of the run's held-out articles
+    # other real data to measure against: qa, a held-out file to score instead of the run's held-out articles;
+    # image families, an image source (the run's own: the images it was not given, after its data.limit)
+    data: str | None = None
     episodes: int | None = None  # world-model: episodes played in the real game (None: 100)
 
     def __post_init__(self) -> None:

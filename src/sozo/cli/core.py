@@ -199,6 +199,10 @@ def _evaluate_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--inception-weights", metavar="PATH",
                    help="Inception-v3 weights file for the standard FID (needs torch-fidelity); "
                         "default: a LeNet trained on the data ($SOZO_INCEPTION_WEIGHTS also works)")
+    s.add_argument("--data", metavar="SOURCE",
+                   help="measure against other real data: image families, the images of this source (a bundled "
+                        "name or a path; the run's own source: the images it was not given, after --set limit=N); "
+                        "qa, every question of this SQuAD JSON / NewsQA CSV (default: the run's own data)")
     add_family_arguments(s, "evaluate")
 
 
@@ -207,7 +211,7 @@ def _evaluate_args(s: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from ..api import evaluate
     results, table = evaluate(args.runs, n=args.n, seed=args.seed, device=args.device,
-                              inception_weights=args.inception_weights, raw=args.raw, log=log,
+                              inception_weights=args.inception_weights, raw=args.raw, data=args.data, log=log,
                               **family_keywords(args, "evaluate"))
     print(table)
     for path in results:

@@ -1,4 +1,4 @@
-"""The question generator: ``sozo ask``, and ``sozo evaluate --data`` for qa runs."""
+"""The question generator: ``sozo ask`` (``sozo evaluate --data`` for qa runs is in core)."""
 from __future__ import annotations
 
 import argparse
@@ -10,9 +10,6 @@ from .common import add_model_options, command, family_options, load_model, log,
 
 family_options("train", "qa", data_help="SQuAD v1.1 JSON (split by article), a folder of SQuAD train/dev files, "
                                         "or the NewsQA CSV")
-family_options("evaluate", "qa", overrides=lambda a: {"data": a.data}, arguments=lambda g: g.add_argument(
-    "--data", metavar="FILE", help="qa: score every question of this SQuAD JSON / NewsQA CSV "
-                                   "(default: the run's held-out articles)"))
 
 
 def _ask_args(s: argparse.ArgumentParser) -> None:

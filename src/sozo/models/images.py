@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import DataConfig
 from ..data.images import ImageData, load_images, resize_images
-from ..data.stream import Rows, is_streamed
+from ..data.stream import Rows, as_tensor, is_streamed
 from ..errors import SozoError
 from ..evaluation import EvalContext, EvalOptions, Reference, Row, Table
 from ..limits import check_memory
@@ -233,15 +234,52 @@ class ImageModel(GenerativeModel):
     eval_table = IMAGE_TABLE  # shared by every image family: runs of any of them are compared in one table
 
     def image_evaluator(self, context: EvalContext, options: EvalOptions) -> Any:
-        """The feature extractor and real reference statistics of this run's data: built once per
-        dataset for all the runs of one ``sozo.evaluate`` call (context.shared)."""
+        """The feature extractor and real reference statistics of this run's data (or of
+        ``options.data``: ``reference_images``): built once per dataset for all the runs of one
+        ``sozo.evaluate`` call (context.shared)."""
         from ..metrics.evaluate import evaluator_for_data
         d = context.config.data
         c = self.config
+        other = options.data
+        if other:
+            return context.shared(("image-evaluator", "other", other, str(d.source), d.limit, c.channels, c.image_size,
+                                   options.inception_weights),
+                                  lambda: evaluator_for_data(*self._reference(context, other)[:2], context.device,
+                                                             options.inception_weights, context.log))
         key = ("image-evaluator", str(d.source), d.limit, c.channels, c.image_size, options.inception_weights)
         return context.shared(key, lambda: evaluator_for_data(context.data, context.examples, context.device,
                                                               options.inception_weights, context.log,
                                                               holdout=d.holdout))
+
+    def _reference(self, context: EvalContext, source: str) -> tuple[ImageData, dict[str, Rows], str]:
+        d, c = context.config.data, self.config  # loaded once for all the runs of one evaluate call
+        key = ("reference-images", str(source), str(d.source), d.limit, c.channels, c.image_size)
+        return context.shared(key, lambda: self.reference_images(context, source))
+
+    def reference_images(self, context: EvalContext, source: str) -> tuple[ImageData, dict[str, Rows], str]:
+        """``sozo evaluate --data SOURCE``: the real images to measure against instead of the run's own,
+        at the model's size and channels, and a sentence saying which. When SOURCE is the run's own
+        source and the run was given only its first ``limit`` images (``--set limit=500``: a few
+        hundred images of one's own), those are left out: the reference is the images it never saw."""
+        d, c = context.config.data, self.config
+        try:
+            other = load_images(source, image_size=c.image_size, channels=c.channels, seed=0)
+        except SozoError as e:
+            raise SozoError(f"evaluate --data {source}: {e.message}", hint=e.hint) from None
+        same = str(source) == str(d.source) or Path(str(source)).expanduser().resolve() == \
+            Path(str(d.source)).expanduser().resolve()
+        tensors: dict[str, Rows] = {"images": other.images}
+        if other.labels is not None:
+            tensors["labels"] = other.labels
+        said = f"every image of {source}"
+        if same and d.limit:  # the loader's seeded shuffle: the run was given the first `limit` of this order
+            if len(other.images) <= d.limit:
+                raise SozoError(f"evaluate --data {source}: the run was given all {len(other.images)} of its images, "
+                                "so none is left to measure against",
+                                hint="give another source, or leave out --data to measure against the run's own")
+            tensors = {k: as_tensor(v)[d.limit:] for k, v in tensors.items()}
+            said = f"the {len(tensors['images'])} images of {source} the run was not given (it had the first {d.limit})"
+        return other, tensors, said
 
     def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
         """FD, KID, precision/recall and the class histogram of ``options.n`` samples (10000) against
@@ -256,8 +294,12 @@ class ImageModel(GenerativeModel):
         res = {"measure": ev.fd_name, "extractor": ev.extractor.name, "seed": options.seed,
                **ev.score(self, n, options.seed, **kw), "floor": ev.floor()}
         context.count_generated(n, "samples")
-        context.use_reference("all", int(ev.ref["n"]),
-                              split_by="every real image the run was given (training and held-out parts)")
+        if options.data:
+            context.use_reference("data", int(ev.ref["n"]), split_by=self._reference(context, options.data)[2],
+                                  split_seed=None)
+        else:
+            context.use_reference("all", int(ev.ref["n"]),
+                                  split_by="every real image the run was given (training and held-out parts)")
         if "modes" in res:
             modes_chart(res["modes"], res["floor"].get("modes"), context.run.path / "modes.png",
                         title=f"{context.run.path.name}: classes of {n} samples (by {ev.extractor.name})")
