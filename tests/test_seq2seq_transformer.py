@@ -205,7 +205,8 @@ def test_preset():
     from sozo.config import build_run_config, merge_overrides, parse_set
     rc = build_run_config("seq2seq", Seq2Seq, merge_overrides({}, parse_set(["preset=transformer"]), Seq2Seq))
     c = rc.model
-    assert (c.arch, c.embed_dim, c.heads, c.layers, c.schedule_kind) == ("transformer", 256, 4, 2, "noam")
+    assert (c.arch, c.embed_dim, c.heads, c.layers, c.ff_dim, c.schedule_kind) == ("transformer", 256, 4, 2, 512,
+                                                                                      "linear")
 
 
 # --- a trained run: search, save/load, the commands -----------------------------------------------
