@@ -283,8 +283,8 @@ class ImageModel(GenerativeModel):
 
     def measure(self, context: EvalContext, options: EvalOptions) -> dict[str, Any]:
         """FD, KID, precision/recall and the class histogram of ``options.n`` samples (10000) against
-        all the run's real images (held-out part included), beside the real-vs-real floor; writes
-        RUN/modes.png for labelled data."""
+        all the run's real images (held-out part included), or ``options.data``'s (``reference_images``),
+        beside the real-vs-real floor; writes RUN/modes.png for labelled data."""
         from ..metrics.evaluate import modes_chart
         ev = self.image_evaluator(context, options)
         context.use_extractor(ev.extractor.name, ev.digest, EXTRACTOR_MEASURES)
