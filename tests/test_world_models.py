@@ -157,6 +157,33 @@ def test_the_rollouts_resume_after_a_ctrl_c(tmp_path, monkeypatch):
         assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_the_rollouts_hold_each_random_action_for_1_to_repeat_steps():
+    class Draws:  # every draw of the random action a new value: the holds can be read off
+        n = 0
+
+        def random_action(self, rng):
+            self.n += 1
+            return np.array([float(self.n)], np.float32)
+    policy, rng = games.held_random_policy(4), np.random.default_rng(0)
+    draws = Draws()
+    acts = np.array([policy(draws, None, rng)[0] for _ in range(8000)])
+    holds = np.bincount(np.unique(acts, return_counts=True)[1][:-1])  # the last hold may be cut short
+    assert holds[0] == 0 and len(holds) == 5 and (holds[1:] > 650).all()  # 1..4 steps, uniform (~800 each)
+    game = games.make_game("dot", 16)  # repeat 1: a new action every step, the episodes of before
+    assert np.array_equal(games.play_episode(game, 5, games.held_random_policy(1))["actions"],
+                          games.play_episode(game, 5)["actions"])
+
+
+def test_the_rollout_repeat_follows_the_game_and_old_runs_keep_a_new_action_a_step():
+    from sozo.config import with_saved_defaults
+    assert WorldModelConfig(env="doom-take-cover").repeat() == 10  # the paper's Doom rollouts
+    assert WorldModelConfig(env="dot").repeat() == 1
+    assert WorldModelConfig(env="doom-take-cover", rollout_repeat=3).repeat() == 3
+    assert with_saved_defaults(WorldModelConfig, {"env": "doom-take-cover"})["rollout_repeat"] == 1
+    with pytest.raises(SozoError, match="rollout_repeat"):
+        WorldModelConfig(rollout_repeat=-1).validate()
+
+
 def test_v_resumes_exactly_after_a_ctrl_c(tmp_path, monkeypatch):
     games.collect_rollouts("dot", tmp_path / "rollouts", 8, 16, progress=False, log=lambda m: None)
     check_resume("world-model", tmp_path / "runs", monkeypatch,

@@ -237,6 +237,24 @@ def random_policy(game: Game, frame: np.ndarray, rng: np.random.Generator) -> np
     return game.random_action(rng)
 
 
+def held_random_policy(repeat: int) -> Policy:
+    """The random policy with each action held for 1..``repeat`` steps (uniform), one episode's worth (make
+    one per episode). Ha & Schmidhuber's Doom rollouts do this ("a more diverse random policy"): a new
+    action every step is a random walk that seldom leaves the middle of the room, so M never sees what
+    happens by the walls and corners, and a controller trained in its dream finds them safe."""
+    if repeat <= 1:
+        return random_policy
+    held: dict[str, Any] = {"left": 0, "action": None}
+
+    def policy(game: Game, frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if held["left"] == 0:
+            held["action"] = game.random_action(rng)
+            held["left"] = int(rng.integers(1, repeat + 1))
+        held["left"] -= 1
+        return held["action"]
+    return policy
+
+
 def play_episode(game: Game, seed: int, policy: Policy = random_policy, max_steps: int | None = None,
                  keep: bool = True) -> dict[str, np.ndarray]:
     """One episode: frames (T+1, S, S, 3) (the last is after the last action), actions (T, A), rewards
@@ -271,11 +289,11 @@ def _write_shard(path: Path, episodes: list[dict[str, np.ndarray]]) -> None:
     os.replace(tmp, path)
 
 
-def _collect_shard(job: tuple[str, int, int, list[int], str, int]) -> tuple[int, list[float]]:
-    name, size, max_steps, seeds, path, index = job
+def _collect_shard(job: tuple[str, int, int, list[int], str, int, int]) -> tuple[int, list[float]]:
+    name, size, max_steps, seeds, path, index, repeat = job
     game = make_game(name, size)
     try:
-        episodes = [play_episode(game, s, max_steps=max_steps) for s in seeds]
+        episodes = [play_episode(game, s, held_random_policy(repeat), max_steps=max_steps) for s in seeds]
     finally:
         game.close()
     _write_shard(Path(path), episodes)
@@ -283,10 +301,11 @@ def _collect_shard(job: tuple[str, int, int, list[int], str, int]) -> tuple[int,
 
 
 def collect_rollouts(name: str, folder: Path, episodes: int, size: int, seed: int = 0, workers: int = 1,
-                     per_shard: int = 8, max_steps: int | None = None, progress: bool = True,
+                     per_shard: int = 8, max_steps: int | None = None, repeat: int = 1, progress: bool = True,
                      log: Callable[[str], None] = print) -> list[float]:
     """Random-policy rollouts of ``name`` into ``folder``/shard-NNNNN.npz (``per_shard`` episodes each),
-    by ``workers`` processes; shards already on disk are kept (resume). Returns the new episodes' scores."""
+    by ``workers`` processes, each action held for 1..``repeat`` steps (:func:`held_random_policy`);
+    shards already on disk are kept (resume). Returns the new episodes' scores."""
     folder.mkdir(parents=True, exist_ok=True)
     for tmp in folder.glob(".*.tmp"):
         tmp.unlink()
@@ -297,7 +316,7 @@ def collect_rollouts(name: str, folder: Path, episodes: int, size: int, seed: in
         path = folder / f"shard-{i:05d}.npz"
         if not path.exists():
             idx = range(i * per_shard, min(episodes, (i + 1) * per_shard))
-            jobs.append((name, size, cap, [episode_seed(seed, j) for j in idx], str(path), i))
+            jobs.append((name, size, cap, [episode_seed(seed, j) for j in idx], str(path), i, repeat))
     if not jobs:
         return []
     log(f"rollouts: {len(jobs)} of {n_shards} shards to collect ({episodes} episodes of {name}) "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -28,13 +28,17 @@ from ..base import GenerativeModel
 from .agent import dream, frames_to_tensor, play
 from .networks import MDNRNN, Controller, ConvVAE, mdn_nll
 
-PAPER = {"doom-take-cover": {"z_dim": 64, "rnn_hidden": 512}, "car-racing": {"z_dim": 32, "rnn_hidden": 256},
-         "dot": {"z_dim": 8, "rnn_hidden": 32}}
+PAPER = {"doom-take-cover": {"z_dim": 64, "rnn_hidden": 512, "rollout_repeat": 10},
+         "car-racing": {"z_dim": 32, "rnn_hidden": 256, "rollout_repeat": 1},
+         "dot": {"z_dim": 8, "rnn_hidden": 32, "rollout_repeat": 1}}
 
 
 @dataclass
 class WorldModelConfig:
     """The game, the three networks and how each stage trains. Sizes left at 0 follow the game."""
+
+    # runs saved before rollout_repeat existed collected (and resume) with a new action every step
+    saved_defaults: ClassVar[dict[str, Any]] = {"rollout_repeat": 1}
 
     preset: str = ""
     env: Literal["doom-take-cover", "car-racing", "dot"] = "doom-take-cover"  # the game (--env)
@@ -43,6 +47,9 @@ class WorldModelConfig:
     # rollouts of the random policy
     rollouts: int = 200  # episodes
     rollout_steps: int = 0  # cap on an episode's steps (0: the game's, 2100 for Doom, 1000 for CarRacing)
+    # the random policy holds each random action for 1..N steps (uniform; 1: a new action every step;
+    # 0: the game's, 10 for Doom as the paper's rollouts, which then reach the room's walls and corners)
+    rollout_repeat: int = 0
     per_shard: int = 8  # episodes a shard of the on-disk dataset
     workers: int = 0  # processes playing episodes (rollouts, the controller in the real game; 0: the CPU count)
     # V: the VAE
@@ -85,6 +92,9 @@ class WorldModelConfig:
                      "vae_batch", "rnn_batch"):
             if getattr(self, name) < 1:
                 raise SozoError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.rollout_repeat < 0:
+            raise SozoError(f"rollout_repeat must be at least 0 (0: the game's), got {self.rollout_repeat}",
+                            hint="for example --set rollout_repeat=10")
         if self.population < 2:
             raise SozoError("CMA-ES needs a population of at least 2")
         if self.temperature <= 0:
@@ -99,6 +109,9 @@ class WorldModelConfig:
 
     def hidden(self) -> int:
         return self.rnn_hidden or PAPER[self.env]["rnn_hidden"]
+
+    def repeat(self) -> int:
+        return self.rollout_repeat or PAPER[self.env]["rollout_repeat"]
 
     def resolved_where(self) -> str:
         return self.where if self.where != "auto" else "dream" if self.env == "doom-take-cover" else "real"

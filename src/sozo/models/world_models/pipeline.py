@@ -76,7 +76,7 @@ def train_stages(family: type, rc: Any, folder: Path, train_stage: Callable[...,
         if main:
             scores = collect_rollouts(c.env, run.path / "rollouts", c.rollouts, c.image_size, seed=rc.train.seed,
                                       workers=workers, per_shard=c.per_shard, max_steps=c.rollout_steps or None,
-                                      progress=progress, log=log)
+                                      repeat=c.repeat(), progress=progress, log=log)
             if scores:
                 run.log({"kind": "rollouts", "episodes": len(scores), "mean_score": round(float(np.mean(scores)), 2),
                          "std_score": round(float(np.std(scores)), 2), "seconds": round(time.perf_counter() - t0, 1)})
