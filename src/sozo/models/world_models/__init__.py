@@ -48,7 +48,7 @@ class WorldModelConfig:
     rollouts: int = 200  # episodes
     rollout_steps: int = 0  # cap on an episode's steps (0: the game's, 2100 for Doom, 1000 for CarRacing)
     # the random policy holds each random action for 1..N steps (uniform; 1: a new action every step;
-    # 0: the game's, 10 for Doom as the paper's rollouts, which then reach the room's walls and corners)
+    # 0: the game's, 10 for Doom as the paper's rollouts, which carry the random agent further)
     rollout_repeat: int = 0
     per_shard: int = 8  # episodes a shard of the on-disk dataset
     workers: int = 0  # processes playing episodes (rollouts, the controller in the real game; 0: the CPU count)
