@@ -245,14 +245,14 @@ def held_random_policy(repeat: int) -> Policy:
     10, about 210 with 1)."""
     if repeat <= 1:
         return random_policy
-    held: dict[str, Any] = {"left": 0, "action": None}
+    left, action = 0, np.zeros(0, np.float32)  # steps the held action still has; the action
 
     def policy(game: Game, frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if held["left"] == 0:
-            held["action"] = game.random_action(rng)
-            held["left"] = int(rng.integers(1, repeat + 1))
-        held["left"] -= 1
-        return held["action"]
+        nonlocal left, action
+        if left == 0:
+            action, left = game.random_action(rng), int(rng.integers(1, repeat + 1))
+        left -= 1
+        return action
     return policy
 
 
