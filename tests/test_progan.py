@@ -19,6 +19,9 @@ def test_the_schedule_is_a_function_of_the_images_seen():
     assert at == [(0, 1.0), (0, 1.0), (1, 0.0), (1, 0.5), (1, 0.98), (1, 1.0), (1, 1.0), (2, 0.0), (2, 0.5),
                   (3, 0.0), (3, 1.0)]
     assert schedule(10**6, 1, 100, 50) == (0, 1.0)
+    # the smooth curve: smoothstep of the same fraction, so it agrees at 0, 1/2 and 1 and is slower near the ends
+    smooth = [schedule(s, 4, 100, 40, "smooth") for s in (100, 110, 120, 130, 140, 240)]
+    assert smooth == [(1, 0.0), (1, 0.15625), (1, 0.5), (1, 0.84375), (1, 1.0), (2, 0.0)]
 
 
 def test_fade_in_at_alpha_zero_is_the_lower_resolution_upsampled():
@@ -83,3 +86,5 @@ def test_resume_mid_fade_is_exact(tmp_path, monkeypatch):
 def test_bad_schedule_is_refused():
     with pytest.raises(SozoError, match="stage_images"):
         build("progan", [*TINY, "stage_images=0"])
+    with pytest.raises(SozoError, match="fade_curve"):
+        build("progan", [*TINY, "fade_curve=cosine"])

@@ -16,7 +16,7 @@ images are upsampled (nearest) to it, so samples, grids and measures always have
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -39,6 +39,7 @@ class ProGANConfig(KarrasConfig):
     # the growing schedule, in training images: at 4x4, then per new resolution a fade-in and a stable phase
     stage_images: int = 20000  # the paper: 800k
     fade_images: int | None = None  # None: stage_images
+    fade_curve: FadeCurve = "linear"  # linear (the paper's alpha) or smooth (smoothstep: slow out of 0 and into 1)
     objective: ObjectiveName = "wasserstein-gp"  # the paper's WGAN-GP, one critic update per generator update
     penalty: PenaltyChoice = "auto"
     drift: float = 0.001  # the paper's epsilon_drift * D(real)^2, which keeps the critic's outputs near 0
@@ -59,17 +60,24 @@ class ProGANConfig(KarrasConfig):
         return self.fade_images if self.fade_images is not None else self.stage_images
 
 
-def schedule(seen: int, stages: int, stage_images: int, fade_images: int) -> tuple[int, float]:
+FadeCurve = Literal["linear", "smooth"]
+
+
+def schedule(seen: int, stages: int, stage_images: int, fade_images: int,
+             curve: FadeCurve = "linear") -> tuple[int, float]:
     """(stage, alpha) after ``seen`` training images: stage 0 for ``stage_images``, then each next stage
-    fades in over ``fade_images`` (alpha = images into the fade / fade_images) and runs alone for
-    ``stage_images``; the last stage stays, at alpha 1."""
+    fades in over ``fade_images`` and runs alone for ``stage_images``; the last stage stays, at alpha 1.
+    With t = images into the fade / fade_images, alpha is t (``linear``, the paper's) or the smoothstep
+    3t^2 - 2t^3 (``smooth``: it leaves 0 slowly, so the new layers take many updates (Adam's steps do not
+    shrink with alpha) before they show, and reaches 1 slowly)."""
     if seen < stage_images or stages == 1:
         return 0, 1.0
     t = seen - stage_images
     stage, into = 1 + t // (fade_images + stage_images), t % (fade_images + stage_images)
     if stage >= stages:
         return stages - 1, 1.0
-    return stage, min(1.0, into / fade_images)
+    frac = min(1.0, into / fade_images)
+    return stage, (frac * frac * (3.0 - 2.0 * frac) if curve == "smooth" else frac)
 
 
 @register_model("progan")
@@ -101,7 +109,7 @@ class ProGAN(KarrasGAN):
 
     def stage_at(self, seen: int) -> tuple[int, float]:
         c = self.config
-        return schedule(seen, len(self.res), c.stage_images, c.fades())
+        return schedule(seen, len(self.res), c.stage_images, c.fades(), c.fade_curve)
 
     def real_at(self, x: torch.Tensor, stage: int, alpha: float) -> torch.Tensor:
         """Real images as the critic sees them at (stage, alpha): area-downsampled to the stage's size and,
