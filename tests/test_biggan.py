@@ -28,8 +28,8 @@ def run(tmp_path_factory):
 def test_the_preset_is_bigans_recipe():
     model, _ = build("biggan", TINY)
     c = model.config
-    assert (c.arch, c.conditional, c.objective, c.spectral_norm, c.generator_sn, c.ortho_reg) == \
-        ("resnet", True, "hinge", True, True, 1e-4)
+    assert (c.arch, c.conditional, c.objective, c.spectral_norm, c.generator_sn, c.ortho_reg, c.n_critic) == \
+        ("resnet", True, "hinge", True, True, 1e-4, 2)
     assert isinstance(model.generator, BigGANGenerator) and isinstance(model.discriminator, ProjectionDiscriminator)
     assert sozo.registry.get_model("biggan").train_defaults["ema"] == 0.999
     assert "truncation" in model.sample_options and "truncation" not in build("cgan", ["limit=200"])[0].sample_options
