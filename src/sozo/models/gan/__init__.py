@@ -581,7 +581,7 @@ _family("sagan", "SAGAN (Zhang et al. 2019): sngan's networks with a self-attent
 # biggan: the conditional resnet networks (BigGAN's G and the projection critic) at sngan's recipe on a CPU;
 # the paper's EMA of G (0.999 here: its 0.9999 suits its 100k+ steps, not a few thousand); the paper's 2 critic
 # updates per G update: with 1, the critic loses (hinge loss near 2 by 1,400 steps) and each class collapses to one
-# drawing (FD-LeNet 9.5 at 2,009 steps against 0.75 at 30 CPU minutes with 2)
+# drawing (FD-LeNet 9.5 at 2,009 steps against 0.75 and 0.47, two seeds, at 30 CPU minutes with 2)
 _biggan = _family(
     "biggan", "BigGAN (Brock et al. 2019): class-conditional batch norm from a shared class embedding with "
               "hierarchical latents (z cut into a chunk per block), a projection critic, spectral norm in both, "

@@ -28,6 +28,8 @@ from ...registry import register_model
 from ..base import resolved_sizes
 from ..gan.karras import KarrasConfig, KarrasGAN
 
+FadeCurve = Literal["linear", "smooth"]  # how alpha rises through a fade-in (schedule)
+
 
 @dataclass
 class ProGANConfig(KarrasConfig):
@@ -58,9 +60,6 @@ class ProGANConfig(KarrasConfig):
 
     def fades(self) -> int:
         return self.fade_images if self.fade_images is not None else self.stage_images
-
-
-FadeCurve = Literal["linear", "smooth"]
 
 
 def schedule(seen: int, stages: int, stage_images: int, fade_images: int,
